@@ -1,0 +1,98 @@
+"""Settings: one validated object, from RMGR_* environment variables and an optional TOML file.
+
+Unknown or malformed settings are errors at start-up that name the setting, so a typo in
+production (RMGR_DATABSE_URL) fails loudly instead of silently falling back to a default.
+"""
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+ENV_PREFIX = "RMGR_"
+
+
+class ConfigError(Exception):
+    """A setting is unknown or malformed; the message names it."""
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    database_url: str = "sqlite:///rmgr.sqlite"
+    # Empty: jobs run in a thread of the API process (embedded default, no broker to install).
+    celery_broker_url: str = ""
+    celery_result_backend: str = ""
+    # Empty: in-memory rate limits (one process); set to redis://... when several API processes run.
+    ratelimit_storage_url: str = "memory://"
+    ratelimit_default: str = "600/minute"
+    max_request_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
+    preoccupy_ttl_hours: int = Field(default=72, gt=0)
+    number_quarantine_days: int = Field(default=90, ge=0)
+    # Trust-based limits: past this many expired pre-occupations the principal's quota drops.
+    trust_expired_threshold: int = Field(default=5, ge=1)
+    quota_preoccupations: int = Field(default=200, ge=1)
+    quota_golden_numbers: int = Field(default=20, ge=0)
+    quota_reduced_preoccupations: int = Field(default=20, ge=1)
+    quota_reduced_golden_numbers: int = Field(default=2, ge=0)
+    log_level: str = "INFO"
+    log_json: bool = False
+    secret_key: str = "dev-only-change-me"
+    testing: bool = False
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        if not value.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:", "postgresql+psycopg2:")):
+            raise ValueError("must be a sqlite:/// or postgresql:// URL")
+        if value.startswith("postgresql://"):
+            value = "postgresql+psycopg://" + value[len("postgresql://"):]
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        value = value.upper()
+        if value not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
+        return value
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def load_settings(environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
+    """Build the settings from an optional TOML file (RMGR_CONFIG_FILE), then RMGR_* variables,
+    then explicit overrides. Raises ConfigError naming the first bad setting."""
+    environ = dict(os.environ if environ is None else environ)
+    values: dict[str, Any] = {}
+    config_file = environ.pop(ENV_PREFIX + "CONFIG_FILE", None)
+    if config_file:
+        path = Path(config_file)
+        try:
+            values.update(tomllib.loads(path.read_text()))
+        except FileNotFoundError:
+            raise ConfigError(f"RMGR_CONFIG_FILE: no such file {path}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"RMGR_CONFIG_FILE: {path} is not valid TOML: {exc}") from None
+    for key, raw in environ.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        name = key[len(ENV_PREFIX):].lower()
+        if name not in Settings.model_fields:
+            raise ConfigError(f"{key}: unknown setting")
+        values[name] = raw
+    values.update(overrides)
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = ".".join(str(p) for p in err["loc"])
+        env_name = ENV_PREFIX + name.upper()
+        if err["type"] == "extra_forbidden":
+            raise ConfigError(f"{env_name}: unknown setting") from None
+        raise ConfigError(f"{env_name}: {err['msg']}") from None

@@ -1,0 +1,117 @@
+"""資源模板管理: device models as data, and the defaults every installation starts with."""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from resource_mgr.errors import Invalid
+
+
+class PortGroup(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    count: int = Field(gt=0, le=4096)
+    port_kind: Literal["pon_port", "dsl_port", "line_port", "eth_port", "ont_port", "splitter_in",
+                       "splitter_out", "terminal", "box_port"]
+    capacity: int = Field(default=1, ge=1, le=4096)  # >1 for a shared unit (a PON port: its ONTs)
+    technology: str = ""
+    side: str = ""  # terminals: feeder / distribution (cross box), line / equipment (MDF)
+    first: int = Field(default=1, ge=0)
+
+
+class CardSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    slots: list[int] = Field(min_length=1)
+    card_type: str = Field(min_length=1)
+    ports: list[PortGroup] = Field(min_length=1)
+
+
+class TemplateSpec(BaseModel):
+    """What a device made from the template has: cards in slots with their ports, and ports on
+    the device itself (a splitter, a box, a frame)."""
+
+    model_config = ConfigDict(extra="forbid")
+    cards: list[CardSpec] = []
+    ports: list[PortGroup] = []
+    split_ratio: int | None = Field(default=None, ge=2, le=128)
+    technology: str = ""
+    medium: Literal["copper", "fibre", ""] = ""
+    frame_type: Literal["mdf", "odf", ""] = ""
+    capacity: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _unique_slots(self) -> "TemplateSpec":
+        slots = [s for c in self.cards for s in c.slots]
+        if len(slots) != len(set(slots)):
+            raise ValueError("a slot appears in more than one card spec")
+        if not self.cards and not self.ports:
+            raise ValueError("a template needs cards or ports")
+        return self
+
+
+RESOURCE_KINDS = ("device", "cross_box", "distribution_box", "frame")
+
+
+def parse_spec(spec: dict[str, Any]) -> TemplateSpec:
+    try:
+        return TemplateSpec.model_validate(spec)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise Invalid(f"template spec {where}: {err['msg']}", field=f"spec.{where}") from None
+
+
+def _gpon_olt(slots: int, ports: int, tech: str, capacity: int) -> dict[str, Any]:
+    return {"technology": tech, "cards": [{"slots": list(range(1, slots + 1)), "card_type": f"{tech}-{ports}",
+            "ports": [{"count": ports, "port_kind": "pon_port", "capacity": capacity, "technology": tech}]}]}
+
+
+def _splitter(ratio: int) -> dict[str, Any]:
+    return {"split_ratio": ratio, "technology": "PON", "ports": [
+        {"count": 1, "port_kind": "splitter_in", "capacity": ratio},
+        {"count": ratio, "port_kind": "splitter_out"}]}
+
+
+def _cross_box(pairs: int) -> dict[str, Any]:
+    # Feeder side ~ half the distribution side, the usual 1:2 concentration towards the exchange.
+    return {"capacity": pairs, "medium": "copper", "ports": [
+        {"count": pairs // 2, "port_kind": "terminal", "side": "feeder"},
+        {"count": pairs, "port_kind": "terminal", "side": "distribution"}]}
+
+
+def _box(medium: str, ports: int) -> dict[str, Any]:
+    return {"capacity": ports, "medium": medium, "ports": [{"count": ports, "port_kind": "box_port"}]}
+
+
+# (name, resource kind, device type, spec)
+DEFAULT_TEMPLATES: list[tuple[str, str, str, dict[str, Any]]] = [
+    ("OLT-GPON-17x16", "device", "olt", _gpon_olt(17, 16, "GPON", 64)),
+    ("OLT-XGSPON-17x8", "device", "olt", _gpon_olt(17, 8, "XGS-PON", 128)),
+    *[(f"SPLITTER-1:{r}", "device", "splitter", _splitter(r)) for r in (2, 4, 8, 16, 32, 64)],
+    ("DSLAM-ADSL-16x64", "device", "dslam", {"technology": "ADSL2+", "cards": [
+        {"slots": list(range(1, 17)), "card_type": "ADSL2+-64",
+         "ports": [{"count": 64, "port_kind": "dsl_port", "technology": "ADSL2+"}]}]}),
+    ("DSLAM-VDSL-8x48", "device", "dslam", {"technology": "VDSL2", "cards": [
+        {"slots": list(range(1, 9)), "card_type": "VDSL2-48",
+         "ports": [{"count": 48, "port_kind": "dsl_port", "technology": "VDSL2"}]}]}),
+    ("PSTN-SWITCH-20x128", "device", "pstn_switch", {"technology": "PSTN", "cards": [
+        {"slots": list(range(1, 21)), "card_type": "ASL-128",
+         "ports": [{"count": 128, "port_kind": "line_port", "technology": "PSTN"}]}]}),
+    ("NGN-SOFTSWITCH", "device", "ngn_softswitch", {"technology": "NGN", "ports": [
+        {"count": 4, "port_kind": "eth_port"}]}),
+    ("AG-16x64", "device", "access_gateway", {"technology": "NGN", "cards": [
+        {"slots": list(range(1, 17)), "card_type": "AG-POTS-64",
+         "ports": [{"count": 64, "port_kind": "line_port", "technology": "NGN"}]}]}),
+    ("LAN-SWITCH-48", "device", "lan_switch", {"technology": "LAN", "ports": [
+        {"count": 48, "port_kind": "eth_port", "technology": "LAN"}]}),
+    ("ONT-1GE-1POTS", "device", "ont", {"technology": "GPON", "ports": [
+        {"count": 1, "port_kind": "ont_port", "technology": "GPON"}]}),
+    *[(f"CROSS-BOX-{p}", "cross_box", "", _cross_box(p)) for p in (300, 600, 1200)],
+    *[(f"DIST-BOX-{p}", "distribution_box", "", _box("copper", p)) for p in (10, 20, 30)],
+    *[(f"FAT-{p}", "distribution_box", "", _box("fibre", p)) for p in (8, 16, 24)],
+    ("MDF-2000", "frame", "", {"frame_type": "mdf", "medium": "copper", "ports": [
+        {"count": 2000, "port_kind": "terminal", "side": "line"},
+        {"count": 2000, "port_kind": "terminal", "side": "equipment"}]}),
+    ("ODF-576", "frame", "", {"frame_type": "odf", "medium": "fibre", "ports": [
+        {"count": 576, "port_kind": "terminal", "side": "line"}]}),
+]

@@ -1,0 +1,50 @@
+"""Number pools (owned by a switch), segments (號段) and numbers with a grade."""
+from __future__ import annotations
+
+from sqlalchemy import ForeignKey, Index, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from resource_mgr.db import Base
+from resource_mgr.inventory.models import Resource, _child_id
+from resource_mgr.occupancy.models import Unit
+
+
+class NumberPool(Resource):
+    """A pool of numbers on one switch (PSTN or NGN softswitch), with its quarantine period."""
+
+    __tablename__ = "number_pool"
+    id: Mapped[str] = _child_id()
+    switch_id: Mapped[str | None] = mapped_column(ForeignKey("device.id"))
+    area_code: Mapped[str] = mapped_column(String(4))
+    quarantine_days: Mapped[int] = mapped_column(Integer, default=90)
+    __mapper_args__ = {"polymorphic_identity": "number_pool", "inherit_condition": id == Resource.id}
+
+
+class NumberSegment(Resource):
+    """號段: a contiguous block of local numbers, e.g. 8765 0000–8765 9999; parent is the pool."""
+
+    __tablename__ = "number_segment"
+    id: Mapped[str] = _child_id()
+    exchange_code: Mapped[str] = mapped_column(String(8))  # leading digits of the local number
+    first: Mapped[str] = mapped_column(String(12))
+    last: Mapped[str] = mapped_column(String(12))
+    __mapper_args__ = {"polymorphic_identity": "number_segment"}
+
+
+class Number(Base):
+    """A telephone number: its occupancy and state are those of its unit (same id)."""
+
+    __tablename__ = "number"
+    __table_args__ = (
+        Index("ix_number_pool_grade", "pool_id", "grade_level"),
+        Index("ix_number_tail4", "tail4"),
+    )
+    id: Mapped[str] = mapped_column(ForeignKey("unit.id", ondelete="CASCADE"), primary_key=True)
+    number: Mapped[str] = mapped_column(String(16), unique=True)  # local number, e.g. 87650000
+    pool_id: Mapped[str] = mapped_column(ForeignKey("number_pool.id", ondelete="CASCADE"))
+    segment_id: Mapped[str] = mapped_column(ForeignKey("number_segment.id", ondelete="CASCADE"))
+    exchange_code: Mapped[str] = mapped_column(String(8))
+    tail4: Mapped[str] = mapped_column(String(4))  # for tail searches
+    grade: Mapped[str] = mapped_column(String(30), default="normal")  # rule name, or normal
+    grade_level: Mapped[int] = mapped_column(Integer, default=0)  # 0 normal, higher = more golden
+    unit: Mapped[Unit] = relationship(lazy="joined", innerjoin=True)

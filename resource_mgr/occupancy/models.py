@@ -1,0 +1,367 @@
+"""The ledger of allocatable units: one occupancy mechanism for ports, pairs, cores, splitter
+ports, box ports, terminals and numbers.
+
+Two things are tracked apart: occupancy (free → preoccupied → occupied → free) and the
+administrative state (in service / locked by a cutover / faulty / reserved). Transitions are
+methods that check the lifecycle and write a history row in the same transaction; an illegal
+one raises a domain error that says what and why.
+
+Most units are exclusive (capacity 1): the holder sits on the row. A shared unit (a PON port,
+the feeder core and first-stage splitter behind it) carries many services up to `capacity`:
+`used` counts the services on it and each pending order holds one `SharedHold`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import JSON, ColumnElement, ForeignKey, Index, Integer, String, UniqueConstraint, and_, or_
+from sqlalchemy.orm import Mapped, WriteOnlyMapped, mapped_column, relationship
+
+from resource_mgr.clock import aware, utcnow
+from resource_mgr.db import Base, UTCDateTime
+from resource_mgr.errors import Expired, IllegalTransition, Invalid, Locked, NoCapacity, Quarantined
+from resource_mgr.ids import new_id
+from resource_mgr.states import AdminState, Occupancy
+
+UNIT_KINDS = (
+    "pon_port",  # OLT GPON / XGS-PON port (shared, capacity = ONTs)
+    "dsl_port",  # DSLAM ADSL2+/VDSL2 port
+    "line_port",  # PSTN / NGN access gateway subscriber line port (設備號)
+    "eth_port",  # LAN switch port
+    "ont_port",
+    "splitter_in",
+    "splitter_out",
+    "pair",  # copper cable pair (線對)
+    "core",  # fibre core (纖芯)
+    "terminal",  # MDF / ODF / cross box terminal
+    "box_port",  # distribution box / fibre access terminal port
+    "number",  # telephone number
+)
+
+
+@dataclass(frozen=True)
+class Change:
+    """Who changes a unit and on whose behalf: written into every history row."""
+
+    principal: str
+    order_ref: str | None = None
+    reservation_id: str | None = None
+    service_id: str | None = None
+    cutover_id: str | None = None
+    reason: str | None = None
+    at: datetime = field(default_factory=utcnow)
+
+
+class History(Base):
+    """One recorded change of state: who, when, which order or cutover, before and after."""
+
+    __tablename__ = "history"
+    __table_args__ = (
+        Index("ix_history_resource_id_at", "resource_id", "at"),
+        Index("ix_history_order_ref", "order_ref"),
+        Index("ix_history_service_id", "service_id"),
+        Index("ix_history_cutover_id", "cutover_id"),
+        Index("ix_history_principal_at", "principal", "at"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    principal: Mapped[str] = mapped_column(String(100))
+    local_network_id: Mapped[str | None] = mapped_column(String(26))
+    resource_id: Mapped[str] = mapped_column(String(26))
+    resource_kind: Mapped[str] = mapped_column(String(40))
+    action: Mapped[str] = mapped_column(String(40))
+    order_ref: Mapped[str | None] = mapped_column(String(100))
+    reservation_id: Mapped[str | None] = mapped_column(String(26))
+    service_id: Mapped[str | None] = mapped_column(String(26))
+    cutover_id: Mapped[str | None] = mapped_column(String(26))
+    reason: Mapped[str | None] = mapped_column(String(300))
+    before: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    after: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class SharedHold(Base):
+    """A pending order's claim on one slot of a shared unit, until it expires."""
+
+    __tablename__ = "shared_hold"
+    __table_args__ = (UniqueConstraint("unit_id", "holder"),)
+    id: Mapped[str] = mapped_column(String(26), primary_key=True, default=new_id)
+    unit_id: Mapped[str] = mapped_column(ForeignKey("unit.id", ondelete="CASCADE"))
+    holder: Mapped[str] = mapped_column(String(26))  # reservation id
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Unit(Base):
+    __tablename__ = "unit"
+    __table_args__ = (
+        UniqueConstraint("owner_id", "kind", "name"),
+        Index("ix_unit_owner_kind_seq", "owner_id", "kind", "seq"),
+        Index("ix_unit_root_id", "root_id"),
+        Index("ix_unit_local_network_kind_occupancy", "local_network_id", "kind", "occupancy"),
+        Index("ix_unit_reservation_id", "reservation_id"),
+        Index("ix_unit_service_id", "service_id"),
+        Index("ix_unit_locked_by", "locked_by"),
+    )
+    id: Mapped[str] = mapped_column(String(26), primary_key=True, default=new_id)
+    kind: Mapped[str] = mapped_column(String(20))
+    name: Mapped[str] = mapped_column(String(100))
+    seq: Mapped[int] = mapped_column(Integer, default=0)  # position within its owner (port 3, pair 125)
+    local_network_id: Mapped[str] = mapped_column(ForeignKey("local_network.id"))
+    owner_id: Mapped[str] = mapped_column(ForeignKey("resource.id", ondelete="CASCADE"))  # card, cable, box...
+    root_id: Mapped[str] = mapped_column(ForeignKey("resource.id", ondelete="CASCADE"))  # device, cable, box...
+    side: Mapped[str] = mapped_column(String(20), default="")  # feeder / distribution / line / equipment
+    technology: Mapped[str] = mapped_column(String(20), default="")
+
+    occupancy: Mapped[str] = mapped_column(String(12), default=Occupancy.FREE)
+    reservation_id: Mapped[str | None] = mapped_column(String(26))
+    preoccupied_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    service_id: Mapped[str | None] = mapped_column(ForeignKey("service.id", ondelete="SET NULL"))
+    capacity: Mapped[int] = mapped_column(Integer, default=1)
+    used: Mapped[int] = mapped_column(Integer, default=0)
+
+    admin_state: Mapped[str] = mapped_column(String(12), default=AdminState.IN_SERVICE)
+    locked_by: Mapped[str | None] = mapped_column(String(26))  # cutover id
+    admin_reason: Mapped[str | None] = mapped_column(String(300))
+    quarantine_until: Mapped[datetime | None] = mapped_column(UTCDateTime)  # numbers only
+
+    holds: Mapped[list[SharedHold]] = relationship(cascade="all, delete-orphan", lazy="selectin")
+    history: WriteOnlyMapped[History] = relationship(
+        primaryjoin="foreign(History.resource_id) == Unit.id", lazy="write_only", viewonly=False,
+    )
+
+    # -- reading state ----------------------------------------------------------------------
+
+    @classmethod
+    def choosable(cls, now: datetime) -> ColumnElement[bool]:
+        """SQL filter for units a new order may take now: in service, not in quarantine, and
+        free (an expired pre-occupation counts as free) or, if shared, below capacity. Shared
+        holds are re-checked on the object after locking."""
+        return and_(
+            cls.admin_state == AdminState.IN_SERVICE,
+            or_(cls.quarantine_until.is_(None), cls.quarantine_until <= now),
+            or_(
+                and_(cls.capacity == 1, or_(
+                    cls.occupancy == Occupancy.FREE,
+                    and_(cls.occupancy == Occupancy.PREOCCUPIED, cls.preoccupied_until <= now),
+                )),
+                and_(cls.capacity > 1, cls.used < cls.capacity),
+            ),
+        )
+
+    @property
+    def shared(self) -> bool:
+        return self.capacity > 1
+
+    def active_holds(self, now: datetime) -> list[SharedHold]:
+        return [h for h in self.holds if aware(h.expires_at) > now]
+
+    def effective_occupancy(self, now: datetime | None = None) -> Occupancy:
+        """What the unit is now: a pre-occupation past its expiry counts as free."""
+        now = now or utcnow()
+        if self.shared:
+            if self.used > 0:
+                return Occupancy.OCCUPIED
+            return Occupancy.PREOCCUPIED if self.active_holds(now) else Occupancy.FREE
+        if self.occupancy == Occupancy.PREOCCUPIED and aware(self.preoccupied_until) <= now:
+            return Occupancy.FREE
+        return Occupancy(self.occupancy)
+
+    def spare(self, now: datetime | None = None) -> int:
+        """How many more services it can take (0 or 1 for an exclusive unit)."""
+        now = now or utcnow()
+        if self.shared:
+            return max(self.capacity - self.used - len(self.active_holds(now)), 0)
+        return 1 if self.effective_occupancy(now) == Occupancy.FREE else 0
+
+    def is_quarantined(self, now: datetime) -> bool:
+        return self.quarantine_until is not None and aware(self.quarantine_until) > now
+
+    def _snapshot(self, now: datetime) -> dict[str, Any]:
+        snap: dict[str, Any] = {"occupancy": self.effective_occupancy(now).value, "admin_state": self.admin_state}
+        if self.shared:
+            snap.update(used=self.used, held=len(self.active_holds(now)))
+        else:
+            snap.update(reservation_id=self.reservation_id, service_id=self.service_id)
+            if self.preoccupied_until:
+                snap["preoccupied_until"] = aware(self.preoccupied_until).isoformat()
+        if self.locked_by:
+            snap["locked_by"] = self.locked_by
+        if self.quarantine_until:
+            snap["quarantine_until"] = aware(self.quarantine_until).isoformat()
+        return snap
+
+    def _record(self, action: str, change: Change, before: dict[str, Any]) -> None:
+        self.history.add(History(
+            at=change.at, principal=change.principal, local_network_id=self.local_network_id,
+            resource_id=self.id, resource_kind=self.kind, action=action, order_ref=change.order_ref,
+            reservation_id=change.reservation_id, service_id=change.service_id,
+            cutover_id=change.cutover_id, reason=change.reason, before=before, after=self._snapshot(change.at),
+        ))
+
+    def _refuse(self, action: str, why: str, error: type[Exception] = IllegalTransition) -> None:
+        raise error(f"cannot {action} {self.kind} {self.name} ({self.id}): {why}", unit_id=self.id)
+
+    # -- occupancy ----------------------------------------------------------------------------
+
+    def _check_can_take(self, action: str, change: Change, holder: str | None) -> None:
+        now = change.at
+        if self.admin_state == AdminState.LOCKED:
+            self._refuse(action, f"it is locked by cutover {self.locked_by}", Locked)
+        if self.admin_state == AdminState.FAULTY:
+            self._refuse(action, "it is marked faulty")
+        if self.admin_state == AdminState.RESERVED:
+            self._refuse(action, "it is reserved for planning")
+        if self.is_quarantined(now):
+            self._refuse(action, f"it is in quarantine until {aware(self.quarantine_until).isoformat()}", Quarantined)
+        if self.shared:
+            if holder and any(h.holder == holder for h in self.active_holds(now)):
+                return
+            if self.spare(now) == 0:
+                self._refuse(action, f"all {self.capacity} places are taken", NoCapacity)
+            return
+        state = self.effective_occupancy(now)
+        if state == Occupancy.PREOCCUPIED and holder is not None and self.reservation_id == holder:
+            return
+        if state != Occupancy.FREE:
+            who = self.service_id if state == Occupancy.OCCUPIED else self.reservation_id
+            self._refuse(action, f"it is {state.value} by {who}", NoCapacity)
+
+    def preoccupy(self, change: Change, *, reservation_id: str, until: datetime) -> None:
+        """預占: hold for an order until `until`; the same order again extends its hold."""
+        if until <= change.at:
+            raise Invalid("a pre-occupation must end in the future", field="ttl_hours")
+        self._check_can_take("preoccupy", change, reservation_id)
+        before = self._snapshot(change.at)
+        if self.shared:
+            hold = next((h for h in self.holds if h.holder == reservation_id), None)
+            for stale in [h for h in self.holds if aware(h.expires_at) <= change.at and h is not hold]:
+                self.holds.remove(stale)
+            if hold is None:
+                self.holds.append(SharedHold(unit_id=self.id, holder=reservation_id, expires_at=until))
+            else:
+                hold.expires_at = until
+            self.occupancy = Occupancy.OCCUPIED if self.used else Occupancy.PREOCCUPIED
+        else:
+            self.occupancy = Occupancy.PREOCCUPIED
+            self.reservation_id = reservation_id
+            self.preoccupied_until = until
+        self._record("preoccupy", change, before)
+
+    def release_preoccupation(self, change: Change, *, reservation_id: str) -> None:
+        """Cancel an order's hold. Releasing a hold that already expired is harmless."""
+        before = self._snapshot(change.at)
+        if self.shared:
+            hold = next((h for h in self.holds if h.holder == reservation_id), None)
+            if hold is None:
+                self._refuse("release", f"reservation {reservation_id} holds no place on it")
+            self.holds.remove(hold)
+            self.occupancy = Occupancy.OCCUPIED if self.used else (
+                Occupancy.PREOCCUPIED if self.active_holds(change.at) else Occupancy.FREE)
+        else:
+            if self.occupancy != Occupancy.PREOCCUPIED or self.reservation_id != reservation_id:
+                self._refuse("release", f"it is not pre-occupied by reservation {reservation_id}")
+            self.occupancy = Occupancy.FREE
+            self.reservation_id = None
+            self.preoccupied_until = None
+        self._record("release_preoccupation", change, before)
+
+    def occupy(self, change: Change, *, service_id: str, reservation_id: str | None = None) -> None:
+        """實占 on completion: the order's pre-occupation becomes occupation by the service.
+        Without a reservation (bulk load, cutover apply) the unit must be free."""
+        now = change.at
+        if reservation_id is not None:
+            held = (any(h.holder == reservation_id for h in self.holds) if self.shared
+                    else self.occupancy == Occupancy.PREOCCUPIED and self.reservation_id == reservation_id)
+            if not held:
+                self._refuse("occupy", f"it is not pre-occupied by reservation {reservation_id}")
+            live = (any(h.holder == reservation_id for h in self.active_holds(now)) if self.shared
+                    else aware(self.preoccupied_until) > now)
+            if not live:
+                self._refuse("occupy", f"the pre-occupation of reservation {reservation_id} has expired", Expired)
+            if self.admin_state == AdminState.LOCKED:
+                self._refuse("occupy", f"it is locked by cutover {self.locked_by}", Locked)
+        else:
+            self._check_can_take("occupy", change, None)
+        before = self._snapshot(now)
+        if self.shared:
+            self.holds[:] = [h for h in self.holds if h.holder != reservation_id]
+            self.used += 1
+            self.occupancy = Occupancy.OCCUPIED
+        else:
+            self.occupancy = Occupancy.OCCUPIED
+            self.service_id = service_id
+            self.reservation_id = None
+            self.preoccupied_until = None
+        self._record("occupy", change, before)
+
+    def release(self, change: Change, *, service_id: str, quarantine_days: int | None = None) -> None:
+        """Free a unit a service no longer uses (removal, move, cutover). A number enters
+        quarantine for `quarantine_days` before anyone may choose it again."""
+        before = self._snapshot(change.at)
+        if self.shared:
+            if self.used <= 0:
+                self._refuse("release", "no service occupies it")
+            self.used -= 1
+            self.occupancy = Occupancy.OCCUPIED if self.used else (
+                Occupancy.PREOCCUPIED if self.active_holds(change.at) else Occupancy.FREE)
+        else:
+            if self.occupancy != Occupancy.OCCUPIED or self.service_id != service_id:
+                self._refuse("release", f"it is not occupied by service {service_id}")
+            self.occupancy = Occupancy.FREE
+            self.service_id = None
+        if self.kind == "number" and quarantine_days:
+            self.quarantine_until = change.at + timedelta(days=quarantine_days)
+        self._record("release", change, before)
+
+    def end_quarantine(self, change: Change) -> None:
+        if self.kind != "number" or self.quarantine_until is None:
+            self._refuse("end quarantine of", "it is not in quarantine")
+        before = self._snapshot(change.at)
+        self.quarantine_until = None
+        self._record("end_quarantine", change, before)
+
+    # -- administrative state --------------------------------------------------------------
+
+    def _set_admin(self, action: str, change: Change, allowed_from: set[AdminState], to: AdminState,
+                   *, locked_by: str | None = None) -> None:
+        if self.admin_state not in allowed_from:
+            extra = f" by cutover {self.locked_by}" if self.admin_state == AdminState.LOCKED else ""
+            self._refuse(action, f"it is {self.admin_state}{extra}; allowed only from "
+                                 f"{', '.join(sorted(s.value for s in allowed_from))}")
+        before = self._snapshot(change.at)
+        self.admin_state = to
+        self.locked_by = locked_by
+        self.admin_reason = change.reason
+        self._record(action, change, before)
+
+    def lock(self, change: Change) -> None:
+        """封鎖 for a cutover: what is on it keeps working, nothing new may land on it."""
+        if not change.cutover_id:
+            raise Invalid("locking needs the cutover that locks", field="cutover_id")
+        if self.admin_state == AdminState.LOCKED and self.locked_by == change.cutover_id:
+            return  # locking again for the same cutover is a no-op (retries)
+        self._set_admin("lock", change, {AdminState.IN_SERVICE}, AdminState.LOCKED, locked_by=change.cutover_id)
+
+    def unlock(self, change: Change) -> None:
+        if self.admin_state != AdminState.LOCKED or self.locked_by != change.cutover_id:
+            self._refuse("unlock", f"it is not locked by cutover {change.cutover_id}"
+                                   + (f" (locked by {self.locked_by})" if self.locked_by else ""))
+        self._set_admin("unlock", change, {AdminState.LOCKED}, AdminState.IN_SERVICE)
+
+    def mark_faulty(self, change: Change) -> None:
+        if not change.reason:
+            raise Invalid("marking a unit faulty needs a reason", field="reason")
+        self._set_admin("mark_faulty", change, {AdminState.IN_SERVICE, AdminState.RESERVED}, AdminState.FAULTY)
+
+    def repair(self, change: Change) -> None:
+        self._set_admin("repair", change, {AdminState.FAULTY}, AdminState.IN_SERVICE)
+
+    def reserve(self, change: Change) -> None:
+        """預留 for planning: only a free unit, so no order is silently stranded."""
+        if self.effective_occupancy(change.at) != Occupancy.FREE:
+            self._refuse("reserve", f"it is {self.effective_occupancy(change.at).value}")
+        self._set_admin("reserve", change, {AdminState.IN_SERVICE}, AdminState.RESERVED)
+
+    def unreserve(self, change: Change) -> None:
+        self._set_admin("unreserve", change, {AdminState.RESERVED}, AdminState.IN_SERVICE)
