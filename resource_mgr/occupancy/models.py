@@ -199,6 +199,20 @@ class Unit(Base):
             cutover_id=change.cutover_id, reason=change.reason, before=before, after=self._snapshot(change.at),
         ))
 
+    def _state_text(self, now: datetime) -> str:
+        """The current state and holder, for refusals: "it is occupied by service S1"."""
+        state = self.effective_occupancy(now)
+        if self.shared:
+            return (f"it is {state.value}: {self.used} of {self.capacity} places used, "
+                    f"{len(self.active_holds(now))} held")
+        if state == Occupancy.OCCUPIED:
+            return f"it is occupied by service {self.service_id}"
+        if state == Occupancy.PREOCCUPIED:
+            return f"it is preoccupied by reservation {self.reservation_id}"
+        if self.occupancy == Occupancy.PREOCCUPIED:
+            return f"it is free (the pre-occupation of reservation {self.reservation_id} has expired)"
+        return "it is free"
+
     def _refuse(self, action: str, why: str, error: type[Exception] = IllegalTransition) -> None:
         raise error(f"cannot {action} {self.kind} {self.name} ({self.id}): {why}", unit_id=self.id)
 
@@ -254,13 +268,15 @@ class Unit(Base):
         if self.shared:
             hold = next((h for h in self.holds if h.holder == reservation_id), None)
             if hold is None:
-                self._refuse("release", f"reservation {reservation_id} holds no place on it")
+                self._refuse("release", f"reservation {reservation_id} holds no place on it; "
+                                        + self._state_text(change.at))
             self.holds.remove(hold)
             self.occupancy = Occupancy.OCCUPIED if self.used else (
                 Occupancy.PREOCCUPIED if self.active_holds(change.at) else Occupancy.FREE)
         else:
             if self.occupancy != Occupancy.PREOCCUPIED or self.reservation_id != reservation_id:
-                self._refuse("release", f"it is not pre-occupied by reservation {reservation_id}")
+                self._refuse("release", f"it is not pre-occupied by reservation {reservation_id}; "
+                                        + self._state_text(change.at))
             self.occupancy = Occupancy.FREE
             self.reservation_id = None
             self.preoccupied_until = None
@@ -274,7 +290,8 @@ class Unit(Base):
             held = (any(h.holder == reservation_id for h in self.holds) if self.shared
                     else self.occupancy == Occupancy.PREOCCUPIED and self.reservation_id == reservation_id)
             if not held:
-                self._refuse("occupy", f"it is not pre-occupied by reservation {reservation_id}")
+                self._refuse("occupy", f"it is not pre-occupied by reservation {reservation_id}; "
+                                       + self._state_text(now))
             live = (any(h.holder == reservation_id for h in self.active_holds(now)) if self.shared
                     else aware(self.preoccupied_until) > now)
             if not live:
@@ -301,13 +318,14 @@ class Unit(Base):
         before = self._snapshot(change.at)
         if self.shared:
             if self.used <= 0:
-                self._refuse("release", "no service occupies it")
+                self._refuse("release", "no service occupies it; " + self._state_text(change.at))
             self.used -= 1
             self.occupancy = Occupancy.OCCUPIED if self.used else (
                 Occupancy.PREOCCUPIED if self.active_holds(change.at) else Occupancy.FREE)
         else:
             if self.occupancy != Occupancy.OCCUPIED or self.service_id != service_id:
-                self._refuse("release", f"it is not occupied by service {service_id}")
+                self._refuse("release", f"it is not occupied by service {service_id}; "
+                                        + self._state_text(change.at))
             self.occupancy = Occupancy.FREE
             self.service_id = None
         if self.kind == "number" and quarantine_days:
@@ -360,7 +378,7 @@ class Unit(Base):
     def reserve(self, change: Change) -> None:
         """預留 for planning: only a free unit, so no order is silently stranded."""
         if self.effective_occupancy(change.at) != Occupancy.FREE:
-            self._refuse("reserve", f"it is {self.effective_occupancy(change.at).value}")
+            self._refuse("reserve", self._state_text(change.at))
         self._set_admin("reserve", change, {AdminState.IN_SERVICE}, AdminState.RESERVED)
 
     def unreserve(self, change: Change) -> None:
