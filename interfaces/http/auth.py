@@ -1,0 +1,78 @@
+"""Authentication (bearer tokens) and authorisation (roles per endpoint, local-network scope).
+
+Every endpoint either declares the roles it needs with `@require(...)` or is marked `@public`;
+`check_every_endpoint_declared` refuses to start an app where one does neither, so no endpoint
+can be added without thinking about who may call it."""
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+from apiflask import APIFlask
+from flask import g, request
+
+from resource_mgr.errors import Unauthorized
+from resource_mgr.security.services import principal_for_token
+from resource_mgr.states import Role
+
+from interfaces.http.context import runtime
+
+READERS = frozenset(Role)  # any role may read inventory within its scope
+
+
+def public(view: Callable) -> Callable:
+    view._rmgr_public = True  # type: ignore[attr-defined]
+    return view
+
+
+def require(*roles: Role) -> Callable[[Callable], Callable]:
+    """The view may be called only by a principal holding one of `roles`."""
+    needed = frozenset(roles)
+
+    def decorate(view: Callable) -> Callable:
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            g.principal.require_any(needed, f"{request.method} {request.path}")
+            return view(*args, **kwargs)
+
+        wrapper._rmgr_roles = needed  # type: ignore[attr-defined]
+        spec = getattr(wrapper, "_spec", {})
+        spec.setdefault("security", [{"bearerAuth": []}])
+        wrapper._spec = spec  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorate
+
+
+def _is_public(app: APIFlask, endpoint: str | None) -> bool:
+    if endpoint is None:
+        return True  # 404/405: let the error handlers answer
+    view = app.view_functions.get(endpoint)
+    return view is None or getattr(view, "_rmgr_public", False) or endpoint in app.config["RMGR_PUBLIC_ENDPOINTS"]
+
+
+def install(app: APIFlask) -> None:
+    app.security_schemes = {"bearerAuth": {"type": "http", "scheme": "bearer"}}
+    app.config.setdefault("RMGR_PUBLIC_ENDPOINTS", {"static", "openapi.spec", "openapi.docs", "openapi.swagger_ui_static",
+                                                       "openapi.swagger_ui_oauth_redirect"})
+
+    @app.before_request
+    def _authenticate() -> None:
+        if _is_public(app, request.endpoint):
+            return
+        header = request.headers.get("Authorization", "")
+        scheme, _, secret = header.partition(" ")
+        if scheme.lower() != "bearer" or not secret.strip():
+            raise Unauthorized("send Authorization: Bearer <token>")
+        with runtime().db.read_session() as session:
+            g.principal = principal_for_token(session, secret.strip())
+            session.commit()
+
+
+def check_every_endpoint_declared(app: APIFlask) -> None:
+    undeclared = [
+        name for name, view in app.view_functions.items()
+        if not getattr(view, "_rmgr_roles", None) and not _is_public(app, name)
+    ]
+    if undeclared:
+        raise RuntimeError(f"endpoints without @require or @public: {', '.join(sorted(undeclared))}")

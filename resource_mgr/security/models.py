@@ -1,0 +1,48 @@
+"""Identities: users (passwords hashed with argon2) and bearer tokens for users and client
+systems (BSS, IOM, network management). Roles and local-network scope are granted to a user and
+carried by each token."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from resource_mgr.clock import utcnow
+from resource_mgr.db import Base, UTCDateTime
+from resource_mgr.ids import new_id
+
+ALL_NETWORKS = "*"
+
+
+class User(Base):
+    __tablename__ = "app_user"
+    id: Mapped[str] = mapped_column(String(26), primary_key=True, default=new_id)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str] = mapped_column(String(100), default="")
+    password_hash: Mapped[str] = mapped_column(String(200))
+    roles: Mapped[list[str]] = mapped_column(JSON, default=list)
+    local_networks: Mapped[list[str]] = mapped_column(JSON, default=list)  # codes, or ["*"]
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ApiToken(Base):
+    """A bearer token. Only its SHA-256 is stored; the secret is shown once at creation."""
+
+    __tablename__ = "api_token"
+    __table_args__ = (Index("ix_api_token_principal", "principal"),)
+    id: Mapped[str] = mapped_column(String(26), primary_key=True, default=new_id)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(12))  # first characters, to recognise it in lists
+    principal: Mapped[str] = mapped_column(String(100))  # "user:alice" or "system:bss"
+    user_id: Mapped[str | None] = mapped_column(ForeignKey("app_user.id", ondelete="CASCADE"))
+    description: Mapped[str] = mapped_column(String(200), default="")
+    roles: Mapped[list[str]] = mapped_column(JSON, default=list)
+    local_networks: Mapped[list[str]] = mapped_column(JSON, default=list)  # codes, or ["*"]
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    user: Mapped[User | None] = relationship()
