@@ -76,15 +76,49 @@ class Grader:
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "Grader":
-        try:
-            rules = tuple(GradeRule(**r) for r in config.get("rules", []))
-        except TypeError as exc:
-            raise Invalid(f"grade rule is malformed: {exc}", field="rules") from None
-        for rule in rules:
-            if not rule.run:
-                letter_pattern_regex(rule.tail)
-        return cls(rules=rules or DEFAULT_RULES, lucky=config.get("lucky", {"8": 1, "6": 1}),
-                   unlucky=config.get("unlucky", {"4": -1}))
+        """Rules and lucky/unlucky digits from configuration. Anything malformed (an unknown
+        key, a level that is not a whole number, a rule with neither or both of `tail` and
+        `run`, a bad direction, a lucky "digit" that is not one) is refused, naming it."""
+        if not isinstance(config, dict):
+            raise Invalid("grade configuration must be a mapping", field="rules")
+        unknown = set(config) - {"rules", "lucky", "unlucky"}
+        if unknown:
+            raise Invalid(f"unknown grade setting(s): {', '.join(sorted(map(str, unknown)))}",
+                          field=sorted(map(str, unknown))[0])
+        raw_rules = config.get("rules", [])
+        if not isinstance(raw_rules, list):
+            raise Invalid("rules must be a list of rules", field="rules")
+        rules = []
+        for i, raw in enumerate(raw_rules):
+            where = f"rules[{i}]"
+            try:
+                rule = GradeRule(**raw)
+            except TypeError as exc:
+                raise Invalid(f"grade rule is malformed: {exc}", field=where) from None
+            if not isinstance(rule.name, str) or not rule.name:
+                raise Invalid("a grade rule needs a name", field=f"{where}.name")
+            if type(rule.level) is not int:
+                raise Invalid("level must be a whole number", field=f"{where}.level")
+            if type(rule.run) is not int or rule.run < 0 or rule.run == 1 or rule.run > 10:
+                raise Invalid("run must be a length of 2 to 10 digits", field=f"{where}.run")
+            if bool(rule.run) == bool(rule.tail):
+                raise Invalid("a grade rule has either a tail pattern or a run length", field=f"{where}.tail")
+            if rule.direction not in ("up", "down"):
+                raise Invalid("direction must be up or down", field=f"{where}.direction")
+            if rule.tail:
+                try:
+                    letter_pattern_regex(rule.tail)
+                except Invalid as exc:
+                    raise Invalid(exc.detail, field=f"{where}.tail") from None
+            rules.append(rule)
+        digits = {}
+        for key, default in (("lucky", {"8": 1, "6": 1}), ("unlucky", {"4": -1})):
+            value = config.get(key, default)
+            if not isinstance(value, dict) or not all(
+                    isinstance(d, str) and len(d) == 1 and d.isdigit() and type(v) is int for d, v in value.items()):
+                raise Invalid(f"{key} must map single digits to whole numbers, e.g. {default}", field=key)
+            digits[key] = dict(value)
+        return cls(rules=tuple(rules) or DEFAULT_RULES, **digits)
 
     def grade(self, number: str) -> tuple[str, int]:
         """(grade name, level): the best matching rule, raised by a lucky last digit (8s and 6s
