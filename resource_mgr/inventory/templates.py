@@ -1,7 +1,7 @@
 """資源模板管理: device models as data, and the defaults every installation starts with."""
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -21,7 +21,7 @@ class PortGroup(BaseModel):
 
 class CardSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    slots: list[int] = Field(min_length=1)
+    slots: list[Annotated[int, Field(ge=0, le=255)]] = Field(min_length=1)
     card_type: str = Field(min_length=1)
     ports: list[PortGroup] = Field(min_length=1)
 
@@ -58,7 +58,8 @@ def parse_spec(spec: dict[str, Any]) -> TemplateSpec:
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"])
-        raise Invalid(f"template spec {where}: {err['msg']}", field=f"spec.{where}") from None
+        field = f"spec.{where}" if where else "spec"
+        raise Invalid(f"template {field}: {err['msg']}", field=field) from None
 
 
 def _gpon_olt(slots: int, ports: int, tech: str, capacity: int) -> dict[str, Any]:
