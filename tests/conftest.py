@@ -1,33 +1,65 @@
 """Shared fixtures. The backend comes from RMGR_TEST_DATABASE_URL (a PostgreSQL+PostGIS URL);
-without it the suite runs on a fresh SQLite file. The same tests run on both."""
+without it the suite runs on a fresh SQLite file. The same tests run on both.
+
+The schema is built by the Alembic migrations (resource_mgr.migrate.upgrade), not create_all, so
+the suite tests the schema that is deployed; test_migrations.py checks it matches the models."""
 from __future__ import annotations
 
 import os
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 
+from resource_mgr import migrate
 from resource_mgr.db import Database
 from resource_mgr.models import Base
+
+# Not application data: never emptied between tests.
+KEEP_TABLES = frozenset({"alembic_version"}) | migrate.POSTGIS_TABLES
 
 
 def _test_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     url = os.environ.get("RMGR_TEST_DATABASE_URL")
     if url:
-        return url.replace("postgresql://", "postgresql+psycopg://", 1)
+        return migrate.normalise_url(url)
     return f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.sqlite'}"
 
 
-def create_schema(database: Database) -> None:
+def reset_database(database: Database) -> None:
+    """Make the database empty: nothing of ours left, not even alembic_version. SQLite test
+    databases are fresh files already; on PostgreSQL the public schema is recreated (PostGIS
+    lives there, so the extension is installed again)."""
     if database.dialect == "postgresql":
         with database.engine.begin() as conn:
+            conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
             conn.execute(text("CREATE EXTENSION IF NOT EXISTS postgis"))
-    Base.metadata.drop_all(database.engine)
-    Base.metadata.create_all(database.engine)
+        database.engine.dispose()  # pooled connections may hold plans for dropped objects
+    else:
+        with database.engine.begin() as conn:
+            names = inspect(conn).get_table_names()
+            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            for name in names:
+                conn.execute(text(f'DROP TABLE IF EXISTS "{name}"'))
+        database.engine.dispose()  # foreign_keys=ON again on the next connection
+
+
+def create_schema(database: Database) -> None:
+    reset_database(database)
+    migrate.upgrade(database.url)
+
+
+def _data_tables(database: Database) -> list[str]:
+    """The live tables that hold rows, children before parents (SQLite enforces foreign keys)."""
+    live = set(inspect(database.engine).get_table_names()) - KEEP_TABLES
+    known = [t.name for t in reversed(Base.metadata.sorted_tables) if t.name in live]
+    return sorted(live - set(known)) + known
 
 
 def clear_all(database: Database) -> None:
-    tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
+    tables = _data_tables(database)
+    if not tables:
+        return
     with database.engine.begin() as conn:
         if database.dialect == "postgresql":
             conn.execute(text("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " CASCADE"))
