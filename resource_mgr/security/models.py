@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, String
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from resource_mgr.clock import utcnow
@@ -46,3 +46,18 @@ class ApiToken(Base):
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     user: Mapped[User | None] = relationship()
+
+
+class PrincipalTrust(Base):
+    """How far a principal can be trusted with pre-occupations (see resource_mgr.security.trust).
+
+    `expired` and `committed` are lifetime counters; `balance` is the expiries not yet earned
+    back: +1 per pre-occupation that expired uncommitted, -1 per commit (never below 0)."""
+
+    __tablename__ = "principal_trust"
+    principal: Mapped[str] = mapped_column(String(100), primary_key=True)  # "user:alice", "system:bss"
+    expired: Mapped[int] = mapped_column(Integer, default=0)
+    committed: Mapped[int] = mapped_column(Integer, default=0)
+    balance: Mapped[int] = mapped_column(Integer, default=0)
+    last_expired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_committed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
