@@ -4,7 +4,8 @@ from typing import Any
 
 import shapely
 from shapely.geometry.base import BaseGeometry
-from sqlalchemy import LargeBinary
+from sqlalchemy import LargeBinary, event
+from sqlalchemy.orm import Mapper
 from sqlalchemy.types import TypeDecorator, UserDefinedType
 
 from resource_mgr.errors import Invalid
@@ -92,3 +93,22 @@ def parse_geometry(value: Any, geometry_type: str = "GEOMETRY", field: str = "ge
     except Exception as exc:  # shapely raises several kinds for malformed input
         raise Invalid(f"{field} is malformed: {exc}", field=field) from None
     return check_geometry(geom, geometry_type, field)
+
+
+@event.listens_for(Mapper, "mapper_configured")
+def _check_on_assignment(mapper: Mapper, class_: type) -> None:
+    """Check a geometry when it is assigned to a mapped attribute, so a bad one is refused at
+    once as `Invalid` naming the attribute (e.g. field="location"), before anything is written.
+    Without this the check ran in `process_bind_param` during flush: after the parent row had
+    been inserted, wrapped in an SQLAlchemy StatementError, with field="geometry"."""
+    for prop in mapper.column_attrs:
+        column = prop.columns[0]
+        if not isinstance(column.type, Geometry) or column.table is not mapper.local_table:
+            continue
+
+        def check(_target: Any, value: Any, _old: Any, _initiator: Any,
+                  geometry_type: str = column.type.geometry_type, key: str = prop.key) -> None:
+            if value is not None:
+                check_geometry(value, geometry_type, key)
+
+        event.listen(getattr(class_, prop.key), "set", check, propagate=True)
