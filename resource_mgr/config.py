@@ -65,34 +65,53 @@ class Settings(BaseModel):
         return self.database_url.startswith("sqlite")
 
 
+# RMGR_* variables that are read elsewhere, not settings: the test suite's database and the
+# server scripts/make_migration.py uses. Without this, running the suite with
+# RMGR_TEST_DATABASE_URL made every load_settings() fail as "unknown setting".
+NOT_SETTINGS = frozenset({"CONFIG_FILE", "TEST_DATABASE_URL", "ADMIN_DATABASE_URL"})
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"RMGR_CONFIG_FILE: no such file {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"RMGR_CONFIG_FILE: {path} is not valid TOML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:  # a directory, no permission, not text
+        raise ConfigError(f"RMGR_CONFIG_FILE: cannot read {path}: {exc}") from None
+
+
 def load_settings(environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
     """Build the settings from an optional TOML file (RMGR_CONFIG_FILE), then RMGR_* variables,
-    then explicit overrides. Raises ConfigError naming the first bad setting."""
+    then explicit overrides. Raises ConfigError naming the first bad setting where it was set
+    (the variable, or the key in the file)."""
     environ = dict(os.environ if environ is None else environ)
     values: dict[str, Any] = {}
-    config_file = environ.pop(ENV_PREFIX + "CONFIG_FILE", None)
+    source: dict[str, str] = {}  # setting -> how to name it in an error
+    config_file = environ.get(ENV_PREFIX + "CONFIG_FILE")
     if config_file:
         path = Path(config_file)
-        try:
-            values.update(tomllib.loads(path.read_text()))
-        except FileNotFoundError:
-            raise ConfigError(f"RMGR_CONFIG_FILE: no such file {path}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"RMGR_CONFIG_FILE: {path} is not valid TOML: {exc}") from None
+        for key, value in _read_config_file(path).items():
+            values[key] = value
+            source[key] = f"{key} in {path} (RMGR_CONFIG_FILE)"
     for key, raw in environ.items():
-        if not key.startswith(ENV_PREFIX):
+        if not key.startswith(ENV_PREFIX) or key[len(ENV_PREFIX):] in NOT_SETTINGS:
             continue
         name = key[len(ENV_PREFIX):].lower()
         if name not in Settings.model_fields:
             raise ConfigError(f"{key}: unknown setting")
         values[name] = raw
-    values.update(overrides)
+        source[name] = key
+    for name, value in overrides.items():
+        values[name] = value
+        source[name] = name
     try:
         return Settings(**values)
     except ValidationError as exc:
         err = exc.errors()[0]
-        name = ".".join(str(p) for p in err["loc"])
-        env_name = ENV_PREFIX + name.upper()
+        name = str(err["loc"][0]) if err["loc"] else ""
+        where = source.get(name, ENV_PREFIX + name.upper())
         if err["type"] == "extra_forbidden":
-            raise ConfigError(f"{env_name}: unknown setting") from None
-        raise ConfigError(f"{env_name}: {err['msg']}") from None
+            raise ConfigError(f"{where}: unknown setting") from None
+        raise ConfigError(f"{where}: {err['msg']}") from None
