@@ -64,13 +64,21 @@ def create_user(session: Session, *, username: str, password: str, roles: list[s
     return user
 
 
+_DUMMY_HASH = _hasher.hash("not-a-password-of-anyone")
+
+
 def authenticate_user(session: Session, username: str, password: str) -> User:
+    """The user, or Unauthorized. An unknown user costs the same hashing time as a wrong password;
+    a disabled account is named only to someone who knows its password."""
     user = session.scalar(select(User).where(User.username == username))
     try:
-        if user is None or not user.active or not _hasher.verify(user.password_hash, password):
-            raise Unauthorized("unknown user or wrong password")
+        _hasher.verify(user.password_hash if user is not None else _DUMMY_HASH, password or "")
     except (VerificationError, InvalidHashError):
         raise Unauthorized("unknown user or wrong password") from None
+    if user is None:
+        raise Unauthorized("unknown user or wrong password")
+    if not user.active:
+        raise Unauthorized(f"user {username} is disabled")
     return user
 
 
@@ -136,3 +144,115 @@ def principal_for_token(session: Session, secret: str) -> Principal:
         networks = frozenset(session.scalars(select(LocalNetwork.id).where(LocalNetwork.code.in_(token.local_networks))))
     return Principal(name=token.principal, roles=frozenset(Role(r) for r in token.roles),
                      local_network_ids=networks, token_id=token.id)
+
+
+# -- audited operations (the CLI and the HTTP admin endpoints use these) ---------------------
+
+def _token_network_id(session: Session, codes: list[str]) -> str | None:
+    """The local network a token event is logged under: its only network, else None (then only
+    principals with every local network see it in the operation log)."""
+    if len(codes) != 1 or codes[0] == ALL_NETWORKS:
+        return None
+    return session.scalar(select(LocalNetwork.id).where(LocalNetwork.code == codes[0]))
+
+
+def token_view(token: ApiToken) -> dict[str, object]:
+    """What may be shown about a token: never its hash or secret."""
+    now = utcnow()
+    state = ("revoked" if token.revoked_at is not None else
+             "expired" if token.expires_at is not None and aware(token.expires_at) <= now else "active")
+    iso = lambda v: aware(v).isoformat() if v else None  # noqa: E731
+    return {"id": token.id, "prefix": token.prefix, "principal": token.principal, "description": token.description,
+            "roles": list(token.roles), "local_networks": list(token.local_networks), "state": state,
+            "created_at": iso(token.created_at), "expires_at": iso(token.expires_at),
+            "revoked_at": iso(token.revoked_at), "last_used_at": iso(token.last_used_at)}
+
+
+def create_user_audited(session: Session, actor: Principal | str, **kwargs: object) -> User:
+    from resource_mgr.security import audit
+
+    user = create_user(session, **kwargs)  # type: ignore[arg-type]
+    audit.record(session, actor, resource_id=user.id, resource_kind="user", action="user_create",
+                 local_network_id=_token_network_id(session, user.local_networks), before={},
+                 after={"username": user.username, "roles": user.roles, "local_networks": user.local_networks,
+                        "active": True})
+    return user
+
+
+def set_user_active(session: Session, actor: Principal | str, username: str, active: bool) -> User:
+    """Disable (or enable again) a user: a disabled user's tokens stop working at once."""
+    from resource_mgr.security import audit
+
+    user = session.scalar(select(User).where(User.username == username))
+    if user is None:
+        raise NotFound(f"no user {username}", field="username")
+    before = {"active": user.active}
+    user.active = active
+    audit.record(session, actor, resource_id=user.id, resource_kind="user",
+                 action="user_enable" if active else "user_disable",
+                 local_network_id=_token_network_id(session, user.local_networks), before=before,
+                 after={"active": active, "username": username})
+    return user
+
+
+def create_token_audited(session: Session, actor: Principal | str, **kwargs: object) -> tuple[ApiToken, str]:
+    from resource_mgr.security import audit
+
+    token, secret = create_token(session, **kwargs)  # type: ignore[arg-type]
+    audit.record(session, actor, resource_id=token.id, resource_kind="api_token", action="token_create",
+                 local_network_id=_token_network_id(session, token.local_networks), before={},
+                 after={k: v for k, v in token_view(token).items() if k in
+                        ("principal", "prefix", "roles", "local_networks", "expires_at", "description")})
+    return token, secret
+
+
+def revoke_token_audited(session: Session, actor: Principal | str, token_id: str) -> ApiToken:
+    from resource_mgr.security import audit
+
+    token = session.get(ApiToken, token_id)
+    was = token_view(token)["state"] if token is not None else None
+    token = revoke_token(session, token_id)
+    audit.record(session, actor, resource_id=token.id, resource_kind="api_token", action="token_revoke",
+                 local_network_id=_token_network_id(session, token.local_networks), before={"state": was},
+                 after={"state": "revoked", "principal": token.principal, "prefix": token.prefix})
+    return token
+
+
+def list_tokens(session: Session, *, principal: str | None = None, state: str | None = None) -> list[ApiToken]:
+    stmt = select(ApiToken).order_by(ApiToken.created_at.desc(), ApiToken.id.desc())
+    if principal:
+        stmt = stmt.where(ApiToken.principal == principal)
+    tokens = list(session.scalars(stmt))
+    if state:
+        tokens = [t for t in tokens if token_view(t)["state"] == state]
+    return tokens
+
+
+LOGIN_TTL_DEFAULT_MINUTES = 8 * 60
+LOGIN_TTL_MAX_MINUTES = 24 * 60
+
+
+def login(session: Session, *, username: str, password: str, roles: list[str] | None = None,
+          local_networks: list[str] | None = None, expires_in_minutes: int = LOGIN_TTL_DEFAULT_MINUTES,
+          description: str = "") -> tuple[ApiToken, str]:
+    """Password → a short-lived token for that user, with the user's roles and local networks or a
+    subset of them. Asking for more than the user holds is Forbidden (403), not silently trimmed."""
+    from datetime import timedelta
+
+    from resource_mgr.errors import Forbidden
+
+    user = authenticate_user(session, username, password)
+    if not 1 <= expires_in_minutes <= LOGIN_TTL_MAX_MINUTES:
+        raise Invalid(f"expires_in_minutes must be 1–{LOGIN_TTL_MAX_MINUTES}", field="expires_in_minutes")
+    roles = list(roles or user.roles)
+    networks = list(local_networks or user.local_networks)
+    beyond = sorted(set(roles) - set(user.roles))
+    if beyond:
+        raise Forbidden(f"user {username} does not hold role {beyond[0]}; it holds "
+                        f"{', '.join(user.roles) or 'none'}", field="roles")
+    if ALL_NETWORKS not in user.local_networks and (ALL_NETWORKS in networks
+                                                    or set(networks) - set(user.local_networks)):
+        raise Forbidden(f"user {username} may touch only {', '.join(user.local_networks)}", field="local_networks")
+    return create_token_audited(session, f"user:{username}", roles=roles, local_networks=networks, user=username,
+                                expires_at=utcnow() + timedelta(minutes=expires_in_minutes),
+                                description=description or "login")
