@@ -51,22 +51,51 @@ def _is_public(app: APIFlask, endpoint: str | None) -> bool:
     return view is None or getattr(view, "_rmgr_public", False) or endpoint in app.config["RMGR_PUBLIC_ENDPOINTS"]
 
 
-def install(app: APIFlask) -> None:
+def install(app: APIFlask, between: Callable[[APIFlask], None] | None = None) -> None:
+    """Authentication: resolve the bearer token to g.principal, or remember why it failed in
+    g.auth_error; then `between(app)` (the rate limiter, keyed by that principal); then the
+    enforcement (401 / 403). So failed attempts (guessing tokens) are rate limited too."""
     app.security_schemes = {"bearerAuth": {"type": "http", "scheme": "bearer"}}
     app.config.setdefault("RMGR_PUBLIC_ENDPOINTS", {"static", "openapi.spec", "openapi.docs", "openapi.swagger_ui_static",
                                                        "openapi.swagger_ui_oauth_redirect"})
 
     @app.before_request
     def _authenticate() -> None:
+        g.auth_error = None
         if _is_public(app, request.endpoint):
             return
         header = request.headers.get("Authorization", "")
         scheme, _, secret = header.partition(" ")
         if scheme.lower() != "bearer" or not secret.strip():
-            raise Unauthorized("send Authorization: Bearer <token>")
-        with runtime().db.read_session() as session:
-            g.principal = principal_for_token(session, secret.strip())
-            session.commit()
+            g.auth_error = Unauthorized("send Authorization: Bearer <token>")
+            return
+        try:
+            with runtime().db.read_session() as session:
+                g.principal = principal_for_token(session, secret.strip())
+                session.commit()
+        except Unauthorized as exc:
+            g.auth_error = exc
+
+    if between is not None:
+        between(app)
+    _install_enforcement(app)
+
+
+def _install_enforcement(app: APIFlask) -> None:
+    """Refuse an unauthenticated request (401 saying why), then check the view's roles (403)
+    before the body or query is parsed, so a caller without the role learns nothing more."""
+
+    @app.before_request
+    def _enforce() -> None:
+        error = g.pop("auth_error", None)
+        if error is not None:
+            raise error
+        if _is_public(app, request.endpoint):
+            return
+        view = app.view_functions.get(request.endpoint or "")
+        roles = getattr(view, "_rmgr_roles", None)
+        if roles:
+            g.principal.require_any(roles, f"{request.method} {request.path}")
 
 
 def check_every_endpoint_declared(app: APIFlask) -> None:

@@ -1,0 +1,91 @@
+"""Rate limits per principal (Flask-Limiter).
+
+- Key: the authenticated principal's name ("user:alice", "system:bss"); a request without a valid
+  token is counted against its client address, so guessing tokens or passwords is limited too.
+- One application-wide limit per key (settings.ratelimit_default, e.g. "600/minute"), shared by all
+  endpoints; the password login (POST /api/v1/auth/token) has its own stricter limit per address.
+- Storage: settings.ratelimit_storage_url — memory:// for the embedded single process, redis://
+  when several API processes must share the counts.
+- A breach answers 429 problem+json (code `rate_limited`) with Retry-After in seconds.
+- Health and the OpenAPI document are exempt (load balancers and scrapers poll them).
+
+Request size: MAX_CONTENT_LENGTH (settings.max_request_bytes) makes Werkzeug refuse larger bodies;
+errors.py answers 413 problem+json (code `too_large`).
+"""
+from __future__ import annotations
+
+import math
+import time
+
+from apiflask import APIFlask
+from flask import Response, g, request
+from flask_limiter import Limiter, RateLimitExceeded
+
+from interfaces.http.errors import problem
+
+LOGIN_LIMIT = "20/minute"
+EXEMPT_ENDPOINTS = frozenset({"health.health", "openapi.spec", "openapi.docs", "openapi.swagger_ui_static",
+                              "openapi.swagger_ui_oauth_redirect", "static"})
+
+
+def rate_limit_key() -> str:
+    principal = g.get("principal")
+    if principal is not None:
+        return "p:" + principal.name
+    return "a:" + (request.remote_addr or "unknown")
+
+
+def limiter(app: APIFlask) -> Limiter:
+    return app.extensions["rmgr_limiter"]
+
+
+def install(app: APIFlask) -> None:
+    settings = app.extensions["rmgr"].settings
+    app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
+    lim = Limiter(
+        rate_limit_key,
+        application_limits=[settings.ratelimit_default],
+        application_limits_exempt_when=lambda: request.endpoint in EXEMPT_ENDPOINTS or request.endpoint is None,
+        storage_uri=settings.ratelimit_storage_url,
+        strategy="moving-window",
+        key_prefix="rmgr",
+        # The storage being down must not take the API down: count in memory meanwhile.
+        in_memory_fallback_enabled=True,
+        swallow_errors=True,
+    )
+    lim.init_app(app)
+    app.extensions["rmgr_limiter"] = lim
+
+    @app.errorhandler(RateLimitExceeded)
+    def _too_many(error: RateLimitExceeded) -> Response:
+        retry_after = 1
+        current = lim.current_limit
+        if current is not None:
+            retry_after = max(1, math.ceil(current.reset_at - time.time()))
+        return problem(429, "rate_limited",
+                       f"rate limit {error.description} exceeded for {rate_limit_key()[2:]}; retry after "
+                       f"{retry_after} s", headers={"Retry-After": str(retry_after)})
+
+
+def login_limit(view):  # type: ignore[no-untyped-def]
+    """Decorator for the password login: LOGIN_LIMIT per client address, on top of the default.
+    The limiter is found at request time (one per app)."""
+    from functools import wraps
+
+    @wraps(view)
+    def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
+        from flask import current_app
+        from limits import parse
+
+        lim = current_app.extensions.get("rmgr_limiter")
+        if lim is not None and lim.enabled:
+            item = parse(LOGIN_LIMIT)
+            key = ("rmgr", "login", request.remote_addr or "unknown")
+            if not lim.limiter.hit(item, *key):
+                reset, _remaining = lim.limiter.get_window_stats(item, *key)
+                retry_after = max(1, math.ceil(reset - time.time()))
+                return problem(429, "rate_limited", f"too many logins from this address ({LOGIN_LIMIT}); retry "
+                               f"after {retry_after} s", headers={"Retry-After": str(retry_after)})
+        return view(*args, **kwargs)
+
+    return wrapper
