@@ -196,3 +196,25 @@ def drift(database_url: str, metadata: MetaData | None = None) -> list:
             return diff_connection(conn, metadata)
     finally:
         engine.dispose()
+
+
+def describe(diffs: list) -> list[str]:
+    """One readable line per difference, e.g. "add_column unit.drift_probe" (Alembic's raw
+    tuples print whole Table objects)."""
+    lines = []
+    for diff in diffs:
+        if isinstance(diff, list):  # modify_* ops come as a list of tuples for one column
+            lines.extend(f"{d[0]} {d[2]}.{d[3]}" for d in diff)
+            continue
+        op, *rest = diff
+        target = rest[-1] if rest else None
+        if op.endswith("_table"):
+            lines.append(f"{op} {target.name}")
+        elif op.endswith("_column"):
+            lines.append(f"{op} {rest[1]}.{target.name}")
+        elif op.endswith(("_index", "_constraint", "_fk")):
+            table = getattr(getattr(target, "table", None), "name", None) or getattr(target, "parent", None)
+            lines.append(f"{op} {getattr(target, 'name', target)} on {getattr(table, 'name', table)}")
+        else:
+            lines.append(f"{op} {rest!r}")
+    return lines
