@@ -1,7 +1,14 @@
-"""GET /api/v1/health: no authentication; says whether the parts the API needs are reachable."""
+"""GET /api/v1/health: no authentication; says whether the parts the API needs are reachable.
+
+Checks: the database (SELECT 1), the schema (migrations at head, resource_mgr.migrate.is_at_head),
+and the Celery broker when settings.celery_broker_url is set (embedded mode has none). 200 when all
+pass, 503 `degraded` otherwise; each check names what failed but never a URL or password."""
 from __future__ import annotations
 
-from apiflask import APIBlueprint
+from typing import Any
+
+from apiflask import APIBlueprint, Schema
+from apiflask.fields import Dict, String
 from sqlalchemy import text
 
 from interfaces.http.auth import public
@@ -10,16 +17,60 @@ from interfaces.http.context import runtime
 bp = APIBlueprint("health", __name__)
 
 
+class HealthOut(Schema):
+    status = String(metadata={"enum": ["ok", "degraded"]})
+    checks = Dict()
+
+
+def _database() -> dict[str, Any]:
+    with runtime().db.engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+    return {"ok": True, "backend": runtime().db.dialect}
+
+
+def _migrations() -> dict[str, Any]:
+    from resource_mgr import migrate
+
+    at_head = migrate.is_at_head(runtime().db.url)
+    out: dict[str, Any] = {"ok": bool(at_head)}
+    if not at_head:
+        out["error"] = "the database schema is not at the newest migration; run `rmgr db upgrade`"
+    return out
+
+
+def _broker(url: str) -> dict[str, Any]:
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        import redis
+
+        client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+        try:
+            client.ping()
+        finally:
+            client.close()
+        return {"ok": True, "kind": "redis"}
+    from kombu import Connection
+
+    with Connection(url, connect_timeout=2) as conn:
+        conn.ensure_connection(max_retries=1, timeout=2)
+    return {"ok": True, "kind": url.split(":", 1)[0]}
+
+
+def _check(fn: Any, *args: Any) -> dict[str, Any]:
+    try:
+        return fn(*args)
+    except Exception as exc:  # reported, not raised: health must answer when a part is down
+        return {"ok": False, "error": type(exc).__name__}
+
+
 @bp.get("/health")
-@bp.doc(summary="Liveness and readiness", responses=[200, 503])
+@bp.output(HealthOut, status_code=200, description="Every part is reachable")
+@bp.doc(summary="Liveness and readiness", responses={503: "A part is not reachable (same body, status degraded)"})
 @public
 def health():
-    checks: dict[str, dict[str, object]] = {}
-    try:
-        with runtime().db.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-        checks["database"] = {"ok": True, "backend": runtime().db.dialect}
-    except Exception as exc:  # reported, not raised: health must answer when the database is down
-        checks["database"] = {"ok": False, "error": type(exc).__name__}
+    checks: dict[str, dict[str, Any]] = {"database": _check(_database)}
+    checks["migrations"] = _check(_migrations) if checks["database"]["ok"] else {"ok": False, "error": "no database"}
+    broker_url = runtime().settings.celery_broker_url
+    if broker_url:
+        checks["broker"] = _check(_broker, broker_url)
     ok = all(c["ok"] for c in checks.values())
     return {"status": "ok" if ok else "degraded", "checks": checks}, 200 if ok else 503
