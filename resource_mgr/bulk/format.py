@@ -216,7 +216,7 @@ FILES: tuple[FileSpec, ...] = (
     ), ("unit",), "units of listed owners, and derived units whose attributes are not the default"),
     FileSpec("numbers", (
         C("number", required=True, doc="local number made by a segment"),
-        C("grade"), C("grade_level", "int", min=0, max=99), C("admin_state", enum=ADMIN_STATES),
+        C("grade"), C("grade_level", "int", min=-99, max=99), C("admin_state", enum=ADMIN_STATES),
         C("admin_reason"), C("quarantine_until", "datetime"),
     ), ("number",), "numbers whose grade or state is not the default"),
     FileSpec("connections", (

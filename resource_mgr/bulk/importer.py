@@ -1,0 +1,1338 @@
+"""Import a bundle (see format.py, docs/data-format.md) into an empty or existing database.
+
+Two phases:
+
+1. **Validate** — every row of every file is read and checked (types, enums, ranges, geometry,
+   duplicate keys, references, names unique in their scope, template specs, segments, capacity
+   and double occupation); every bad row is reported with file, line, column and reason. Nothing
+   touches the database except reading what already exists (local networks and templates are
+   reused by code / name; names, customers and numbers must not clash).
+2. **Write** — only if there are no problems (or with `allow_partial`: the good rows, skipping the
+   bad ones and those that refer to them), in ONE transaction: Core bulk inserts of precomputed
+   rows (ids made in process), PostgreSQL COPY for every table but the three small ones. Units are
+   generated from their owners (templates, cables, segments) with their final occupancy, so no
+   row is written twice.
+
+Memory: rows are held as tuples, unit references only for the units a file names (paths,
+connections, overrides, holds); derived units are streamed to the database.
+"""
+from __future__ import annotations
+
+import base64
+import bisect
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import shapely
+from sqlalchemy import select, text, update
+
+from resource_mgr.bulk import format as fmt
+from resource_mgr.bulk.format import FILE_BY_NAME, BundleReader, Problem, split_unit_ref
+from resource_mgr.db import Database
+from resource_mgr.errors import Invalid
+from resource_mgr.geo.spatial import length_m
+from resource_mgr.geo.types import SRID
+from resource_mgr.inventory import naming
+from resource_mgr.inventory.templates import TemplateSpec, parse_spec
+from resource_mgr.models import (
+    Customer, DeviceTemplate, LocalNetwork, NamingRule, Number, Resource,
+)
+from resource_mgr.numbers.grades import Grader
+
+ProgressFn = Callable[[int, int], None]
+BATCH = 10_000
+MAX_REPORTED = 10_000  # problems kept in the report (all are counted)
+UNIT_COLS = ("id", "kind", "name", "seq", "local_network_id", "owner_id", "root_id", "side", "technology",
+             "occupancy", "reservation_id", "preoccupied_until", "service_id", "capacity", "used",
+             "admin_state", "locked_by", "admin_reason", "quarantine_until")
+RES_COLS = ("id", "kind", "name", "local_network_id", "parent_id", "scope_id", "status", "created_at")
+SWITCH_TYPES = ("pstn_switch", "ngn_softswitch", "access_gateway")
+_B32 = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", "0123456789ABCDEFGHJKMNPQRSTVWXYZ")
+_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+class IdMaker:
+    """ULID-layout ids (same as resource_mgr.ids.new_id) made fast for millions of rows: the
+    time part is fixed at the start of the import, the random part counts up from a random
+    80-bit start."""
+
+    def __init__(self) -> None:
+        import os
+        ms = int(time.time() * 1000)
+        self._prefix = "".join(_ALPHABET[(ms >> (5 * i)) & 31] for i in reversed(range(10)))
+        self._next = int.from_bytes(os.urandom(10), "big") & ((1 << 79) - 1)
+
+    def __call__(self) -> str:
+        self._next += 1
+        return self._prefix + base64.b32encode(self._next.to_bytes(10, "big")).decode().translate(_B32)
+
+
+@dataclass
+class ImportReport:
+    problems: list[Problem] = field(default_factory=list)
+    problem_count: int = 0
+    written: bool = False
+    counts: dict[str, int] = field(default_factory=dict)  # rows written per table
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.problem_count == 0
+
+    @property
+    def rows_written(self) -> int:
+        return sum(self.counts.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "written": self.written, "problem_count": self.problem_count,
+                "problems": [p.as_dict() for p in self.problems], "counts": self.counts,
+                "rows_written": self.rows_written, "seconds": round(self.seconds, 2)}
+
+
+@dataclass
+class _Owner:
+    id: str
+    kind: str  # resource kind
+    ln: str
+    name: str
+    mode: str  # template | listed | cable | pool
+    tpl: Any = None  # _Tpl for template owners
+    medium: str = ""
+    count: int = 0
+    key: str = ""
+
+
+@dataclass
+class _Tpl:
+    id: str
+    name: str
+    resource_kind: str
+    device_type: str
+    vendor: str
+    spec: TemplateSpec | None
+    existing: bool
+
+
+def import_bundle(database: Database, path: str, *, allow_partial: bool = False,
+                  progress: ProgressFn | None = None) -> ImportReport:
+    """Validate and import the bundle at `path`. Returns the report; `written` says whether
+    anything was committed."""
+    return Importer(database, path, allow_partial=allow_partial, progress=progress).run()
+
+
+class Importer:
+    def __init__(self, database: Database, path: str, *, allow_partial: bool = False,
+                 progress: ProgressFn | None = None) -> None:
+        self.db = database
+        self.path = path
+        self.partial = allow_partial
+        self._progress = progress
+        self.report = ImportReport()
+        self.ids = IdMaker()
+        self.now = datetime.now(timezone.utc)
+        self.done = 0
+        self.total = 0
+        self._last_tick = 0.0
+        # what the bundle makes, as rows (tuples) per table, in insert order
+        self.rows: dict[str, list[tuple]] = defaultdict(list)
+        self.cols: dict[str, tuple[str, ...]] = {}
+        self.ln: dict[str, tuple[str, str, bool]] = {}  # code -> (id, area_code, existing)
+        self.rules: dict[str, dict[str, str]] = {}  # ln id -> kind -> pattern
+        self.rule_updates: list[tuple[str, str, str]] = []
+        self.tpl: dict[str, _Tpl] = {}
+        self.res: dict[str, tuple[str, str, str]] = {}  # resource key -> (id, kind, ln id)
+        self.scoped: set[tuple[str, str, str]] = set()  # (kind, scope id, name)
+        self.owners: dict[str, _Owner] = {}
+        self.cards: dict[str, list[tuple[int, str, int, str]]] = defaultdict(list)  # listed owner key -> cards
+        self.segments: list[tuple[int, int, int, str, str, str]] = []  # first, last, width, seg id, pool key, ln
+        self.pool_segments: dict[str, list[tuple[int, int, int, str]]] = defaultdict(list)
+        # unit references
+        self.uref: dict[str, dict[tuple[str, str], int]] = defaultdict(dict)
+        self.slot_id: list[str] = []
+        self.slot_loc: list[tuple[str, int, str]] = []
+        self.slot_cap: list[int | None] = []
+        self.slot_ln: list[str | None] = []
+        self.slot_service: dict[int, str] = {}
+        self.slot_used: dict[int, int] = defaultdict(int)
+        self.slot_held: dict[int, int] = defaultdict(int)
+        self.slot_res: dict[int, tuple[str, datetime]] = {}
+        self.slot_over: dict[int, dict[str, Any]] = {}
+        self.listed: dict[str, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
+        self.number_over: dict[str, dict[str, Any]] = {}
+        self.customers: dict[tuple[str, str], str] = {}
+        self.services: dict[str, tuple[str, str, str, int]] = {}  # key -> (id, ln, state, line)
+        self.service_number: dict[str, tuple[int, int]] = {}  # service key -> (slot, line)
+        self.paths: dict[str, list[tuple[int, int, int]]] = defaultdict(list)  # service key -> (seq, slot, line)
+        self.connections: list[tuple[str, int, int, str | None, int]] = []
+        self.holds: list[tuple[int, str, datetime, int]] = []
+        self._derived_cache: dict[tuple, tuple] = {}
+        self.grader = Grader()
+        self._grade_cache: dict[str, tuple[str, int]] = {}
+        self._grade_len = max([len(r.tail) for r in self.grader.rules] + [r.run for r in self.grader.rules]) + 1
+
+    # -- reporting -----------------------------------------------------------------------------
+
+    def problem(self, file: str, line: int, column: str, reason: str) -> None:
+        self.report.problem_count += 1
+        if len(self.report.problems) < MAX_REPORTED:
+            self.report.problems.append(Problem(file, line, column, reason))
+
+    def tick(self, n: int = 1, force: bool = False) -> None:
+        self.done += n
+        if self._progress is None:
+            return
+        now = time.monotonic()
+        if force or now - self._last_tick > 0.2:
+            self._last_tick = now
+            self._progress(self.done, max(self.total, self.done))
+
+    # -- the whole run -------------------------------------------------------------------------
+
+    def run(self) -> ImportReport:
+        started = time.monotonic()
+        try:
+            reader = BundleReader(self.path)
+        except (FileNotFoundError, OSError, ValueError) as exc:
+            self.problem(str(self.path), 0, "", str(exc))
+            self.report.seconds = time.monotonic() - started
+            return self.report
+        with reader:
+            self.total = sum(reader.count_rows(f.name) for f in fmt.FILES)
+            self._load_existing()
+            self._validate(reader)
+            for p in reader.problems:
+                self.problem(p.file, p.line, p.column, p.reason)
+        self._resolve_units()
+        self._occupy()
+        if self.report.problem_count and not self.partial:
+            self.report.seconds = time.monotonic() - started
+            self.tick(0, force=True)
+            return self.report
+        self.total = self.done + self._rows_to_write()
+        self._write()
+        self.report.written = True
+        self.report.seconds = time.monotonic() - started
+        self.tick(0, force=True)
+        return self.report
+
+    # -- what the database already has ---------------------------------------------------------
+
+    def _load_existing(self) -> None:
+        with self.db.read_session() as s:
+            for id_, code, area_code in s.execute(select(LocalNetwork.id, LocalNetwork.code, LocalNetwork.area_code)):
+                self.ln[code] = (id_, area_code, True)
+                self.rules[id_] = dict(naming.DEFAULT_RULES)
+            for ln_id, kind, pattern in s.execute(select(NamingRule.local_network_id, NamingRule.kind, NamingRule.pattern)):
+                self.rules.setdefault(ln_id, dict(naming.DEFAULT_RULES))[kind] = pattern
+            for t in s.scalars(select(DeviceTemplate)):
+                try:
+                    spec = parse_spec(t.spec)
+                except Invalid:
+                    spec = None
+                self.tpl[t.name] = _Tpl(t.id, t.name, t.resource_kind, t.device_type, t.vendor, spec, True)
+            self._existing_numbers = bool(s.scalar(select(Number.id).limit(1)))
+            existing_ln = [v[0] for v in self.ln.values()]
+            if existing_ln:
+                for kind, scope, name in s.execute(select(Resource.kind, Resource.scope_id, Resource.name)
+                                                   .where(Resource.parent_id.is_(None))):
+                    self.scoped.add((kind, scope, name))
+                for ln_id, ref in s.execute(select(Customer.local_network_id, Customer.external_ref)):
+                    self.customers[(ln_id, ref)] = ""  # existing: a clash, not a reference target
+
+    # -- phase 1: read and check every file ----------------------------------------------------
+
+    def _parse(self, spec: fmt.FileSpec, line: int, raw: dict[str, str]) -> dict[str, Any] | None:
+        out: dict[str, Any] = {}
+        ok = True
+        for col in spec.columns:
+            cell = raw.get(col.name, "")
+            try:
+                out[col.name] = fmt.parse_value(col, cell)
+            except ValueError as exc:
+                self.problem(spec.filename, line, col.name, str(exc))
+                ok = False
+        return out if ok else None
+
+    def _rows(self, reader: BundleReader, name: str) -> Iterator[tuple[fmt.FileSpec, int, dict[str, Any]]]:
+        spec = FILE_BY_NAME[name]
+        for line, raw in reader.rows(name):
+            self.tick()
+            values = self._parse(spec, line, raw)
+            if values is not None:
+                yield spec, line, values
+
+    def _ref(self, file: str, line: int, column: str, key: str | None, kinds: tuple[str, ...] | None = None,
+             ln: str | None = None) -> tuple[str, str, str] | None | bool:
+        """Resolve a resource key; None for no key, False (and a problem) for a bad one."""
+        if key is None:
+            return None
+        found = self.res.get(key)
+        if found is None:
+            self.problem(file, line, column, f"unknown {' or '.join(kinds) if kinds else 'resource'} {key!r} "
+                                             "(not defined earlier in the bundle)")
+            return False
+        if kinds and found[1] not in kinds:
+            self.problem(file, line, column, f"{key!r} is a {found[1]}, expected {' or '.join(kinds)}")
+            return False
+        if ln is not None and found[2] != ln:
+            self.problem(file, line, column, f"{key!r} belongs to another local network")
+            return False
+        return found
+
+    def _ln(self, file: str, line: int, code: str) -> str | None:
+        found = self.ln.get(code)
+        if found is None:
+            self.problem(file, line, "local_network", f"unknown local network {code!r}")
+            return None
+        return found[0]
+
+    def _validate(self, reader: BundleReader) -> None:
+        self._local_networks(reader)
+        self._naming_rules(reader)
+        self._templates(reader)
+        for name in fmt.RESOURCE_FILES:
+            self._resources(reader, name)
+        self._segment_overlaps()
+        self._cards(reader)
+        self._cable_spans(reader)
+        self._units(reader)
+        self._numbers(reader)
+        self._connections(reader)
+        self._coverage(reader)
+        self._customers(reader)
+        self._services(reader)
+        self._service_paths(reader)
+        self._preoccupations(reader)
+
+    def _local_networks(self, reader: BundleReader) -> None:
+        self.cols["local_network"] = ("id", "code", "name", "province", "area_code", "created_at")
+        seen: set[str] = set()
+        for spec, line, v in self._rows(reader, "local_networks"):
+            code = v["code"]
+            if code in seen:
+                self.problem(spec.filename, line, "code", f"duplicate local network {code!r}")
+                continue
+            seen.add(code)
+            if not code.isalnum():
+                self.problem(spec.filename, line, "code", "must be letters and digits, e.g. GZ")
+                continue
+            if not v["area_code"].isdigit() or not 2 <= len(v["area_code"]) <= 4:
+                self.problem(spec.filename, line, "area_code", "must be 2–4 digits, e.g. 20 or 755")
+                continue
+            if code in self.ln:
+                if self.ln[code][1] != v["area_code"]:
+                    self.problem(spec.filename, line, "area_code",
+                                 f"local network {code} exists with area code {self.ln[code][1]}")
+                continue  # reused
+            id_ = self.ids()
+            self.ln[code] = (id_, v["area_code"], False)
+            self.rules[id_] = dict(naming.DEFAULT_RULES)
+            self.rows["local_network"].append((id_, code, v["name"], v["province"] or "", v["area_code"], self.now))
+
+    def _naming_rules(self, reader: BundleReader) -> None:
+        seen: set[tuple[str, str]] = set()
+        for spec, line, v in self._rows(reader, "naming_rules"):
+            ln = self._ln(spec.filename, line, v["local_network"])
+            if ln is None:
+                continue
+            if (ln, v["kind"]) in seen:
+                self.problem(spec.filename, line, "kind", f"duplicate naming rule for {v['kind']}")
+                continue
+            seen.add((ln, v["kind"]))
+            try:
+                naming.check_pattern(v["kind"], v["pattern"])
+            except Invalid as exc:
+                self.problem(spec.filename, line, "pattern", exc.detail)
+                continue
+            self.rules[ln][v["kind"]] = v["pattern"]
+            self.rule_updates.append((ln, v["kind"], v["pattern"]))
+
+    def _templates(self, reader: BundleReader) -> None:
+        self.cols["device_template"] = ("id", "name", "resource_kind", "device_type", "vendor", "spec", "version")
+        seen: set[str] = set()
+        for spec, line, v in self._rows(reader, "templates"):
+            name = v["name"]
+            if name in seen:
+                self.problem(spec.filename, line, "name", f"duplicate template {name!r}")
+                continue
+            seen.add(name)
+            if v["resource_kind"] == "device" and not v["device_type"]:
+                self.problem(spec.filename, line, "device_type", "a device template needs a device_type")
+                continue
+            try:
+                tspec = parse_spec(v["spec"]) if isinstance(v["spec"], dict) else parse_spec({"x": v["spec"]})
+            except Invalid as exc:
+                self.problem(spec.filename, line, "spec", exc.detail)
+                continue
+            if name in self.tpl:
+                old = self.tpl[name]
+                if old.resource_kind != v["resource_kind"] or old.spec != tspec:
+                    self.problem(spec.filename, line, "spec",
+                                 f"template {name!r} exists in the database with a different kind or spec")
+                continue
+            id_ = self.ids()
+            self.tpl[name] = _Tpl(id_, name, v["resource_kind"], v["device_type"] or "", v["vendor"] or "", tspec, False)
+            self.rows["device_template"].append((id_, name, v["resource_kind"], v["device_type"] or "",
+                                                 v["vendor"] or "", v["spec"], v["version"] or 1))
+
+    # resources -------------------------------------------------------------------------------
+
+    _PARENT_COL = {"areas": ("parent", ("area",)), "duct_segments": ("duct", ("duct",)),
+                   "number_segments": ("pool", ("number_pool",))}
+    _CHILD_COLS = {
+        "area": ("id", "level", "code"),
+        "site": ("id", "site_type", "area_id", "address_text", "location"),
+        "address": ("id", "area_id", "district", "road", "number", "building", "unit", "floor", "room",
+                    "search_key", "location"),
+        "manhole": ("id", "location"),
+        "pole": ("id", "location"),
+        "duct": ("id", "holes"),
+        "duct_segment": ("id", "a_end_id", "z_end_id", "length_m", "route"),
+        "frame": ("id", "frame_type", "site_id"),
+        "cross_box": ("id", "capacity_pairs", "site_id", "template_id", "location"),
+        "distribution_box": ("id", "medium", "capacity", "template_id", "location"),
+        "device": ("id", "device_type", "site_id", "template_id", "vendor", "model", "technology", "management_ip",
+                   "split_ratio", "split_stage", "location"),
+        "cable": ("id", "medium", "stage", "unit_count", "conductor_mm", "length_m", "a_end_id", "z_end_id", "route"),
+        "number_pool": ("id", "switch_id", "area_code", "quarantine_days"),
+        "number_segment": ("id", "exchange_code", "first", "last"),
+    }
+
+    def _resources(self, reader: BundleReader, name: str) -> None:
+        fspec = FILE_BY_NAME[name]
+        kind = fspec.resource_kind
+        assert kind is not None
+        f = fspec.filename
+        self.cols["resource"] = RES_COLS
+        self.cols[kind] = self._CHILD_COLS[kind]
+        for _, line, v in self._rows(reader, name):
+            key = v["key"]
+            if key in self.res:
+                self.problem(f, line, "key", f"duplicate key {key!r} (keys are unique across all resource files)")
+                continue
+            if name == "number_segments":
+                pool = self._ref(f, line, "pool", v["pool"], ("number_pool",))
+                if not pool:
+                    continue
+                ln = pool[2]
+                v["name"] = f"{v['first']}-{v['last']}"
+                v["status"] = "in_service"
+            else:
+                ln = self._ln(f, line, v["local_network"])
+                if ln is None:
+                    continue
+            ok = True
+            parent = None
+            if name in self._PARENT_COL:
+                col, kinds = self._PARENT_COL[name]
+                parent = self._ref(f, line, col, v.get(col), kinds, ln)
+                ok = parent is not False
+            elif "parent" in v or "site" in v:
+                site = self._ref(f, line, "site", v.get("site"), ("site",), ln)
+                par = self._ref(f, line, "parent", v.get("parent"), None, ln)
+                ok = site is not False and par is not False
+                parent = par or site
+                v["_site"] = site[0] if site else None
+            if not ok:
+                continue
+            parent_id = parent[0] if parent else None
+            scope = parent_id or ln
+            if (kind, scope, v["name"]) in self.scoped:
+                self.problem(f, line, "name", f"a {kind} named {v['name']!r} already exists in this scope "
+                                              f"({'its parent' if parent_id else 'the local network'})")
+                continue
+            id_ = self.ids()
+            child = getattr(self, f"_row_{kind}")(f, line, id_, ln, v)
+            if child is None:
+                continue
+            self.scoped.add((kind, scope, v["name"]))
+            self.res[key] = (id_, kind, ln)
+            self.rows["resource"].append((id_, kind, v["name"], ln, parent_id, scope, v["status"], self.now))
+            self.rows[kind].append(child)
+
+    def _resource_or_none(self, f: str, line: int, col: str, key: str | None, kinds: tuple[str, ...] | None,
+                          ln: str) -> tuple[bool, str | None]:
+        r = self._ref(f, line, col, key, kinds, ln)
+        return r is not False, (r[0] if r else None)
+
+    def _row_area(self, f, line, id_, ln, v):
+        return (id_, v["level"], v["code"] or "")
+
+    def _row_site(self, f, line, id_, ln, v):
+        ok, area = self._resource_or_none(f, line, "area", v["area"], ("area",), ln)
+        return (id_, v["site_type"], area, v["address_text"] or "", v["location"]) if ok else None
+
+    def _row_address(self, f, line, id_, ln, v):
+        ok, area = self._resource_or_none(f, line, "area", v["area"], ("area",), ln)
+        if not ok:
+            return None
+        search_key = v["search_key"] if v["search_key"] is not None else "".join(v["name"].split()).lower()
+        return (id_, area, *(v[c] or "" for c in ("district", "road", "number", "building", "unit", "floor", "room")),
+                search_key, v["location"])
+
+    def _row_manhole(self, f, line, id_, ln, v):
+        return (id_, v["location"])
+
+    _row_pole = _row_manhole
+
+    def _row_duct(self, f, line, id_, ln, v):
+        return (id_, v["holes"])
+
+    def _ends(self, f, line, ln, v):
+        ok_a, a = self._resource_or_none(f, line, "a_end", v["a_end"], None, ln)
+        ok_z, z = self._resource_or_none(f, line, "z_end", v["z_end"], None, ln)
+        return ok_a and ok_z, a, z
+
+    def _row_duct_segment(self, f, line, id_, ln, v):
+        ok, a, z = self._ends(f, line, ln, v)
+        if not ok:
+            return None
+        length = v["length_m"] if v["length_m"] is not None else (length_m(v["route"]) if v["route"] else 0.0)
+        return (id_, a, z, length, v["route"])
+
+    def _template_for(self, f, line, v, resource_kind):
+        name = v.get("template")
+        if name is None:
+            if v.get("units") == "template" and "units" in v and v.get("_units_given"):
+                pass
+            return True, None
+        tpl = self.tpl.get(name)
+        if tpl is None:
+            self.problem(f, line, "template", f"unknown template {name!r}")
+            return False, None
+        if tpl.resource_kind != resource_kind:
+            self.problem(f, line, "template", f"template {name!r} is for {tpl.resource_kind}, not {resource_kind}")
+            return False, None
+        if tpl.spec is None:
+            self.problem(f, line, "template", f"template {name!r} has an invalid spec")
+            return False, None
+        return True, tpl
+
+    def _owner(self, kind, id_, ln, v, tpl):
+        mode = v.get("units") or "template"
+        if tpl is None:
+            mode = "listed"
+        self.owners[v["key"]] = _Owner(id_, kind, ln, v["name"], mode, tpl, key=v["key"])
+
+    def _row_frame(self, f, line, id_, ln, v):
+        ok, tpl = self._template_for(f, line, v, "frame")
+        if not ok:
+            return None
+        self._owner("frame", id_, ln, v, tpl)
+        return (id_, v["frame_type"], v["_site"])
+
+    def _row_cross_box(self, f, line, id_, ln, v):
+        ok, tpl = self._template_for(f, line, v, "cross_box")
+        if not ok:
+            return None
+        self._owner("cross_box", id_, ln, v, tpl)
+        return (id_, v["capacity_pairs"], v["_site"], tpl.id if tpl else None, v["location"])
+
+    def _row_distribution_box(self, f, line, id_, ln, v):
+        ok, tpl = self._template_for(f, line, v, "distribution_box")
+        if not ok:
+            return None
+        self._owner("distribution_box", id_, ln, v, tpl)
+        return (id_, v["medium"], v["capacity"], tpl.id if tpl else None, v["location"])
+
+    def _row_device(self, f, line, id_, ln, v):
+        ok, tpl = self._template_for(f, line, v, "device")
+        if not ok:
+            return None
+        if tpl is not None and tpl.device_type and tpl.device_type != v["device_type"]:
+            self.problem(f, line, "template", f"template {tpl.name!r} makes {tpl.device_type}, not {v['device_type']}")
+            return None
+        split_ratio = v["split_ratio"] if v["split_ratio"] is not None else (tpl.spec.split_ratio if tpl else None)
+        self._owner("device", id_, ln, v, tpl)
+        return (id_, v["device_type"], v["_site"], tpl.id if tpl else None, v["vendor"] or "", v["model"] or "",
+                v["technology"] or "", v["management_ip"] or "", split_ratio, v["split_stage"], v["location"])
+
+    def _row_cable(self, f, line, id_, ln, v):
+        ok, a, z = self._ends(f, line, ln, v)
+        if not ok:
+            return None
+        length = v["length_m"] if v["length_m"] is not None else (length_m(v["route"]) if v["route"] else 0.0)
+        self.owners[v["key"]] = _Owner(id_, "cable", ln, v["name"], "cable", medium=v["medium"],
+                                       count=v["unit_count"], key=v["key"])
+        return (id_, v["medium"], v["stage"], v["unit_count"],
+                v["conductor_mm"] if v["medium"] == "copper" else None, length, a, z, v["route"])
+
+    def _row_number_pool(self, f, line, id_, ln, v):
+        ok, switch = self._resource_or_none(f, line, "switch", v["switch"], ("device",), ln)
+        if not ok:
+            return None
+        if switch and self._device_type.get(switch) not in SWITCH_TYPES:
+            self.problem(f, line, "switch", "a number pool belongs to a PSTN switch, softswitch or access gateway")
+            return None
+        area_code = next(c[1] for c in self.ln.values() if c[0] == ln)
+        self.owners[v["key"]] = _Owner(id_, "number_pool", ln, v["name"], "pool", key=v["key"])
+        return (id_, switch, area_code, v["quarantine_days"])
+
+    @property
+    def _device_type(self) -> dict[str, str]:
+        if not hasattr(self, "_dt_map"):
+            self._dt_map = {r[0]: r[1] for r in self.rows["device"]}
+        return self._dt_map
+
+    def _row_number_segment(self, f, line, id_, ln, v):
+        first, last = v["first"], v["last"]
+        if not (first.isdigit() and last.isdigit() and len(first) == len(last) and len(first) in (7, 8)):
+            self.problem(f, line, "first", "first and last must be local numbers of 7 or 8 digits")
+            return None
+        if first[0] in "01":
+            self.problem(f, line, "first", "a local number cannot start with 0 or 1")
+            return None
+        lo, hi = int(first), int(last)
+        if hi < lo:
+            self.problem(f, line, "last", "last must not be below first")
+            return None
+        if hi - lo + 1 > 10_000:
+            self.problem(f, line, "last", "a segment holds at most 10000 numbers")
+            return None
+        if self._existing_numbers:
+            with self.db.read_session() as s:
+                clash = s.scalar(select(Number.number).where(Number.number.between(first, last)).limit(1))
+            if clash:
+                self.problem(f, line, "first", f"number {clash} already exists in the database")
+                return None
+        pool_key = v["pool"]
+        width = len(first)
+        self.segments.append((lo, hi, width, id_, pool_key, line))
+        self.pool_segments[pool_key].append((lo, hi, width, id_))
+        return (id_, first[: width - 4], first, last)
+
+    def _segment_overlaps(self) -> None:
+        self.segments.sort()
+        for prev, cur in zip(self.segments, self.segments[1:]):
+            if cur[0] <= prev[1]:
+                self.problem("number_segments.csv", cur[5], "first",
+                             f"numbers {cur[0]}..{min(cur[1], prev[1])} overlap the segment on line {prev[5]}")
+        self._seg_firsts = [s[0] for s in self.segments]
+
+    def _segment_of(self, number: str) -> tuple | None:
+        if not number.isdigit():
+            return None
+        n = int(number)
+        i = bisect.bisect_right(self._seg_firsts, n) - 1
+        if i >= 0:
+            seg = self.segments[i]
+            if seg[0] <= n <= seg[1] and len(number) == seg[2]:
+                return seg
+        return None
+
+    # cards, spans, units, numbers ------------------------------------------------------------
+
+    def _cards(self, reader: BundleReader) -> None:
+        seen: set[tuple[str, str]] = set()
+        for spec, line, v in self._rows(reader, "cards"):
+            owner = self.owners.get(v["device"])
+            if owner is None or owner.mode != "listed":
+                self.problem(spec.filename, line, "device", f"{v['device']!r} is not a device, frame or box "
+                             "with units=listed earlier in the bundle")
+                continue
+            if (v["device"], v["name"]) in seen:
+                self.problem(spec.filename, line, "name", f"duplicate card {v['name']!r}")
+                continue
+            seen.add((v["device"], v["name"]))
+            self.cards[v["device"]].append((v["slot"], v["name"], line, v["card_type"]))
+
+    def _cable_spans(self, reader: BundleReader) -> None:
+        self.cols["cable_span"] = ("cable_id", "seq", "duct_segment_id")
+        seen: set[tuple[str, int]] = set()
+        for spec, line, v in self._rows(reader, "cable_spans"):
+            cable = self._ref(spec.filename, line, "cable", v["cable"], ("cable",))
+            seg = self._ref(spec.filename, line, "duct_segment", v["duct_segment"], ("duct_segment",))
+            if not cable or not seg:
+                continue
+            if (cable[0], v["seq"]) in seen:
+                self.problem(spec.filename, line, "seq", f"duplicate seq {v['seq']} for this cable")
+                continue
+            seen.add((cable[0], v["seq"]))
+            self.rows["cable_span"].append((cable[0], v["seq"], seg[0]))
+
+    def _slot(self, file: str, line: int, column: str, ref: str) -> int | None:
+        try:
+            root, kind, name = split_unit_ref(ref)
+        except ValueError as exc:
+            self.problem(file, line, column, str(exc))
+            return None
+        refs = self.uref[root]
+        slot = refs.get((kind, name))
+        if slot is None:
+            slot = len(self.slot_id)
+            refs[(kind, name)] = slot
+            self.slot_id.append(self.ids())
+            self.slot_loc.append((file, line, column))
+            self.slot_cap.append(None)
+            self.slot_ln.append(None)
+        return slot
+
+    def _units(self, reader: BundleReader) -> None:
+        seen: set[int] = set()
+        for spec, line, v in self._rows(reader, "units"):
+            try:
+                root, kind, _ = split_unit_ref(v["unit"])
+            except ValueError as exc:
+                self.problem(spec.filename, line, "unit", str(exc))
+                continue
+            owner = self.owners.get(root)
+            if owner is None:
+                self.problem(spec.filename, line, "unit", f"unknown owner {root!r} (a device, frame, box or cable "
+                                                          "defined earlier)")
+                continue
+            if kind == "number":
+                self.problem(spec.filename, line, "unit", "numbers are listed in numbers.csv")
+                continue
+            slot = self._slot(spec.filename, line, "unit", v["unit"])
+            if slot is None:
+                continue
+            if slot in seen:
+                self.problem(spec.filename, line, "unit", f"duplicate unit {v['unit']!r}")
+                continue
+            seen.add(slot)
+            attrs = {k: v[k] for k in ("seq", "side", "technology", "capacity", "admin_state", "admin_reason",
+                                       "locked_by", "card") if v[k] is not None}
+            if attrs.get("admin_state") == "locked" and not attrs.get("locked_by"):
+                self.problem(spec.filename, line, "locked_by", "a locked unit needs the cutover that locks it")
+                continue
+            if owner.mode == "listed":
+                if v["card"] is not None and v["card"] not in {c[1] for c in self.cards.get(root, [])}:
+                    self.problem(spec.filename, line, "card", f"no card {v['card']!r} in cards.csv for {root!r}")
+                    continue
+                self.listed[root].append((slot, attrs))
+            else:
+                if v["card"] is not None:
+                    self.problem(spec.filename, line, "card", "card is only for units of owners with units=listed")
+                    continue
+                self.slot_over[slot] = attrs
+
+    def _numbers(self, reader: BundleReader) -> None:
+        for spec, line, v in self._rows(reader, "numbers"):
+            number = v["number"]
+            seg = self._segment_of(number)
+            if seg is None:
+                self.problem(spec.filename, line, "number", f"number {number!r} is in no segment of the bundle")
+                continue
+            if number in self.number_over:
+                self.problem(spec.filename, line, "number", f"duplicate number {number}")
+                continue
+            if v["admin_state"] == "locked":
+                self.problem(spec.filename, line, "admin_state", "numbers are locked by cutovers, not by import")
+                continue
+            self.number_over[number] = {k: v[k] for k in ("grade", "grade_level", "admin_state", "admin_reason",
+                                                          "quarantine_until") if v[k] is not None}
+
+    def _connections(self, reader: BundleReader) -> None:
+        seen: set[tuple[int, int]] = set()
+        for spec, line, v in self._rows(reader, "connections"):
+            a = self._slot(spec.filename, line, "a", v["a"])
+            z = self._slot(spec.filename, line, "z", v["z"])
+            if a is None or z is None:
+                continue
+            if a == z:
+                self.problem(spec.filename, line, "z", "a connection needs two different units")
+                continue
+            if (a, z) in seen or (z, a) in seen:
+                self.problem(spec.filename, line, "z", "these two units are already connected")
+                continue
+            seen.add((a, z))
+            container = self._ref(spec.filename, line, "container", v["container"])
+            if container is False:
+                continue
+            self.connections.append((v["kind"], a, z, container[0] if container else None, line))
+
+    def _coverage(self, reader: BundleReader) -> None:
+        self.cols["coverage"] = ("box_id", "address_id", "distance_m")
+        seen: set[tuple[str, str]] = set()
+        for spec, line, v in self._rows(reader, "coverage"):
+            box = self._ref(spec.filename, line, "box", v["box"], ("distribution_box",))
+            addr = self._ref(spec.filename, line, "address", v["address"], ("address",))
+            if not box or not addr:
+                continue
+            if (box[0], addr[0]) in seen:
+                self.problem(spec.filename, line, "address", "duplicate coverage row")
+                continue
+            seen.add((box[0], addr[0]))
+            self.rows["coverage"].append((box[0], addr[0], v["distance_m"]))
+
+    def _customers(self, reader: BundleReader) -> None:
+        self.cols["customer"] = ("id", "local_network_id", "external_ref", "name", "grade", "created_at")
+        for spec, line, v in self._rows(reader, "customers"):
+            ln = self._ln(spec.filename, line, v["local_network"])
+            if ln is None:
+                continue
+            if (ln, v["key"]) in self.customers:
+                self.problem(spec.filename, line, "key", f"duplicate customer {v['key']!r} in {v['local_network']}")
+                continue
+            id_ = self.ids()
+            self.customers[(ln, v["key"])] = id_
+            self.rows["customer"].append((id_, ln, v["key"], v["name"], v["grade"], self.now))
+
+    def _services(self, reader: BundleReader) -> None:
+        self.cols["service"] = ("id", "local_network_id", "product", "technology", "state", "customer_id",
+                                "address_id", "number", "order_ref", "created_at", "removed_at")
+        for spec, line, v in self._rows(reader, "services"):
+            f = spec.filename
+            key = v["key"]
+            if key in self.services:
+                self.problem(f, line, "key", f"duplicate service {key!r}")
+                continue
+            ln = self._ln(f, line, v["local_network"])
+            if ln is None:
+                continue
+            customer = None
+            if v["customer"] is not None:
+                customer = self.customers.get((ln, v["customer"]))
+                if not customer:
+                    self.problem(f, line, "customer", f"unknown customer {v['customer']!r} in {v['local_network']}")
+                    continue
+            addr = self._ref(f, line, "address", v["address"], ("address",), ln)
+            if addr is False:
+                continue
+            number = v["number"]
+            if number is not None:
+                seg = self._segment_of(number)
+                if seg is None:
+                    self.problem(f, line, "number", f"number {number!r} is in no segment of the bundle")
+                    continue
+                if v["state"] != "removed":
+                    slot = self._slot(f, line, "number", fmt.unit_ref(seg[4], "number", number))
+                    self.service_number[key] = (slot, line)
+            id_ = self.ids()
+            self.services[key] = (id_, ln, v["state"], line)
+            self.rows["service"].append((id_, ln, v["product"], v["technology"], v["state"], customer,
+                                         addr[0] if addr else None, number, v["order_ref"],
+                                         v["created_at"] or self.now, v["removed_at"]))
+
+    def _service_paths(self, reader: BundleReader) -> None:
+        seen: set[tuple[str, int]] = set()
+        for spec, line, v in self._rows(reader, "service_paths"):
+            if v["service"] not in self.services:
+                self.problem(spec.filename, line, "service", f"unknown service {v['service']!r}")
+                continue
+            if (v["service"], v["seq"]) in seen:
+                self.problem(spec.filename, line, "seq", f"duplicate seq {v['seq']} for service {v['service']}")
+                continue
+            seen.add((v["service"], v["seq"]))
+            slot = self._slot(spec.filename, line, "unit", v["unit"])
+            if slot is not None:
+                self.paths[v["service"]].append((v["seq"], slot, line))
+
+    def _preoccupations(self, reader: BundleReader) -> None:
+        for spec, line, v in self._rows(reader, "preoccupations"):
+            if len(v["reservation"]) > 26:
+                self.problem(spec.filename, line, "reservation", "at most 26 characters")
+                continue
+            slot = self._slot(spec.filename, line, "unit", v["unit"])
+            if slot is not None:
+                self.holds.append((slot, v["reservation"], v["until"], line))
+
+    # -- units from their owners ---------------------------------------------------------------
+
+    def _derived(self, owner: _Owner) -> tuple[list[tuple], list[tuple], dict[tuple[str, str], int]]:
+        """(cards [(slot, name, card_type)], units [(card slot|None, kind, name, seq, capacity,
+        technology, side)], index (kind, name) → position) for a template owner or a cable."""
+        rules = self.rules[owner.ln]
+        if owner.mode == "cable":
+            kind = "pair" if owner.medium == "copper" else "core"
+            pattern = rules[kind]
+            ck = ("cable", owner.ln, kind, owner.count, owner.name if "{cable" in pattern else None)
+            hit = self._derived_cache.get(ck)
+            if hit is None:
+                units = [(None, kind, naming.render(pattern, cable=owner.name, seq=n), n, 1, owner.medium, "")
+                         for n in range(1, owner.count + 1)]
+                hit = ([], units, {(u[1], u[2]): i for i, u in enumerate(units)})
+                self._derived_cache[ck] = hit
+            return hit
+        tpl = owner.tpl
+        spec: TemplateSpec = tpl.spec
+        pats = [rules[k] for k in ("card", "port", "device_port", "terminal", "box_port")]
+        by_name = any("{device" in p or "{box" in p for p in pats)
+        ck = ("tpl", owner.ln, tpl.name, owner.name if by_name else None)
+        hit = self._derived_cache.get(ck)
+        if hit is None:
+            name = owner.name
+            cards, units = [], []
+            for cs in spec.cards:
+                for slot in cs.slots:
+                    cards.append((slot, naming.render(rules["card"], device=name, slot=slot, card_type=cs.card_type),
+                                  cs.card_type))
+                    for g in cs.ports:
+                        for n in range(g.first, g.first + g.count):
+                            units.append((slot, g.port_kind, naming.render(rules["port"], device=name, slot=slot, port=n,
+                                                                           card_type=cs.card_type),
+                                          n, g.capacity, g.technology, g.side))
+            for g in spec.ports:
+                rk = {"terminal": "terminal", "box_port": "box_port"}.get(g.port_kind, "device_port")
+                for n in range(g.first, g.first + g.count):
+                    units.append((None, g.port_kind, naming.render(rules[rk], device=name, box=name, port=n,
+                                                                    side=g.side or g.port_kind,
+                                                                    label=naming.PORT_LABELS.get(g.port_kind, "")),
+                                  n, g.capacity, g.technology, g.side))
+            hit = (cards, units, {(u[1], u[2]): i for i, u in enumerate(units)})
+            self._derived_cache[ck] = hit
+        return hit
+
+    def _resolve_units(self) -> None:
+        """Check that every referenced unit exists, and learn its capacity and local network."""
+        for root, refs in self.uref.items():
+            owner = self.owners.get(root)
+            if owner is None:
+                for slot in refs.values():
+                    f, line, col = self.slot_loc[slot]
+                    self.problem(f, line, col, f"unknown unit owner {root!r} (a device, frame, box, cable or "
+                                               "number pool defined earlier in the bundle)")
+                continue
+            if owner.mode == "pool":
+                for (kind, name), slot in refs.items():
+                    seg = self._segment_of(name) if kind == "number" else None
+                    if seg is None or seg[4] != root:
+                        f, line, col = self.slot_loc[slot]
+                        self.problem(f, line, col, f"no {kind} {name!r} in number pool {root!r}")
+                        continue
+                    self.slot_cap[slot], self.slot_ln[slot] = 1, owner.ln
+                continue
+            if owner.mode == "listed":
+                defined = {}
+                for slot, attrs in self.listed.get(root, []):
+                    defined[slot] = attrs
+                for (kind, name), slot in refs.items():
+                    if slot in defined:
+                        self.slot_cap[slot], self.slot_ln[slot] = defined[slot].get("capacity", 1), owner.ln
+                    else:
+                        f, line, col = self.slot_loc[slot]
+                        self.problem(f, line, col, f"no {kind} {name!r} in {root!r} (units=listed: define it in "
+                                                   "units.csv)")
+                continue
+            _, units, index = self._derived(owner)
+            for (kind, name), slot in refs.items():
+                i = index.get((kind, name))
+                if i is None:
+                    f, line, col = self.slot_loc[slot]
+                    self.problem(f, line, col, f"no {kind} {name!r} in {root!r}")
+                    continue
+                over = self.slot_over.get(slot)
+                self.slot_cap[slot] = over["capacity"] if over and "capacity" in over else units[i][4]
+                self.slot_ln[slot] = owner.ln
+
+    def _occupy(self) -> None:
+        """Occupancy from the active services' paths and the holds; capacity and exclusivity."""
+        cap, slot_ln = self.slot_cap, self.slot_ln
+        self.bad_services: set[str] = set()
+        owner_of: dict[int, str] = {}
+        for key, (sid, ln, state, sline) in self.services.items():
+            hops = sorted(self.paths.get(key, ()))
+            if key in self.service_number:
+                hops = hops + [(None, *self.service_number[key])]
+            bad = False
+            seen: set[int] = set()
+            for _, slot, line in hops:
+                f = "services.csv" if _ is None else "service_paths.csv"
+                col = "number" if _ is None else "unit"
+                if cap[slot] is None:
+                    bad = True  # already reported: unknown unit
+                    continue
+                if slot_ln[slot] != ln:
+                    self.problem(f, line, col, "the unit belongs to another local network than the service")
+                    bad = True
+                if slot in seen:
+                    self.problem(f, line, col, "the unit appears twice in this service's path")
+                    bad = True
+                seen.add(slot)
+                if state == "removed":
+                    continue
+                if cap[slot] == 1:
+                    other = owner_of.get(slot)
+                    if other is not None:
+                        self.problem(f, line, col, f"exclusive unit already occupied by service {other!r}")
+                        bad = True
+                elif self.slot_used[slot] + 1 > cap[slot]:
+                    self.problem(f, line, col, f"capacity exceeded: the unit carries at most {cap[slot]} services")
+                    bad = True
+            if bad:
+                self.bad_services.add(key)
+                continue
+            if state != "removed":
+                for _, slot, _line in hops:
+                    if cap[slot] == 1:
+                        owner_of[slot] = key
+                        self.slot_service[slot] = sid
+                    else:
+                        self.slot_used[slot] += 1
+        seen_holds: set[tuple[int, str]] = set()
+        self.good_holds: list[tuple[int, str, datetime]] = []
+        for slot, reservation, until, line in self.holds:
+            f = "preoccupations.csv"
+            if cap[slot] is None:
+                continue
+            if (slot, reservation) in seen_holds:
+                self.problem(f, line, "reservation", "duplicate hold of this unit by this reservation")
+                continue
+            if cap[slot] == 1:
+                if slot in self.slot_service:
+                    self.problem(f, line, "unit", f"the unit is occupied by service {owner_of.get(slot)!r}")
+                    continue
+                if slot in self.slot_res:
+                    self.problem(f, line, "unit", f"the unit is already pre-occupied by {self.slot_res[slot][0]!r}")
+                    continue
+                self.slot_res[slot] = (reservation, until)
+            else:
+                if self.slot_used[slot] + self.slot_held[slot] + 1 > cap[slot]:
+                    self.problem(f, line, "unit", f"capacity exceeded: the unit carries at most {cap[slot]} "
+                                                  "services and holds")
+                    continue
+                self.slot_held[slot] += 1
+            seen_holds.add((slot, reservation))
+            self.good_holds.append((slot, reservation, until))
+        self.good_connections = []
+        for kind, a, z, container, line in self.connections:
+            if cap[a] is None or cap[z] is None:
+                continue
+            if slot_ln[a] != slot_ln[z]:
+                self.problem("connections.csv", line, "z", "both ends must be in the same local network")
+                continue
+            self.good_connections.append((kind, a, z, container))
+
+    # -- phase 2: write ------------------------------------------------------------------------
+
+    def _rows_to_write(self) -> int:
+        units = 0
+        for owner in self.owners.values():
+            if owner.mode == "cable":
+                units += owner.count
+            elif owner.mode == "template":
+                units += len(self._derived(owner)[1])
+            elif owner.mode == "listed":
+                units += len(self.listed.get(owner.key, ()))
+        units += sum(s[1] - s[0] + 1 for s in self.segments) * 2
+        return units + sum(len(r) for r in self.rows.values()) + sum(len(p) for p in self.paths.values()) \
+            + len(self.good_connections) + len(self.good_holds)
+
+    def _write(self) -> None:
+        self._sqlite = self.db.dialect != "postgresql"
+        with self.db.unit_of_work(principal="bulk-import") as uow:
+            s = uow.session
+            conn = s.connection()
+            if self.rows["local_network"]:
+                self._core(conn, LocalNetwork.__table__, "local_network")
+            self._write_rules(s)
+            if self.rows["device_template"]:
+                self._core(conn, DeviceTemplate.__table__, "device_template")
+            # resources: the resource row, then the kind's row, file by file (parents first)
+            res_rows = self.rows["resource"]
+            by_kind_start = 0
+            for name in fmt.RESOURCE_FILES:
+                kind = FILE_BY_NAME[name].resource_kind
+                n = len(self.rows[kind])
+                self._fast(conn, "resource", RES_COLS, res_rows[by_kind_start: by_kind_start + n])
+                self._fast(conn, kind, self.cols[kind], self.rows[kind])
+                by_kind_start += n
+            self._fast(conn, "cable_span", self.cols["cable_span"], self.rows["cable_span"])
+            self._fast(conn, "coverage", self.cols["coverage"], self.rows["coverage"])
+            self._fast(conn, "customer", self.cols["customer"], self.rows["customer"])
+            bad = self.bad_services
+            services = self.rows["service"]
+            if bad:
+                bad_ids = {self.services[k][0] for k in bad}
+                services = [r for r in services if r[0] not in bad_ids]
+            self._fast(conn, "service", self.cols["service"], services)
+            self._write_units(conn)
+            sid = self.slot_id
+            path_rows = ((self.services[key][0], seq, sid[slot]) for key, hops in self.paths.items()
+                         if key not in bad for seq, slot, _ in hops)
+            self._fast(conn, "service_unit", ("service_id", "seq", "unit_id"), path_rows)
+            slot_ln = self.slot_ln
+            conn_rows = ((self.ids(), kind, sid[a], sid[z], slot_ln[a], container, self.now)
+                         for kind, a, z, container in self.good_connections)
+            self._fast(conn, "connection", ("id", "kind", "a_unit_id", "z_unit_id", "local_network_id",
+                                            "container_id", "created_at"), conn_rows)
+            hold_rows = [(self.ids(), sid[slot], reservation, until) for slot, reservation, until in self.good_holds
+                         if self.slot_cap[slot] != 1]
+            self._fast(conn, "shared_hold", ("id", "unit_id", "holder", "expires_at"), hold_rows)
+            uow.commit()
+
+    def _write_rules(self, s: Any) -> None:
+        new_lns = {r[0] for r in self.rows["local_network"]}
+        rows = []
+        for ln in new_lns:
+            for kind, pattern in self.rules[ln].items():
+                rows.append({"local_network_id": ln, "kind": kind, "pattern": pattern})
+        if rows:
+            s.execute(NamingRule.__table__.insert(), rows)
+            self.report.counts["naming_rule"] = len(rows)
+        for ln, kind, pattern in self.rule_updates:
+            if ln in new_lns:
+                continue
+            found = s.execute(update(NamingRule).where(NamingRule.local_network_id == ln, NamingRule.kind == kind)
+                              .values(pattern=pattern))
+            if not found.rowcount:
+                s.execute(NamingRule.__table__.insert(), [{"local_network_id": ln, "kind": kind, "pattern": pattern}])
+
+    def _core(self, conn: Any, table: Any, name: str) -> None:
+        cols = self.cols[name]
+        rows = [dict(zip(cols, r)) for r in self.rows[name]]
+        for i in range(0, len(rows), BATCH):
+            conn.execute(table.insert(), rows[i:i + BATCH])
+        self.report.counts[name] = self.report.counts.get(name, 0) + len(rows)
+        self.tick(len(rows))
+
+    def _value(self, value: Any) -> Any:
+        if isinstance(value, datetime):
+            if self._sqlite:
+                return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+            return value
+        if isinstance(value, shapely.Geometry):
+            if self._sqlite:
+                return shapely.to_wkb(value)
+            return shapely.to_wkb(shapely.set_srid(value, SRID), hex=True, include_srid=True)
+        return value
+
+    def _fast(self, conn: Any, table: str, cols: tuple[str, ...], rows: Iterable[tuple], *,
+              convert: bool = True) -> None:
+        """Insert tuples: COPY on PostgreSQL, executemany on SQLite, in batches."""
+        count = 0
+        if self._sqlite:
+            sql = f'INSERT INTO "{table}" ({", ".join(cols)}) VALUES ({", ".join("?" * len(cols))})'
+            raw = conn.connection.driver_connection
+            cur = raw.cursor()
+            batch: list[tuple] = []
+            for row in rows:
+                batch.append(tuple(map(self._value, row)) if convert else row)
+                if len(batch) >= BATCH:
+                    cur.executemany(sql, batch)
+                    count += len(batch)
+                    self.tick(len(batch))
+                    batch = []
+            if batch:
+                cur.executemany(sql, batch)
+                count += len(batch)
+                self.tick(len(batch))
+            cur.close()
+        else:
+            raw = conn.connection.driver_connection
+            with raw.cursor() as cur:
+                with cur.copy(f'COPY "{table}" ({", ".join(cols)}) FROM STDIN') as cp:
+                    n = 0
+                    for row in rows:
+                        cp.write_row(tuple(map(self._value, row)) if convert else row)
+                        n += 1
+                        if n >= BATCH:
+                            count += n
+                            self.tick(n)
+                            n = 0
+                    count += n
+                    self.tick(n)
+        if count:
+            self.report.counts[table] = self.report.counts.get(table, 0) + count
+
+    def _dt(self, value: datetime | None) -> Any:
+        return None if value is None else self._value(value)
+
+    def _write_units(self, conn: Any) -> None:
+        ids = self.ids
+        card_rows: list[tuple] = []
+        card_res: list[tuple] = []
+
+        def unit_rows() -> Iterator[tuple]:
+            slot_id, slot_service, slot_used, slot_res, slot_held = (
+                self.slot_id, self.slot_service, self.slot_used, self.slot_res, self.slot_held)
+            over_all = self.slot_over
+            for key, owner in self.owners.items():
+                ln, root_id = owner.ln, owner.id
+                refs = self.uref.get(key, {})
+                if owner.mode == "pool":
+                    continue
+                if owner.mode == "listed":
+                    card_ids = {}
+                    for slot_no, name, _line, card_type in self.cards.get(key, ()):
+                        cid = ids()
+                        card_ids[name] = cid
+                        card_res.append((cid, "card", name, ln, root_id, root_id, "in_service", self.now))
+                        card_rows.append((cid, slot_no, card_type))
+                    slots_by = {s: k for k, s in refs.items()}
+                    for slot, a in self.listed.get(key, ()):
+                        kind, name = slots_by[slot]
+                        owner_id = card_ids[a["card"]] if a.get("card") else root_id
+                        yield self._unit_tuple(slot, slot_id[slot], kind, name, a.get("seq", 0), ln, owner_id, root_id,
+                                               a.get("side", ""), a.get("technology", ""), a.get("capacity", 1), a)
+                    continue
+                cards, units, _ = self._derived(owner)
+                card_ids = {}
+                for slot_no, name, card_type in cards:
+                    cid = ids()
+                    card_ids[slot_no] = cid
+                    card_res.append((cid, "card", name, ln, root_id, root_id, "in_service", self.now))
+                    card_rows.append((cid, slot_no, card_type))
+                for card_slot, kind, name, seq, capacity, tech, side in units:
+                    owner_id = root_id if card_slot is None else card_ids[card_slot]
+                    slot = refs.get((kind, name)) if refs else None
+                    if slot is None:
+                        yield (ids(), kind, name, seq, ln, owner_id, root_id, side, tech, "free", None, None, None,
+                               capacity, 0, "in_service", None, None, None)
+                    else:
+                        yield self._unit_tuple(slot, slot_id[slot], kind, name, seq, ln, owner_id, root_id, side, tech,
+                                               capacity, over_all.get(slot))
+
+        # cards must exist before their units: derive cards first (cheap), then stream units
+        units_iter = unit_rows()
+        first_batch = []
+        # Materialise card rows by running the generator owner by owner is awkward; instead write
+        # the units through a buffer and flush cards before each unit batch.
+        pending: list[tuple] = []
+        for row in units_iter:
+            pending.append(row)
+            if len(pending) >= 50_000:
+                self._flush_cards(conn, card_res, card_rows)
+                self._fast(conn, "unit", UNIT_COLS, pending, convert=False)
+                pending = []
+        self._flush_cards(conn, card_res, card_rows)
+        self._fast(conn, "unit", UNIT_COLS, pending, convert=False)
+        del first_batch
+        self._write_numbers(conn)
+
+    def _flush_cards(self, conn: Any, card_res: list[tuple], card_rows: list[tuple]) -> None:
+        if card_res:
+            self._fast(conn, "resource", RES_COLS, card_res)
+            self._fast(conn, "card", ("id", "slot", "card_type"), card_rows)
+            card_res.clear()
+            card_rows.clear()
+
+    def _unit_tuple(self, slot: int, uid: str, kind: str, name: str, seq: int, ln: str, owner_id: str, root_id: str,
+                    side: str, tech: str, capacity: int, over: dict[str, Any] | None) -> tuple:
+        if over:
+            seq = over.get("seq", seq)
+            side = over.get("side", side)
+            tech = over.get("technology", tech)
+            capacity = over.get("capacity", capacity)
+            admin, locked_by, reason = over.get("admin_state", "in_service"), over.get("locked_by"), over.get("admin_reason")
+        else:
+            admin, locked_by, reason = "in_service", None, None
+        service = reservation = until = None
+        used = 0
+        if capacity == 1:
+            service = self.slot_service.get(slot)
+            if service is not None:
+                occ = "occupied"
+            elif slot in self.slot_res:
+                reservation, until_dt = self.slot_res[slot]
+                until = self._dt(until_dt)
+                occ = "preoccupied"
+            else:
+                occ = "free"
+        else:
+            used = self.slot_used.get(slot, 0)
+            occ = "occupied" if used else ("preoccupied" if self.slot_held.get(slot) else "free")
+        return (uid, kind, name, seq, ln, owner_id, root_id, side or "", tech or "", occ, reservation, until, service,
+                capacity, used, admin, locked_by if admin == "locked" else None, reason, None)
+
+    def _grade(self, number: str) -> tuple[str, int]:
+        tail = number[-self._grade_len:]
+        hit = self._grade_cache.get(tail)
+        if hit is None:
+            hit = self.grader.grade(number) if len(number) > self._grade_len else self.grader.grade(number)
+            if len(number) > self._grade_len:
+                self._grade_cache[tail] = hit
+        return hit
+
+    def _write_numbers(self, conn: Any) -> None:
+        ids = self.ids
+        number_rows: list[tuple] = []
+
+        def units() -> Iterator[tuple]:
+            for pool_key, segs in self.pool_segments.items():
+                owner = self.owners.get(pool_key)
+                if owner is None:
+                    continue
+                refs = self.uref.get(pool_key, {})
+                for lo, hi, width, seg_id in segs:
+                    exchange = str(lo).zfill(width)[: width - 4]
+                    for n in range(lo, hi + 1):
+                        number = str(n).zfill(width)
+                        slot = refs.get(("number", number)) if refs else None
+                        over = self.number_over.get(number)
+                        grade, level = self._grade(number)
+                        admin, reason, q = "in_service", None, None
+                        if over:
+                            grade = over.get("grade", grade)
+                            level = over.get("grade_level", level)
+                            admin = over.get("admin_state", admin)
+                            reason = over.get("admin_reason")
+                            q = self._dt(over.get("quarantine_until"))
+                        if slot is None:
+                            uid = ids()
+                            occ, service, reservation, until = "free", None, None, None
+                        else:
+                            uid = self.slot_id[slot]
+                            service = self.slot_service.get(slot)
+                            reservation = until = None
+                            if service is not None:
+                                occ = "occupied"
+                            elif slot in self.slot_res:
+                                reservation, u = self.slot_res[slot]
+                                until = self._dt(u)
+                                occ = "preoccupied"
+                            else:
+                                occ = "free"
+                        number_rows.append((uid, number, owner.id, seg_id, exchange, number[-4:], grade, level))
+                        yield (uid, "number", number, n, owner.ln, seg_id, owner.id, "", "", occ, reservation, until,
+                               service, 1, 0, admin, None, reason, q)
+
+        pending: list[tuple] = []
+        cols = ("id", "number", "pool_id", "segment_id", "exchange_code", "tail4", "grade", "grade_level")
+        for row in units():
+            pending.append(row)
+            if len(pending) >= 50_000:
+                self._fast(conn, "unit", UNIT_COLS, pending, convert=False)
+                self._fast(conn, "number", cols, number_rows, convert=False)
+                pending = []
+                number_rows.clear()
+        self._fast(conn, "unit", UNIT_COLS, pending, convert=False)
+        self._fast(conn, "number", cols, number_rows, convert=False)
+
+
+def run_import_job(database: Database, job_id: str, path: str, *, allow_partial: bool = False) -> ImportReport:
+    """Run an import for a Job row: state, done/total progress (committed as it goes, at most
+    a few times a second), then the result or the problems. On SQLite the progress of the write
+    phase shows at the end (the import holds the only write lock)."""
+    from resource_mgr.jobs.models import Job
+
+    with database.unit_of_work(principal="bulk-import") as uow:
+        job = uow.session.get(Job, job_id)
+        job.start()
+        uow.commit()
+    writing = {"on": True}
+
+    def progress(done: int, total: int) -> None:
+        if not writing["on"]:
+            return
+        try:
+            with database.engine.connect() as c:
+                c.execute(text("UPDATE job SET done = :d, total = :t WHERE id = :i"), {"d": done, "t": total, "i": job_id})
+                c.commit()
+        except Exception:  # noqa: BLE001 - the database is busy with the import itself (SQLite)
+            writing["on"] = False
+
+    try:
+        report = import_bundle(database, path, allow_partial=allow_partial, progress=progress)
+    except Exception as exc:
+        with database.unit_of_work(principal="bulk-import") as uow:
+            job = uow.session.get(Job, job_id)
+            job.fail([{"reason": f"{type(exc).__name__}: {exc}"}], "import failed")
+            uow.commit()
+        raise
+    with database.unit_of_work(principal="bulk-import") as uow:
+        job = uow.session.get(Job, job_id)
+        if report.written:
+            job.total = max(job.total, 1)
+            job.finish(report.as_dict())
+            if report.problem_count:
+                job.errors = [p.as_dict() for p in report.problems]
+        else:
+            job.fail([p.as_dict() for p in report.problems],
+                     f"{report.problem_count} bad rows; nothing was written")
+        uow.commit()
+    return report
