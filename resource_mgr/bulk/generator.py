@@ -292,6 +292,7 @@ class _Cell:
     kind: str  # fibre_new, mixed, copper, office, empty
     buildings: list[_Building] = field(default_factory=list)
     take_up: float = 0.6
+    fill: float = 0.65  # planned PON fill: FTTH demand / splitter outputs
 
 
 class _Exchange:
@@ -457,7 +458,8 @@ class _Exchange:
             rows = math.ceil(nb / cols)
             inner = self.G - 80
             pre = f"{CITY}{self.district}{road}{number}号{cname}"
-            cell.take_up = rng.choice((0.92, 0.95)) if rng.random() < 0.08 else rng.uniform(0.45, 0.85)
+            cell.take_up = rng.uniform(0.45, 0.85)
+            cell.fill = rng.uniform(0.93, 1.0) if rng.random() < 0.07 else rng.uniform(0.5, 0.82)
             for b in range(nb):
                 bx = x0 + 40 + inner * ((b % cols) + 0.5) / cols
                 by = y0 + 40 + inner * ((b // cols) + 0.5) / rows
@@ -605,7 +607,7 @@ class _Exchange:
             s2s: list[tuple[str, _Building, list[tuple[str, _Room]]]] = []  # (s2 key, building, outputs used)
             for cell in cells:
                 for b in cell.buildings:
-                    self._fats_and_s2(b, r2, s2s)
+                    self._fats_and_s2(b, r2, s2s, cell.fill)
             if not s2s:
                 continue
             if at_exchange:
@@ -686,25 +688,32 @@ class _Exchange:
                 self.fibre_links[link_index] = self.fibre_links[link_index][:5] + (str(used_total),)
         self._olts_and_odf()
 
-    def _fats_and_s2(self, b: _Building, r2: int, s2s: list) -> None:
+    def _fats_and_s2(self, b: _Building, r2: int, s2s: list, fill: float) -> None:
         """FATs on each unit (by floor band), second-stage splitters at the building entrance,
-        in-building distribution cables s2 → FAT; appends (s2, building, [(path head, room)])."""
-        w, E = self.w, self.E
+        in-building distribution cables s2 → FAT; appends (s2, building, [(path head, room)]).
+        Splitters are sized as a planner would: the FTTH demand over a target fill, so only
+        that many FAT ports are wired to a splitter output (the rest wait for expansion)."""
+        w, E, rng = self.w, self.E, self.rng
         bands: list[tuple[_Unit, list[_Room], int]] = []
         for unit in b.units:
             rooms = unit.rooms
             for i in range(0, len(rooms), 24):
                 band = rooms[i:i + 24]
                 bands.append((unit, band, next(s for s in (8, 16, 24) if s >= len(band))))
+        def wants(room: _Room) -> bool:
+            return "ftth_broadband" in room.products or room.pending == "ftth_broadband"
+        demand = sum(1 for _, band, _ in bands for r in band if wants(r))
         total = sum(size for _, _, size in bands)
-        s2_keys = [f"{E}-S2-{self.next('s2')}" for _ in range(math.ceil(total / r2))]
+        outputs = min(total, math.ceil(demand / fill)) if demand else 0
+        s2_keys = [f"{E}-S2-{self.next('s2')}" for _ in range(math.ceil(outputs / r2))]
         for s2 in s2_keys:
             w.write("devices", {"key": s2, "local_network": LN_CODE, "name": f"{self.name}-OBD2-{s2.rsplit('-', 1)[1]:0>5}",
                                 "device_type": "splitter", "template": f"SPLITTER-1:{r2}", "model": f"SPLITTER-1:{r2}",
                                 "technology": "PON", "split_ratio": r2, "split_stage": 2,
                                 "location": _wkt_point(b.point)})
+        spare = len(s2_keys) * r2 - demand  # idle ports wired to an output, first come
         outs: list[list] = [[] for _ in s2_keys]
-        g = 0  # global port index in the building → (s2, output)
+        g = 0  # next splitter output in the building
         for unit, band, size in bands:
             fat = f"{E}-B{self.next('fat')}"
             fat_ll = (unit.point[0], round(unit.point[1] + 0.00002 * len(unit.fats), 7))
@@ -717,21 +726,25 @@ class _Exchange:
             w.write("coverage", {"box": fat, "address": unit.address, "distance_m": d})
             for room in band:
                 w.write("coverage", {"box": fat, "address": room.address, "distance_m": d})
+            feed = s2_keys[min(g // r2, len(s2_keys) - 1)] if s2_keys else None
             riser = self.cable(name=f"{self.name}-GL{self.next('gl'):04d}", medium="fibre", stage="distribution",
-                               count=size, a_end=s2_keys[g // r2], z_end=fat, coords=[b.point, fat_ll], segs=[])
+                               count=size, a_end=feed, z_end=fat, coords=[b.point, fat_ll], segs=[])
             for p in range(1, size + 1):
                 port = f"{fat}#box_port#{p:02d}"
                 core = f"{riser}#core#{p:03d}"
-                out = f"{s2_keys[g // r2]}#splitter_out#OUT{g % r2 + 1}"
                 self.conn("fixed", port, core)
-                self.conn("splice", core, out)
-                if p <= len(band):
-                    outs[g // r2].append(([port, core, out], band[p - 1]))
-                elif self.rng.random() < 0.01:
-                    self.unit_attr(self.rng.choice((port, core)), admin_state="faulty",
-                                   admin_reason=self.rng.choice(FAULTS))
+                room = band[p - 1] if p <= len(band) else None
+                if room is not None and wants(room) or (spare > 0 and g < len(s2_keys) * r2):
+                    if not (room is not None and wants(room)):
+                        spare -= 1
+                    out = f"{s2_keys[g // r2]}#splitter_out#OUT{g % r2 + 1}"
+                    g += 1
+                    self.conn("splice", core, out)
+                    if room is not None and wants(room):
+                        outs[(g - 1) // r2].append(([port, core, out], room))
+                elif rng.random() < 0.01:
+                    self.unit_attr(rng.choice((port, core)), admin_state="faulty", admin_reason=rng.choice(FAULTS))
                     self.c.stats.faulty_units += 1
-                g += 1
         for s2, o in zip(s2_keys, outs):
             s2s.append((s2, b, o))
 
@@ -914,7 +927,7 @@ class _Exchange:
                         continue
                     tech = "pots"
                     if prod == "dsl":
-                        tech = "vdsl" if self._loop_m(primary, dcab) <= 1000 and rng.random() < 0.6 else "adsl"
+                        tech = "vdsl" if self._loop_m(primary, dcab) <= 1500 and rng.random() < 0.6 else "adsl"
                     self.lines_by_tech[tech].append((room.address, path, room))
             for port, pair, dt in ports:  # some idle ports and pairs are faulty
                 if rng.random() < 0.01:
