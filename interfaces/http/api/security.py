@@ -104,12 +104,13 @@ def login(body: dict[str, Any]):
         return {**services.token_view(token), "token": secret}, 201
 
 
-def _scope_codes() -> set[str] | None:
-    """The local-network codes the caller may administer; None = all."""
+def _scope_codes(session: Any) -> set[str] | None:
+    """The local-network codes the caller may administer; None = all. (Inside a unit of work, pass
+    its session: on SQLite a second session would wait for the unit of work's write lock.)"""
     ids = principal().local_network_ids
     if ids is None:
         return None
-    return set(read_session().scalars(select(LocalNetwork.code).where(LocalNetwork.id.in_(sorted(ids)))))
+    return set(session.scalars(select(LocalNetwork.code).where(LocalNetwork.id.in_(sorted(ids)))))
 
 
 def _in_scope(token: ApiToken, codes: set[str] | None) -> bool:
@@ -124,7 +125,7 @@ def _in_scope(token: ApiToken, codes: set[str] | None) -> bool:
 @bp.doc(summary="Tokens (never their secrets), newest first; total in X-Total-Count")
 @require(Role.ADMIN)
 def list_tokens(query: dict[str, Any]):
-    codes = _scope_codes()
+    codes = _scope_codes(read_session())
     tokens = [t for t in services.list_tokens(read_session(), principal=query.get("principal"),
                                               state=query.get("state")) if _in_scope(t, codes)]
     page = tokens[query["offset"]:query["offset"] + query["limit"]]
@@ -133,7 +134,7 @@ def list_tokens(query: dict[str, Any]):
 
 def _token_or_404(session: Any, token_id: str) -> ApiToken:
     token = session.get(ApiToken, token_id)
-    if token is None or not _in_scope(token, _scope_codes()):
+    if token is None or not _in_scope(token, _scope_codes(session)):
         raise NotFound(f"no token with id {token_id}", field="token_id")
     return token
 
