@@ -23,7 +23,7 @@ TITLES = {"invalid": "Invalid request", "unauthorized": "Authentication required
           "not_found": "Not found", "method_not_allowed": "Method not allowed", "conflict": "Conflict",
           "no_capacity": "No capacity", "locked": "Locked", "expired": "Expired", "quarantined": "Quarantined",
           "too_large": "Request too large", "rate_limited": "Too many requests",
-          "unavailable": "Service unavailable", "internal": "Internal error"}
+          "unavailable": "Service unavailable", "internal": "Internal error", "quota_exceeded": "Quota exceeded"}
 
 
 class ProblemSchema(Schema):
