@@ -20,6 +20,7 @@ import time
 from apiflask import APIFlask
 from flask import Response, g, request
 from flask_limiter import Limiter, RateLimitExceeded
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from interfaces.http.errors import problem
 
@@ -55,6 +56,16 @@ def install(app: APIFlask) -> None:
     )
     lim.init_app(app)
     app.extensions["rmgr_limiter"] = lim
+
+    def _refuse_large_body() -> None:
+        """Refuse a declared oversized body at once, whether or not the endpoint reads a body
+        (Werkzeug alone enforces MAX_CONTENT_LENGTH only when the body is read)."""
+        limit = app.config.get("MAX_CONTENT_LENGTH")
+        if limit and request.content_length is not None and request.content_length > limit:
+            raise RequestEntityTooLarge(f"the request body is {request.content_length} bytes; at most {limit} "
+                                        f"are accepted")
+
+    app.before_request(_refuse_large_body)
 
     @app.errorhandler(RateLimitExceeded)
     def _too_many(error: RateLimitExceeded) -> Response:
