@@ -6,6 +6,7 @@ can be added without thinking about who may call it."""
 from __future__ import annotations
 
 import functools
+import re
 from typing import Any, Callable
 
 from apiflask import APIFlask
@@ -15,6 +16,7 @@ from resource_mgr.errors import Unauthorized
 from resource_mgr.security.services import principal_for_token
 from resource_mgr.states import Role
 
+from interfaces.http import errors
 from interfaces.http.context import runtime
 
 READERS = frozenset(Role)  # any role may read inventory within its scope
@@ -79,6 +81,35 @@ def install(app: APIFlask, between: Callable[[APIFlask], None] | None = None) ->
     if between is not None:
         between(app)
     _install_enforcement(app)
+
+    @app.spec_processor
+    def _document(spec: dict[str, Any]) -> dict[str, Any]:
+        document_security(app, spec)
+        return errors.document_problems(spec)
+
+
+def _openapi_path(rule: str) -> str:
+    return re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule)
+
+
+def document_security(app: APIFlask, spec: dict[str, Any]) -> None:
+    """Say in the OpenAPI document which operations need a bearer token and which roles."""
+    spec.setdefault("components", {}).setdefault("securitySchemes", {})["bearerAuth"] = {
+        "type": "http", "scheme": "bearer"}
+    paths = spec.get("paths") or {}
+    for rule in app.url_map.iter_rules():
+        view = app.view_functions.get(rule.endpoint)
+        roles = getattr(view, "_rmgr_roles", None)
+        item = paths.get(_openapi_path(rule.rule))
+        if not roles or not item:
+            continue
+        for method in rule.methods or ():
+            op = item.get(method.lower())
+            if isinstance(op, dict):
+                op["security"] = [{"bearerAuth": []}]
+                note = f"Roles: {', '.join(sorted(r.value for r in roles))}."
+                if note not in op.get("description", ""):
+                    op["description"] = (op.get("description", "") + "\n\n" + note).strip()
 
 
 def _install_enforcement(app: APIFlask) -> None:

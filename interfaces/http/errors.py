@@ -73,6 +73,46 @@ def _validation_fields(detail: Any) -> list[dict[str, str]]:
     return out
 
 
+_PROBLEM_JSON_SCHEMA = {
+    "type": "object",
+    "properties": {"type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
+                   "detail": {"type": "string"}, "code": {"type": "string"}, "field": {"type": "string"},
+                   "errors": {"type": "array", "items": {"type": "object"}}, "request_id": {"type": "string"}},
+    "required": ["type", "title", "status", "detail", "code"],
+}
+_HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options"}
+
+
+def document_problems(spec: dict[str, Any]) -> dict[str, Any]:
+    """Make the OpenAPI document say what the API really answers: every error is
+    application/problem+json; every operation may answer 429 (rate limit), a secured one 401 and
+    403, one with a body 400 and 413, one with path parameters 404."""
+    def problem_response(description: str) -> dict[str, Any]:
+        return {"description": description, "content": {"application/problem+json": {"schema": _PROBLEM_JSON_SCHEMA}}}
+
+    for path, item in (spec.get("paths") or {}).items():
+        for method, op in item.items():
+            if method not in _HTTP_METHODS or not isinstance(op, dict):
+                continue
+            responses = op.setdefault("responses", {})
+            extra = {"429": "Too many requests for this principal or address; see Retry-After"}
+            if op.get("security", spec.get("security")):
+                extra.update({"401": "No valid bearer token (the detail says why)",
+                              "403": "The token lacks a role this operation needs"})
+            if "requestBody" in op or method in ("post", "put", "patch"):
+                extra.update({"400": "The body is not valid JSON", "413": "The request body is too large",
+                              "415": "The body is not application/json"})
+            if "{" in path:
+                extra["404"] = "Not found, or outside the caller's local networks"
+            for code, description in extra.items():
+                responses.setdefault(code, problem_response(description))
+            for code, response in responses.items():
+                content = response.get("content") if isinstance(response, dict) else None
+                if str(code)[:1] in "45" and content and "application/json" in content:
+                    response["content"] = {"application/problem+json": {"schema": _PROBLEM_JSON_SCHEMA}}
+    return spec
+
+
 def register_error_handlers(app: APIFlask) -> None:
     @app.error_processor
     def _http_error(error: HTTPError) -> Response:
