@@ -82,7 +82,8 @@ SIZES: dict[str, Profile] = {
 AS_OF = datetime(2026, 1, 1, tzinfo=timezone.utc)  # the generated network's "now"
 LN_CODE, LN_NAME, AREA_CODE, PROVINCE, CITY = "FS", "佛山", "757", "广东", "佛山市"
 CENTRE = (113.12, 23.02)
-HALF_SIDE_M = 2000.0  # half side of an exchange area: corners at 2.83 km from the exchange
+HALF_SIDE_M = 2000.0  # largest half side of an exchange area: corners at 2.83 km from the exchange
+MAX_BLOCK_M = 450.0
 EXCHANGE_SPACING_M = 4200.0
 DROP_LIMIT_M = 300.0
 
@@ -272,6 +273,7 @@ class _Unit:  # a building unit (單元): its point, address, rooms, boxes
     address: str
     point: tuple[float, float]
     rooms: list[_Room]
+    address_point: tuple[float, float] = (0.0, 0.0)  # of `address` (an office's is its building's)
     fats: list[tuple[str, int, int, int]] = field(default_factory=list)  # (box key, size, floor lo, floor hi)
     cboxes: list[tuple[str, int, int, int]] = field(default_factory=list)
 
@@ -325,7 +327,7 @@ class _Exchange:
         return (round(lon, 7), round(lat, 7))
 
     def lat_xy(self, ix: int, iy: int) -> tuple[float, float]:
-        return (-HALF_SIDE_M + ix * self.g, -HALF_SIDE_M + iy * self.g)
+        return (-self.R + ix * self.g, -self.R + iy * self.g)
 
     def lat_ll(self, ix: int, iy: int) -> tuple[float, float]:
         return self.ll(*self.lat_xy(ix, iy))
@@ -396,11 +398,12 @@ class _Exchange:
 
     def layout(self) -> None:
         rng = self.rng
-        households = self.target / 1.05  # ≈ services per household over the mix below
+        households = self.target / 1.15  # ≈ services per household over the mix below
         cells = max(4, round(households / 150))
         n = max(2, 2 * math.ceil(math.sqrt(cells) / 2))  # even: the exchange sits on a crossing
         self.n = n
-        self.G = 2 * HALF_SIDE_M / n
+        self.G = min(2 * HALF_SIDE_M / n, MAX_BLOCK_M)  # road spacing: city blocks of ≤ 450 m
+        self.R = n * self.G / 2
         self.k = max(1, round(self.G / 110))
         self.g = self.G / self.k
         self.centre = (n // 2 * self.k, n // 2 * self.k)
@@ -464,7 +467,8 @@ class _Exchange:
                 bx = x0 + 40 + inner * ((b % cols) + 0.5) / cols
                 by = y0 + 40 + inner * ((b // cols) + 0.5) / rows
                 b_ll = self.ll(bx, by)
-                ix = min(max(round((bx + HALF_SIDE_M) / self.g), 0), self.n * self.k)
+                ix = min(max(round((bx + self.R) / self.g), 0), self.n * self.k)
+                row = cell.cj if by - y0 < self.G / 2 else cell.cj + 1  # enter from the nearer road
                 label = f"{'ABCDEFGHJK'[b % 10]}座" if office else f"{b + 1}栋"
                 btext = pre + label
                 bkey = f"{self.E}-A{self.next('addr')}"
@@ -490,8 +494,8 @@ class _Exchange:
                             rtext = btext + ulabel + room
                             self._address(rkey, rtext, road, number, label, ulabel, str(f), room, u_ll)
                             rooms.append(_Room(rkey, rtext, f))
-                    units.append(_Unit(ukey, u_ll, rooms))
-                cell.buildings.append(_Building(b_ll, (ix, cell.cj * self.k), units, office, bkey))
+                    units.append(_Unit(ukey, u_ll, rooms, b_ll if office else u_ll))
+                cell.buildings.append(_Building(b_ll, (ix, row * self.k), units, office, bkey))
         stats.addresses += self.seqs.get("addr", 0)
 
     def _address(self, key: str, text: str, road: str, number: str, building: str, unit: str, floor: str,
@@ -568,7 +572,7 @@ class _Exchange:
                                 prods = ["pots"]
                             elif copper and r < t + 0.09:
                                 prods = ["dsl"]
-                            elif fibre and r < t + 0.10:
+                            elif fibre and r < t + 0.095:
                                 room.pending = "ftth_broadband"
                         if prods:
                             room.products = prods
@@ -723,7 +727,8 @@ class _Exchange:
             self.c.stats.fats += 1
             unit.fats.append((fat, size, band[0].floor, band[-1].floor))
             d = round(_haversine(*fat_ll, *unit.point), 1)
-            w.write("coverage", {"box": fat, "address": unit.address, "distance_m": d})
+            w.write("coverage", {"box": fat, "address": unit.address,
+                                 "distance_m": round(_haversine(*fat_ll, *unit.address_point), 1)})
             for room in band:
                 w.write("coverage", {"box": fat, "address": room.address, "distance_m": d})
             feed = s2_keys[min(g // r2, len(s2_keys) - 1)] if s2_keys else None
@@ -894,7 +899,8 @@ class _Exchange:
                 "medium": "copper", "capacity": bsize, "template": f"DIST-BOX-{bsize}", "location": _wkt_point(box_ll)})
             stats.copper_boxes += 1
             d = round(_haversine(*box_ll, *unit.point), 1)
-            w.write("coverage", {"box": bkey, "address": unit.address, "distance_m": d})
+            w.write("coverage", {"box": bkey, "address": unit.address,
+                                 "distance_m": round(_haversine(*box_ll, *unit.address_point), 1)})
             for room in band:
                 w.write("coverage", {"box": bkey, "address": room.address, "distance_m": d})
             coords, segs = self.route(cross, b.entry)
