@@ -67,17 +67,20 @@ def _expired_shared(session: Session, now: datetime, local_network_ids: Iterable
 
 
 def _preoccupiers(session: Session, pairs: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
-    """(unit id, reservation id) → the principal of the latest "preoccupy" row for them."""
+    """(unit id, reservation id) → the principal of the latest "preoccupy" row for them. A row
+    names the reservation in its `reservation_id` or, for an exclusive unit, in its `after` state."""
     found: dict[tuple[str, str], tuple[Any, int, str]] = {}
     unit_ids = sorted({u for u, _ in pairs})
     for i in range(0, len(unit_ids), 500):
-        rows = session.execute(select(History.resource_id, History.reservation_id, History.at, History.id,
-                                      History.principal)
+        rows = session.execute(select(History.resource_id, History.reservation_id, History.after, History.at,
+                                      History.id, History.principal)
                                .where(History.action == "preoccupy", History.resource_id.in_(unit_ids[i:i + 500])))
-        for unit_id, reservation_id, at, hid, principal in rows:
-            key = (unit_id, reservation_id)
-            if key in pairs and (key not in found or (aware(at), hid) > found[key][:2]):
-                found[key] = (aware(at), hid, principal)
+        for unit_id, reservation_id, after, at, hid, principal in rows:
+            named = {reservation_id, (after or {}).get("reservation_id")} - {None}
+            for rid in named:
+                key = (unit_id, rid)
+                if key in pairs and (key not in found or (aware(at), hid) > found[key][:2]):
+                    found[key] = (aware(at), hid, principal)
     return {key: value[2] for key, value in found.items()}
 
 
