@@ -398,7 +398,7 @@ class _Exchange:
 
     def layout(self) -> None:
         rng = self.rng
-        households = self.target / 1.15  # ≈ services per household over the mix below
+        households = self.target / 1.03  # ≈ services per household over the mix below
         cells = max(4, round(households / 150))
         n = max(2, 2 * math.ceil(math.sqrt(cells) / 2))  # even: the exchange sits on a crossing
         self.n = n
@@ -572,8 +572,8 @@ class _Exchange:
                                 prods = ["pots"]
                             elif copper and r < t + 0.09:
                                 prods = ["dsl"]
-                            elif fibre and r < t + 0.095:
-                                room.pending = "ftth_broadband"
+                            elif fibre and t + 0.09 <= r < t + 0.095:
+                                room.pending = "ftth_broadband"  # a new install in flight
                         if prods:
                             room.products = prods
                             g = rng.random()
