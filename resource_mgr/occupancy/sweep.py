@@ -101,7 +101,9 @@ def sweep(session: Session, now: datetime | None = None, *, local_network_ids: I
     for unit in _expired_shared(session, now, ids, limit):
         stale = [h for h in unit.holds if aware(h.expires_at) <= now]
         for hold in stale:
-            before = unit._snapshot(now)
+            # the snapshot counts live holds only; name the expired one so before differs from after
+            before = {**unit._snapshot(now), "expired_hold": hold.holder,
+                      "expired_at": aware(hold.expires_at).isoformat()}
             unit.holds.remove(hold)
             unit.occupancy = Occupancy.OCCUPIED if unit.used else (
                 Occupancy.PREOCCUPIED if unit.active_holds(now) else Occupancy.FREE)
