@@ -23,7 +23,7 @@ from sqlalchemy import func, select
 
 from resource_mgr.bulk import format as fmt
 from resource_mgr.bulk.format import BundleWriter, unit_ref
-from resource_mgr.bulk.importer import Importer, _Owner, _Tpl
+from resource_mgr.bulk.importer import FastGrader, Importer, _Owner, _Tpl
 from resource_mgr.db import Database
 from resource_mgr.errors import Invalid, NotFound
 from resource_mgr.inventory import naming
@@ -355,17 +355,13 @@ class Exporter:
         self.unit_rows = []
 
     def _numbers(self, s: Any) -> None:
-        helper = Importer.__new__(Importer)
-        from resource_mgr.numbers.grades import Grader
-        helper.grader = Grader()
-        helper._grade_cache = {}
-        helper._grade_len = max([len(r.tail) for r in helper.grader.rules] + [r.run for r in helper.grader.rules]) + 1
+        grader = FastGrader()
         rows = []
         stmt = (select(Number.number, Number.grade, Number.grade_level, Unit.admin_state, Unit.admin_reason,
                        Unit.quarantine_until).join(Unit, Unit.id == Number.id)
                 .where(*self._where(Unit.local_network_id)))
         for number, grade, level, admin, reason, q in self._stream(s, stmt):
-            dgrade, dlevel = helper._grade(number)
+            dgrade, dlevel = grader.grade(number)
             row: dict[str, Any] = {}
             if (grade, level) != (dgrade, dlevel):
                 row.update(grade=grade, grade_level=level)

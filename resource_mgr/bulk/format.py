@@ -44,7 +44,7 @@ import json
 import os
 import tarfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -70,6 +70,7 @@ CABLE_STAGES = ("primary", "feeder", "distribution", "drop")
 UNIT_MODES = ("template", "listed")
 UNIT_KINDS = ("pon_port", "dsl_port", "line_port", "eth_port", "ont_port", "splitter_in", "splitter_out",
               "pair", "core", "terminal", "box_port", "number")
+_UNIT_KIND_SET = frozenset(UNIT_KINDS)
 LISTABLE_UNIT_KINDS = tuple(k for k in UNIT_KINDS if k != "number")
 SIDES = ("", "feeder", "distribution", "line", "equipment")
 ADMIN_STATES = ("in_service", "locked", "faulty", "reserved")
@@ -264,6 +265,9 @@ def unit_ref(root_key: str, kind: str, name: str) -> str:
 def split_unit_ref(ref: str) -> tuple[str, str, str]:
     """`<root key>#<kind>#<name>` → (root key, kind, name). The kind is the last `#<kind>#` in
     the text, so root keys may contain `#`; unit names may too, unless followed by a kind."""
+    parts = ref.rsplit("#", 2)
+    if len(parts) == 3 and parts[1] in _UNIT_KIND_SET and parts[0] and parts[2] and "#" not in parts[0]:
+        return parts[0], parts[1], parts[2]
     best, best_kind = -1, ""
     for kind in UNIT_KINDS:
         i = ref.rfind(f"#{kind}#")
@@ -354,6 +358,38 @@ def parse_value(col: Column, raw: str) -> Any:
     if col.max is not None and value > col.max:
         raise ValueError(f"{raw} is above the maximum {col.max:g}")
     return value
+
+
+def compile_parser(col: Column) -> Callable[[str], Any]:
+    """A fast cell parser for one column: plain text columns skip the general checks."""
+    if col.type == "str" or col.type == "ref":
+        default, required, enum = col.default, col.required, col.enum
+        if enum is None:
+            if required:
+                def parse_text(raw: str) -> Any:
+                    if raw == "":
+                        raise ValueError("a value is required")
+                    return raw
+                return parse_text
+            return lambda raw: raw if raw != "" else default
+        allowed = frozenset(enum)
+
+        def parse_enum(raw: str) -> Any:
+            if raw in allowed and raw != "":
+                return raw
+            return parse_value(col, raw)
+        return parse_enum
+    if col.type == "int" and col.min is not None and col.max is not None:
+        lo, hi = col.min, col.max
+
+        def parse_int(raw: str) -> Any:
+            if raw.isdigit():
+                v = int(raw)
+                if lo <= v <= hi:
+                    return v
+            return parse_value(col, raw)
+        return parse_int
+    return lambda raw: parse_value(col, raw)
 
 
 def parse_wkt(raw: str, geom_type: str) -> BaseGeometry:
