@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+import resource_mgr.models  # noqa: F401  (every mapper configured, in any process)
 from resource_mgr.clock import utcnow
 from resource_mgr.db import Database
 from resource_mgr.errors import DomainError, Invalid, NotFound
