@@ -18,9 +18,10 @@ connections, overrides, holds); derived units are streamed to the database.
 """
 from __future__ import annotations
 
-import base64
 import bisect
+import sys
 import time
+from array import array
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -51,6 +52,8 @@ UNIT_COLS = ("id", "kind", "name", "seq", "local_network_id", "owner_id", "root_
              "admin_state", "locked_by", "admin_reason", "quarantine_until")
 RES_COLS = ("id", "kind", "name", "local_network_id", "parent_id", "scope_id", "status", "created_at")
 _CONVERT = {"created_at", "removed_at", "expires_at", "preoccupied_until", "quarantine_until", "location", "route"}
+_CONN_KINDS = fmt.CONNECTION_KINDS
+_BIG_TABLES = ("unit", "number", "service_unit", "connection", "resource", "address", "coverage")
 SWITCH_TYPES = ("pstn_switch", "ngn_softswitch", "access_gateway")
 _B32 = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", "0123456789ABCDEFGHJKMNPQRSTVWXYZ")
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -76,6 +79,54 @@ class IdMaker:
         self._next = n = self._next + 1
         t = self._T
         return self._prefix + t[(n >> 30) & 1023] + t[(n >> 20) & 1023] + t[(n >> 10) & 1023] + t[n & 1023]
+
+    def next_int(self) -> int:
+        """A new id as its counter (8 bytes to keep instead of a string); `text` makes the id."""
+        self._next += 1
+        return self._next
+
+    def text(self, n: int) -> str:
+        t = self._T
+        return self._prefix + t[(n >> 30) & 1023] + t[(n >> 20) & 1023] + t[(n >> 10) & 1023] + t[n & 1023]
+
+
+class _SlotIds:
+    """The ids of referenced units, kept as counters."""
+
+    def __init__(self, ids: IdMaker) -> None:
+        self._ids = ids
+        self._a = array("q")
+
+    def new(self) -> None:
+        self._a.append(self._ids.next_int())
+
+    def __getitem__(self, slot: int) -> str:
+        return self._ids.text(self._a[slot])
+
+    def __len__(self) -> int:
+        return len(self._a)
+
+
+class _Locations:
+    """Where each unit reference was first seen: (file, line, column), packed in 8 bytes."""
+
+    def __init__(self) -> None:
+        self._a = array("q")
+        self._where: list[tuple[str, str]] = []
+        self._index: dict[tuple[str, str], int] = {}
+
+    def append(self, loc: tuple[str, int, str]) -> None:
+        fc = (loc[0], loc[2])
+        i = self._index.get(fc)
+        if i is None:
+            i = self._index[fc] = len(self._where)
+            self._where.append(fc)
+        self._a.append(loc[1] * 64 + i)
+
+    def __getitem__(self, slot: int) -> tuple[str, int, str]:
+        code = self._a[slot]
+        f, c = self._where[code % 64]
+        return f, code // 64, c
 
 
 class FastGrader:
@@ -194,9 +245,9 @@ class Importer:
         self.pool_segments: dict[str, list[tuple[int, int, int, str]]] = defaultdict(list)
         # unit references
         self.uref: dict[str, dict[tuple[str, str], int]] = defaultdict(dict)
-        self.slot_id: list[str] = []
-        self.slot_loc: list[tuple[str, int, str]] = []
-        self.slot_cap: list[int | None] = []
+        self.slot_id = _SlotIds(self.ids)
+        self.slot_loc = _Locations()
+        self.slot_cap = array("i")  # -1: not (yet) known to exist
         self.slot_ln: list[str | None] = []
         self.slot_service: dict[int, str] = {}
         self.slot_used: dict[int, int] = defaultdict(int)
@@ -208,8 +259,8 @@ class Importer:
         self.customers: dict[tuple[str, str], str] = {}
         self.services: dict[str, tuple[str, str, str, int]] = {}  # key -> (id, ln, state, line)
         self.service_number: dict[str, tuple[int, int]] = {}  # service key -> (slot, line)
-        self.paths: dict[str, list[tuple[int, int, int]]] = defaultdict(list)  # service key -> (seq, slot, line)
-        self.connections: list[tuple[str, int, int, str | None, int]] = []
+        self.paths: dict[str, array] = defaultdict(lambda: array("i"))  # service key -> seq, slot, line, ...
+        self.connections = (array("b"), array("i"), array("i"), [], array("i"))  # kind, a, z, container, line
         self.holds: list[tuple[int, str, datetime, int]] = []
         self._derived_cache: dict[tuple, tuple] = {}
         self.grader = FastGrader()
@@ -708,10 +759,10 @@ class Importer:
         slot = refs.get((kind, name))
         if slot is None:
             slot = len(self.slot_id)
-            refs[(kind, name)] = slot
-            self.slot_id.append(self.ids())
+            refs[(sys.intern(kind), name)] = slot
+            self.slot_id.new()
             self.slot_loc.append((file, line, column))
-            self.slot_cap.append(None)
+            self.slot_cap.append(-1)
             self.slot_ln.append(None)
         return slot
 
@@ -787,7 +838,12 @@ class Importer:
             container = self._ref(spec.filename, line, "container", v["container"])
             if container is False:
                 continue
-            self.connections.append((v["kind"], a, z, container[0] if container else None, line))
+            ck, ca, cz, cc, cl = self.connections
+            ck.append(_CONN_KINDS.index(v["kind"]))
+            ca.append(a)
+            cz.append(z)
+            cc.append(container[0] if container else None)
+            cl.append(line)
 
     def _coverage(self, reader: BundleReader) -> None:
         self.cols["coverage"] = ("box_id", "address_id", "distance_m")
@@ -864,7 +920,7 @@ class Importer:
             seen.add((v["service"], v["seq"]))
             slot = self._slot(spec.filename, line, "unit", v["unit"])
             if slot is not None:
-                self.paths[v["service"]].append((v["seq"], slot, line))
+                self.paths[v["service"]].extend((v["seq"], slot, line))
 
     def _preoccupations(self, reader: BundleReader) -> None:
         for spec, line, v in self._rows(reader, "preoccupations"):
@@ -969,7 +1025,8 @@ class Importer:
         self.bad_services: set[str] = set()
         owner_of: dict[int, str] = {}
         for key, (sid, ln, state, sline) in self.services.items():
-            hops = sorted(self.paths.get(key, ()))
+            arr = self.paths.get(key)
+            hops = sorted(zip(arr[0::3], arr[1::3], arr[2::3])) if arr else []
             if key in self.service_number:
                 hops = hops + [(None, *self.service_number[key])]
             bad = False
@@ -977,7 +1034,7 @@ class Importer:
             for _, slot, line in hops:
                 f = "services.csv" if _ is None else "service_paths.csv"
                 col = "number" if _ is None else "unit"
-                if cap[slot] is None:
+                if cap[slot] < 0:
                     bad = True  # already reported: unknown unit
                     continue
                 if slot_ln[slot] != ln:
@@ -1011,7 +1068,7 @@ class Importer:
         self.good_holds: list[tuple[int, str, datetime]] = []
         for slot, reservation, until, line in self.holds:
             f = "preoccupations.csv"
-            if cap[slot] is None:
+            if cap[slot] < 0:
                 continue
             if (slot, reservation) in seen_holds:
                 self.problem(f, line, "reservation", "duplicate hold of this unit by this reservation")
@@ -1032,14 +1089,16 @@ class Importer:
                 self.slot_held[slot] += 1
             seen_holds.add((slot, reservation))
             self.good_holds.append((slot, reservation, until))
-        self.good_connections = []
-        for kind, a, z, container, line in self.connections:
-            if cap[a] is None or cap[z] is None:
+        self.good_connections = array("i")
+        ck, ca, cz, cc, cl = self.connections
+        for i in range(len(ck)):
+            a, z = ca[i], cz[i]
+            if cap[a] < 0 or cap[z] < 0:
                 continue
             if slot_ln[a] != slot_ln[z]:
-                self.problem("connections.csv", line, "z", "both ends must be in the same local network")
+                self.problem("connections.csv", cl[i], "z", "both ends must be in the same local network")
                 continue
-            self.good_connections.append((kind, a, z, container))
+            self.good_connections.append(i)
 
     # -- phase 2: write ------------------------------------------------------------------------
 
@@ -1053,7 +1112,7 @@ class Importer:
             elif owner.mode == "listed":
                 units += len(self.listed.get(owner.key, ()))
         units += sum(s[1] - s[0] + 1 for s in self.segments) * 2
-        return units + sum(len(r) for r in self.rows.values()) + sum(len(p) for p in self.paths.values()) \
+        return units + sum(len(r) for r in self.rows.values()) + sum(len(p) // 3 for p in self.paths.values()) \
             + len(self.good_connections) + len(self.good_holds)
 
     def _write(self) -> None:
@@ -1087,17 +1146,19 @@ class Importer:
             self._fast(conn, "service", self.cols["service"], services)
             self._write_units(conn)
             sid = self.slot_id
-            path_rows = ((self.services[key][0], seq, sid[slot]) for key, hops in self.paths.items()
-                         if key not in bad for seq, slot, _ in hops)
+            path_rows = ((self.services[key][0], hops[j], sid[hops[j + 1]]) for key, hops in self.paths.items()
+                         if key not in bad for j in range(0, len(hops), 3))
             self._fast(conn, "service_unit", ("service_id", "seq", "unit_id"), path_rows)
             slot_ln = self.slot_ln
-            conn_rows = ((self.ids(), kind, sid[a], sid[z], slot_ln[a], container, self.now)
-                         for kind, a, z, container in self.good_connections)
+            ck, ca, cz, cc, _ = self.connections
+            conn_rows = ((self.ids(), _CONN_KINDS[ck[i]], sid[ca[i]], sid[cz[i]], slot_ln[ca[i]], cc[i], self.now)
+                         for i in self.good_connections)
             self._fast(conn, "connection", ("id", "kind", "a_unit_id", "z_unit_id", "local_network_id",
                                             "container_id", "created_at"), conn_rows)
             hold_rows = [(self.ids(), sid[slot], reservation, until) for slot, reservation, until in self.good_holds
                          if self.slot_cap[slot] != 1]
             self._fast(conn, "shared_hold", ("id", "unit_id", "holder", "expires_at"), hold_rows)
+            self._rebuild_indexes(conn)
             uow.commit()
 
     def _fast_path(self, conn: Any) -> None:
@@ -1115,6 +1176,29 @@ class Importer:
                 cur.execute("RELEASE SAVEPOINT bulk_fast_path")
             except Exception:  # noqa: BLE001 - not a superuser: keep the triggers
                 cur.execute("ROLLBACK TO SAVEPOINT bulk_fast_path")
+            # Into an empty big table, build its secondary indexes once at the end instead of row
+            # by row (the drop is transactional: a failed import leaves them as they were).
+            self._rebuild: list[str] = []
+            for table in _BIG_TABLES:
+                cur.execute(f'SELECT EXISTS (SELECT 1 FROM "{table}")')
+                if cur.fetchone()[0]:
+                    continue
+                cur.execute("""SELECT i.indexname, i.indexdef FROM pg_indexes i
+                               WHERE i.schemaname = current_schema() AND i.tablename = %s
+                                 AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conname = i.indexname)""",
+                            (table,))
+                for name, definition in cur.fetchall():
+                    cur.execute(f'DROP INDEX "{name}"')
+                    self._rebuild.append(definition)
+
+    def _rebuild_indexes(self, conn: Any) -> None:
+        if self._sqlite or not self._rebuild:
+            return
+        raw = conn.connection.driver_connection
+        with raw.cursor() as cur:
+            cur.execute("SET LOCAL maintenance_work_mem = '256MB'")
+            for definition in self._rebuild:
+                cur.execute(definition)
 
     def _write_rules(self, s: Any) -> None:
         new_lns = {r[0] for r in self.rows["local_network"]}
