@@ -269,11 +269,13 @@ def test_imported_network_keeps_every_invariant(db, xs):
             assert used == through.get(uid, 0)
             assert used + holds.get(uid, 0) <= capacity
         # exclusive units: held by at most one service, and that service's path holds them
-        for uid, n in through.items():
-            unit = s.get(Unit, uid)
-            if unit.capacity == 1:
-                assert n == 1
-                assert unit.occupancy == "occupied" and unit.service_id is not None
+        exclusive = {uid: (occ, svc) for uid, occ, svc in s.execute(
+            select(Unit.id, Unit.occupancy, Unit.service_id).where(Unit.capacity == 1, Unit.id.in_(
+                select(ServiceUnit.unit_id))))}
+        assert exclusive
+        for uid, (occ, svc) in exclusive.items():
+            assert through[uid] == 1
+            assert occ == "occupied" and svc is not None
         assert s.scalar(select(func.count()).select_from(Unit).where(
             Unit.capacity == 1, Unit.occupancy == "preoccupied", Unit.preoccupied_until > NOW)) > 0
         assert s.scalar(select(func.count()).select_from(SharedHold).where(SharedHold.expires_at > NOW)) > 0
