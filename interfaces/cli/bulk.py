@@ -44,3 +44,95 @@ def generate_cmd(size: str, seed: int, as_of: str | None, out: str) -> None:
 
 
 COMMANDS.append(generate_cmd)
+
+
+def _database():
+    from resource_mgr.config import ConfigError, load_settings
+    from resource_mgr.db import Database
+
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    return Database(settings.database_url)
+
+
+def _bar(desc: str):
+    from tqdm import tqdm
+
+    bar = tqdm(total=0, unit="row", unit_scale=True, desc=desc, dynamic_ncols=True)
+
+    def progress(done: int, total: int) -> None:
+        if total != bar.total:
+            bar.total = total
+            bar.refresh()
+        bar.update(done - bar.n)
+    return bar, progress
+
+
+@click.command("import")
+@click.argument("path", type=click.Path(exists=True))
+@click.option("--allow-partial", is_flag=True, help="write the good rows even if some are bad (they are skipped)")
+@click.option("--problems", "problems_out", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="also write every problem to this file (JSON)")
+@click.option("--show", type=int, default=50, show_default=True, help="problems to print")
+def import_cmd(path: str, allow_partial: bool, problems_out: str | None, show: int) -> None:
+    """Import the bundle at PATH (directory, .zip or .tar) into the database.
+
+    Every row is checked first; by default nothing is written unless every row is good."""
+    import json
+
+    from resource_mgr.bulk.importer import import_bundle
+
+    database = _database()
+    bar, progress = _bar("import")
+    try:
+        report = import_bundle(database, path, allow_partial=allow_partial, progress=progress)
+    finally:
+        bar.close()
+        database.dispose()
+    for p in report.problems[:show]:
+        click.echo(f"  {p}", err=True)
+    if report.problem_count > show:
+        click.echo(f"  ... and {report.problem_count - show} more", err=True)
+    if problems_out:
+        with open(problems_out, "w", encoding="utf-8") as fh:
+            json.dump([p.as_dict() for p in report.problems], fh, ensure_ascii=False, indent=1)
+    if not report.written:
+        raise click.ClickException(f"{report.problem_count} bad row(s); nothing was written "
+                                   "(fix them, or use --allow-partial to load the rest)")
+    rate = report.rows_written / report.seconds if report.seconds else 0
+    msg = f"imported {report.rows_written:,} rows in {report.seconds:.1f} s ({rate:,.0f} rows/s)"
+    if report.problem_count:
+        msg += f"; skipped {report.problem_count} bad row(s) and what refers to them"
+    click.echo(msg)
+
+
+@click.command("export")
+@click.argument("path", type=click.Path(file_okay=False))
+@click.option("--local-network", "local_network", default=None, help="only this local network (its code, e.g. GZ)")
+def export_cmd(path: str, local_network: str | None) -> None:
+    """Export the database (or one local network) as a bundle into the directory PATH."""
+    from pathlib import Path
+
+    from resource_mgr.bulk.exporter import export_bundle
+    from resource_mgr.errors import DomainError
+
+    out = Path(path)
+    if out.exists() and any(out.iterdir()):
+        raise click.ClickException(f"{out} is not empty; export into a new or empty directory")
+    database = _database()
+    bar, progress = _bar("export")
+    try:
+        report = export_bundle(database, out, local_network=local_network, progress=progress)
+    except DomainError as exc:
+        raise click.ClickException(exc.detail) from None
+    finally:
+        bar.close()
+        database.dispose()
+    for warning in report.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    click.echo(f"exported {sum(report.counts.values()):,} rows to {out} in {report.seconds:.1f} s")
+
+
+COMMANDS.extend([import_cmd, export_cmd])
