@@ -1,9 +1,9 @@
 """A bounded schemathesis run against the app's own OpenAPI document (/api/v1/openapi.json).
 
-Every operation gets FUZZ_EXAMPLES generated requests (default 25; RMGR_FUZZ_EXAMPLES overrides)
+Every operation gets FUZZ_EXAMPLES valid and FUZZ_EXAMPLES invalid generated requests (default 25; RMGR_FUZZ_EXAMPLES overrides)
 with an admin token holding every role on every local network, on a database with real inventory
 in two local networks. Checks: no 5xx, the status code, content type, headers and body of every
-response conform to the document. Failures of all operations are collected and reported together.
+response conform to the document (invalid input must be a documented 4xx problem, never a 5xx). Failures of all operations are collected and reported together.
 Bounded: per-example deadline, and a total budget after which the remaining operations get a few
 examples only, so the run stays well under two minutes. Runs in CI: nothing is skipped.
 """
@@ -14,7 +14,9 @@ import time
 
 import pytest
 import schemathesis
+from schemathesis import GenerationMode
 from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis.errors import Unsatisfiable
 from schemathesis.checks import (
     content_type_conformance, not_a_server_error, response_headers_conformance, response_schema_conformance,
     status_code_conformance,
@@ -46,19 +48,22 @@ def test_fuzz_the_openapi_document(fuzz_target):
     failures: list[str] = []
     ran = 0
     for operation in operations:
-        examples = FUZZ_EXAMPLES if time.monotonic() - started < BUDGET_SECONDS else 3
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+            examples = FUZZ_EXAMPLES if time.monotonic() - started < BUDGET_SECONDS else 3
 
-        @settings(max_examples=examples, deadline=5000, database=None, derandomize=True, print_blob=False,
-                  phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
-        @given(case=operation.as_strategy())
-        def run(case):
-            response = case.call(headers=headers)
-            case.validate_response(response, checks=CHECKS)
+            @settings(max_examples=examples, deadline=5000, database=None, derandomize=True, print_blob=False,
+                      phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
+            @given(case=operation.as_strategy(generation_mode=mode))
+            def run(case):
+                response = case.call(headers=headers)
+                case.validate_response(response, checks=CHECKS)
 
-        try:
-            run()
-        except (Exception, BaseExceptionGroup) as exc:  # collect every operation's failures, then report them all
-            failures.append(f"{operation.method.upper()} {operation.path}: {str(exc)[:1500]}")
+            try:
+                run()
+            except Unsatisfiable:  # nothing can be invalid (no parameters, no body): nothing to try
+                assert mode == GenerationMode.NEGATIVE, f"{operation.path}: no valid input can be generated"
+            except (Exception, BaseExceptionGroup) as exc:  # collect every failure, then report them all
+                failures.append(f"{operation.method.upper()} {operation.path} ({mode.value}): {str(exc)[:1500]}")
         ran += 1
     elapsed = time.monotonic() - started
     assert ran == len(operations)
