@@ -298,6 +298,10 @@ def test_imported_network_keeps_every_invariant(db, xs):
                 ua, ub = units[a], units[b]
                 assert frozenset((a, b)) in linked or (
                     ua.root_id == ub.root_id and (ua.kind, ub.kind) == ("splitter_out", "splitter_in")), sid
+        # and the format engineer's validator (continuity, heads, media, ledger) finds nothing
+        from resource_mgr.bulk.paths import validate_paths
+        findings = validate_paths(s, limit=20)
+        assert findings == [], [f.message for f in findings]
         # numbers of phone services are occupied by them
         phone = s.execute(select(Service.id, Service.number).where(Service.number.is_not(None))).all()
         assert phone
