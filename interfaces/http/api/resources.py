@@ -50,7 +50,7 @@ class UnitCounts(Schema):
 
 
 class ResourceQuery(PageQuery):
-    kind = String(metadata={"description": "a resource kind (site, device, cable ...) or a unit kind "
+    kind = String(validate=OneOf([*resource_kinds(), *UNIT_KINDS]), metadata={"description": "a resource kind (site, device, cable ...) or a unit kind "
                                            "(pon_port, pair, core, box_port, number ...)"})
     site = String(validate=Length(1, 26), metadata={"description": "site id: what stands in that site"})
     state = String(validate=OneOf(STATES), metadata={
