@@ -588,19 +588,17 @@ class _Exchange:
 
     def fibre(self) -> None:
         w, rng, E = self.w, self.rng, self.E
-        stats = self.c.stats
         # ODF and OLT rows are written once we know how many PON ports the area needs; first the
         # outside plant per cluster of cells (2×2 around a crossing).
-        self.ftth_path: dict[str, list[str]] = {}  # room address key → path (customer first)
+        self.ftth_path: dict[str, list[str]] = {}  # room address key → path (customer first), up to the 1st stage
         self.pending_paths: dict[str, list[str]] = {}
-        self.pon_demand: list[tuple[str, list[str], bool, int, list[int]]] = []
-        # (s1 in ref, path tail after PON port (exclusive of it), xgs?, services, cross-check list)
         clusters: dict[tuple[int, int], list[_Cell]] = {}
         for cell in self.cells:
             if cell.kind in ("fibre_new", "mixed", "office") and cell.buildings:
                 clusters.setdefault((cell.ci // 2, cell.cj // 2), []).append(cell)
         self.odf_terms = 0
-        self.fibre_links: list[tuple[str, str, int, bool, str, str]] = []  # deferred exchange-side rows
+        # deferred exchange-side links: (feeder | direct, feeder core, capacity, XGS-PON?, 1st-stage in, services)
+        self.fibre_links: list[tuple[str, str, int, bool, str, str]] = []
         for (qi, qj), cells in sorted(clusters.items()):
             cross = (min((2 * qi + 1) * self.k, self.n * self.k), min((2 * qj + 1) * self.k, self.n * self.k))
             cx, cy = self.lat_xy(*cross)
@@ -808,9 +806,7 @@ class _Exchange:
     # -- copper -----------------------------------------------------------------------------------
 
     def copper(self) -> None:
-        w, rng, E = self.w, self.rng, self.E
-        stats = self.c.stats
-        self.copper_lines: dict[tuple[str, str], list[str]] = {}  # (room, product) → path up to MDF line terminal
+        E = self.E
         self.copper_pending: dict[str, list[str]] = {}
         clusters: dict[tuple[int, int], list[_Cell]] = {}
         for cell in self.cells:
