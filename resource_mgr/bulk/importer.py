@@ -224,6 +224,8 @@ class Importer:
         self.path = path
         self.partial = allow_partial
         self._progress = progress
+        self.mute_while_writing = False
+        self._writing = False
         self.report = ImportReport()
         self.ids = IdMaker()
         self.now = datetime.now(timezone.utc)
@@ -275,7 +277,7 @@ class Importer:
 
     def tick(self, n: int = 1, force: bool = False) -> None:
         self.done += n
-        if self._progress is None:
+        if self._progress is None or (self.mute_while_writing and self._writing):
             return
         now = time.monotonic()
         if force or now - self._last_tick > 0.2:
@@ -305,7 +307,10 @@ class Importer:
             self.tick(0, force=True)
             return self.report
         self.total = self.done + self._rows_to_write()
+        self.tick(0, force=True)
+        self._writing = True
         self._write()
+        self._writing = False
         self.report.written = True
         self.report.seconds = time.monotonic() - started
         self.tick(0, force=True)
@@ -1441,45 +1446,40 @@ class Importer:
         self._fast(conn, "number", cols, number_rows, convert=False)
 
 
-def run_import_job(database: Database, job_id: str, path: str, *, allow_partial: bool = False) -> ImportReport:
-    """Run an import for a Job row: state, done/total progress (committed as it goes, at most
-    a few times a second), then the result or the problems. On SQLite the progress of the write
-    phase shows at the end (the import holds the only write lock)."""
+JOB_KIND = "import"
+
+
+def import_job(database: Database, job_id: str, progress: ProgressFn) -> dict[str, Any]:
+    """The `import` job (resource_mgr.jobs): params {"path", "allow_partial"}. Progress goes to
+    Job.done/total. On SQLite the write phase does not report progress (the import holds the
+    only write lock until it commits); on PostgreSQL it does. A bundle with bad rows fails the
+    job: `errors` says how many and the first ones, `result` holds the whole report."""
     from resource_mgr.jobs.models import Job
 
-    with database.unit_of_work(principal="bulk-import") as uow:
-        job = uow.session.get(Job, job_id)
-        job.start()
-        uow.commit()
-    writing = {"on": True}
-
-    def progress(done: int, total: int) -> None:
-        if not writing["on"]:
-            return
-        try:
-            with database.engine.connect() as c:
-                c.execute(text("UPDATE job SET done = :d, total = :t WHERE id = :i"), {"d": done, "t": total, "i": job_id})
-                c.commit()
-        except Exception:  # noqa: BLE001 - the database is busy with the import itself (SQLite)
-            writing["on"] = False
-
-    try:
-        report = import_bundle(database, path, allow_partial=allow_partial, progress=progress)
-    except Exception as exc:
+    with database.read_session() as s:
+        job = s.get(Job, job_id)
+        params = dict(job.params or {}) if job is not None else {}
+    path = params.get("path")
+    if not path:
+        raise Invalid("the import job has no bundle path", field="path")
+    importer = Importer(database, path, allow_partial=bool(params.get("allow_partial")), progress=progress)
+    importer.mute_while_writing = database.dialect != "postgresql"
+    report = importer.run()
+    if not report.written:
         with database.unit_of_work(principal="bulk-import") as uow:
-            job = uow.session.get(Job, job_id)
-            job.fail([{"reason": f"{type(exc).__name__}: {exc}"}], "import failed")
+            found = uow.session.get(Job, job_id)
+            if found is not None:
+                found.result = report.as_dict()
             uow.commit()
-        raise
-    with database.unit_of_work(principal="bulk-import") as uow:
-        job = uow.session.get(Job, job_id)
-        if report.written:
-            job.total = max(job.total, 1)
-            job.finish(report.as_dict())
-            if report.problem_count:
-                job.errors = [p.as_dict() for p in report.problems]
-        else:
-            job.fail([p.as_dict() for p in report.problems],
-                     f"{report.problem_count} bad rows; nothing was written")
-        uow.commit()
-    return report
+        first = "; ".join(str(p) for p in report.problems[:5])
+        raise Invalid(f"{report.problem_count} bad row(s); nothing was written: {first}", field="file")
+    return report.as_dict()
+
+
+def _register_job() -> None:
+    from resource_mgr.jobs.services import register
+
+    register(JOB_KIND, import_job)
+
+
+_register_job()

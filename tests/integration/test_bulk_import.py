@@ -216,3 +216,63 @@ def test_files_are_declared_in_reference_order():
     for before, after in [("sites", "devices"), ("distribution_boxes", "devices"), ("devices", "cables"),
                           ("devices", "number_pools"), ("customers", "services"), ("services", "service_paths")]:
         assert names.index(before) < names.index(after)
+
+
+def _zip(bundle: Path, archive: Path) -> Path:
+    with zipfile.ZipFile(archive, "w") as z:
+        for f in sorted(bundle.iterdir()):
+            z.write(f, f.name)
+    return archive
+
+
+def _wait(client, headers, job_id: str) -> dict:
+    import time
+
+    for _ in range(200):
+        body = client.get(f"/api/v1/jobs/{job_id}", headers=headers).get_json()
+        if body["state"] in ("succeeded", "failed"):
+            return body
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} did not finish: {body}")
+
+
+def test_http_import_runs_as_a_job(db, tmp_path):
+    from tests.security_helpers import bearer, ensure_security_tables, issue, make_app
+
+    ensure_security_tables(db)
+    app = make_app(db)
+    client = app.test_client()
+    _, secret = issue(db, ["planner"])
+    headers = bearer(secret)
+    archive = _zip(EXAMPLE, tmp_path / "example.zip")
+    with archive.open("rb") as fh:
+        r = client.post("/api/v1/imports", headers=headers, data={"file": (fh, "example.zip")},
+                        content_type="multipart/form-data")
+    assert r.status_code == 202, r.get_json()
+    job = _wait(client, headers, r.get_json()["id"])
+    assert job["state"] == "succeeded", job
+    assert job["result"]["written"] and job["done"] == job["total"] > 0
+    with db.read_session() as s:
+        assert s.scalar(select(func.count()).select_from(Service)) == 5
+
+    bad = copy_example(tmp_path)
+    edit(bad, "sites.csv", 2, "location", "POINT (1")
+    with _zip(bad, tmp_path / "bad.zip").open("rb") as fh:
+        r = client.post("/api/v1/imports", headers=headers, data={"file": (fh, "bad.zip")},
+                        content_type="multipart/form-data")
+    job = _wait(client, headers, r.get_json()["id"])
+    assert job["state"] == "failed" and "bad row" in job["errors"][0]["detail"]
+    assert any({"file": "sites.csv", "line": 2, "column": "location"}.items() <= p.items()
+               for p in job["result"]["problems"])
+    with db.read_session() as s:
+        assert s.scalar(select(func.count()).select_from(Service)) == 5  # unchanged
+    (tmp_path / "note.txt").write_text("not a bundle")
+    with (tmp_path / "note.txt").open("rb") as fh:
+        r = client.post("/api/v1/imports", headers=headers, data={"file": (fh, "note.txt")},
+                        content_type="multipart/form-data")
+    assert r.status_code == 422 and "zip" in r.get_json()["detail"]
+    _, sales = issue(db, ["sales"])
+    with archive.open("rb") as fh:
+        r = client.post("/api/v1/imports", headers=bearer(sales), data={"file": (fh, "example.zip")},
+                        content_type="multipart/form-data")
+    assert r.status_code == 403
