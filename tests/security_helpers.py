@@ -25,10 +25,10 @@ PASSWORD = "correct horse battery"
 
 
 def ensure_security_tables(database: Database) -> None:
-    """principal_trust is declared in resource_mgr/security/models.py; until its migration exists
-    the schema built by the migrations lacks it, so create it here (the drift test still says so)."""
-    if "principal_trust" not in sa_inspect(database.engine).get_table_names():
-        PrincipalTrust.__table__.create(database.engine, checkfirst=True)
+    """The migrated schema has the security tables (a missing migration fails here, loudly)."""
+    names = set(sa_inspect(database.engine).get_table_names())
+    missing = {"app_user", "api_token", PrincipalTrust.__tablename__} - names
+    assert not missing, f"the migrations do not create {sorted(missing)}"
 
 
 def make_app(database: Database, **overrides: Any):
