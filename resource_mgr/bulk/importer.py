@@ -19,6 +19,8 @@ connections, overrides, holds); derived units are streamed to the database.
 from __future__ import annotations
 
 import bisect
+import re
+import struct
 import sys
 import time
 from array import array
@@ -57,6 +59,31 @@ _BIG_TABLES = ("unit", "number", "service_unit", "connection", "resource", "addr
 SWITCH_TYPES = ("pstn_switch", "ngn_softswitch", "access_gateway")
 _B32 = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", "0123456789ABCDEFGHJKMNPQRSTVWXYZ")
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+_POINT = re.compile(r"POINT ?\((-?\d+(?:\.\d+)?) (-?\d+(?:\.\d+)?)\)")
+_EWKB_POINT = "0101000020E6100000"
+
+
+class _Stored:
+    """A geometry already in the form the database stores."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+def _pack_point(x: float, y: float, sqlite: bool) -> Any:
+    if sqlite:
+        return struct.pack("<BIdd", 1, 1, x, y)
+    return _EWKB_POINT + struct.pack("<dd", x, y).hex().upper()
+
+
+def _pack_geometry(geom: Any, sqlite: bool) -> Any:
+    if sqlite:
+        return shapely.to_wkb(geom)
+    return shapely.to_wkb(shapely.set_srid(geom, SRID), hex=True, include_srid=True)
 
 
 class IdMaker:
@@ -171,6 +198,7 @@ class ImportReport:
     written: bool = False
     counts: dict[str, int] = field(default_factory=dict)  # rows written per table
     seconds: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)  # seconds: read (validate), check, write
 
     @property
     def ok(self) -> bool:
@@ -183,7 +211,8 @@ class ImportReport:
     def as_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "written": self.written, "problem_count": self.problem_count,
                 "problems": [p.as_dict() for p in self.problems], "counts": self.counts,
-                "rows_written": self.rows_written, "seconds": round(self.seconds, 2)}
+                "rows_written": self.rows_written, "seconds": round(self.seconds, 2),
+                "phases": {k: round(v, 2) for k, v in self.phases.items()}}
 
 
 @dataclass
@@ -300,8 +329,12 @@ class Importer:
             self._validate(reader)
             for p in reader.problems:
                 self.problem(p.file, p.line, p.column, p.reason)
+        t1 = time.monotonic()
+        self.report.phases["read"] = t1 - started
         self._resolve_units()
         self._occupy()
+        t2 = time.monotonic()
+        self.report.phases["check"] = t2 - t1
         if self.report.problem_count and not self.partial:
             self.report.seconds = time.monotonic() - started
             self.tick(0, force=True)
@@ -311,6 +344,7 @@ class Importer:
         self._writing = True
         self._write()
         self._writing = False
+        self.report.phases["write"] = time.monotonic() - t2
         self.report.written = True
         self.report.seconds = time.monotonic() - started
         self.tick(0, force=True)
@@ -345,7 +379,8 @@ class Importer:
     def _parse(self, spec: fmt.FileSpec, line: int, raw: dict[str, str]) -> dict[str, Any] | None:
         parsers = self._parsers.get(spec.name)
         if parsers is None:
-            parsers = self._parsers[spec.name] = [(c.name, fmt.compile_parser(c)) for c in spec.columns]
+            parsers = self._parsers[spec.name] = [
+                (c.name, self._point_parser(c) if c.type == "point" else fmt.compile_parser(c)) for c in spec.columns]
         out: dict[str, Any] = {}
         ok = True
         get = raw.get
@@ -356,6 +391,22 @@ class Importer:
                 self.problem(spec.filename, line, name, str(exc))
                 ok = False
         return out if ok else None
+
+    def _point_parser(self, col: fmt.Column) -> Any:
+        """WKT points straight to what the database stores (WKB on SQLite, hex EWKB on PostGIS),
+        without a shapely object per row; anything unusual goes through the full parser."""
+        sqlite = self.db.dialect != "postgresql"
+        match = _POINT.fullmatch
+
+        def parse(raw: str) -> Any:
+            m = match(raw)
+            if m is not None:
+                x, y = float(m.group(1)), float(m.group(2))
+                if -180 <= x <= 180 and -90 <= y <= 90:
+                    return _Stored(_pack_point(x, y, sqlite))
+            value = fmt.parse_value(col, raw)
+            return None if value is None else _Stored(_pack_geometry(value, sqlite))
+        return parse
 
     def _rows(self, reader: BundleReader, name: str) -> Iterator[tuple[fmt.FileSpec, int, dict[str, Any]]]:
         spec = FILE_BY_NAME[name]
@@ -1231,6 +1282,8 @@ class Importer:
         self.tick(len(rows))
 
     def _value(self, value: Any) -> Any:
+        if isinstance(value, _Stored):
+            return value.value
         if isinstance(value, datetime):
             if self._sqlite:
                 return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
