@@ -74,3 +74,41 @@ def test_generated_network_round_trips(db, tmp_path):
     second = tmp_path / "second"
     export_bundle(db, second)
     assert same_files(first, second) == []
+
+
+def test_cli_import_and_export(db, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from interfaces.cli.bulk import export_cmd, import_cmd
+
+    for key in [k for k in __import__("os").environ if k.startswith("RMGR_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("RMGR_DATABASE_URL", db.url)
+    runner = CliRunner()
+    bad = tmp_path / "bad"
+    import shutil
+    shutil.copytree(EXAMPLE, bad)
+    (bad / "ducts.csv").write_text((bad / "ducts.csv").read_text().replace(",4,", ",four,"))
+    result = runner.invoke(import_cmd, [str(bad)])
+    assert result.exit_code == 1 and "ducts.csv:2 [holes]" in result.output and "nothing was written" in result.output
+    result = runner.invoke(import_cmd, [str(EXAMPLE)])
+    assert result.exit_code == 0, result.output
+    assert "imported" in result.output
+    out = tmp_path / "out"
+    result = runner.invoke(export_cmd, [str(out), "--local-network", "GZ"])
+    assert result.exit_code == 0, result.output
+    assert (out / "services.csv").read_text().count("\n") == 6
+    result = runner.invoke(export_cmd, [str(out)])
+    assert result.exit_code == 1 and "not empty" in result.output
+    result = runner.invoke(export_cmd, [str(tmp_path / "x"), "--local-network", "XX"])
+    assert result.exit_code == 1 and "no local network XX" in result.output
+
+
+def test_docs_describe_every_file_and_column():
+    docs = (Path(__file__).parents[2] / "docs" / "data-format.md").read_text()
+    for spec in FILES:
+        head = f"### `{spec.filename}`"
+        assert head in docs, spec.filename
+        section = docs.split(head, 1)[1].split("\n### ", 1)[0]
+        for col in spec.columns:
+            assert f"| `{col.name}` |" in section, (spec.filename, col.name)
