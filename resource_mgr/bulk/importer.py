@@ -648,8 +648,6 @@ class Importer:
     def _template_for(self, f, line, v, resource_kind):
         name = v.get("template")
         if name is None:
-            if v.get("units") == "template" and "units" in v and v.get("_units_given"):
-                pass
             return True, None
         tpl = self.tpl.get(name)
         if tpl is None:
@@ -1391,11 +1389,9 @@ class Importer:
                         yield self._unit_tuple(slot, slot_id[slot], kind, name, seq, ln, owner_id, root_id, side, tech,
                                                capacity, over_all.get(slot))
 
-        # cards must exist before their units: derive cards first (cheap), then stream units
+        # A card must exist before its units: the generator records an owner's cards as it
+        # starts the owner, and they are written before each batch of units.
         units_iter = unit_rows()
-        first_batch = []
-        # Materialise card rows by running the generator owner by owner is awkward; instead write
-        # the units through a buffer and flush cards before each unit batch.
         pending: list[tuple] = []
         for row in units_iter:
             pending.append(row)
@@ -1405,7 +1401,6 @@ class Importer:
                 pending = []
         self._flush_cards(conn, card_res, card_rows)
         self._fast(conn, "unit", UNIT_COLS, pending, convert=False)
-        del first_batch
         self._write_numbers(conn)
 
     def _flush_cards(self, conn: Any, card_res: list[tuple], card_rows: list[tuple]) -> None:
