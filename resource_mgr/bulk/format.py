@@ -491,6 +491,7 @@ class BundleReader:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self.problems: list[Problem] = []
+        self.headers: dict[str, list[str]] = {}
         self._zip: zipfile.ZipFile | None = None
         self._tar: tarfile.TarFile | None = None
         self._members: dict[str, str] = {}
@@ -546,6 +547,11 @@ class BundleReader:
             return max(sum(1 for _ in csv.reader(fh)) - 1, 0)
 
     def rows(self, name: str) -> Iterator[tuple[int, dict[str, str]]]:
+        for line, record in self.records(name):
+            yield line, dict(zip(self.headers[name], record))
+
+    def records(self, name: str) -> Iterator[tuple[int, list[str]]]:
+        """(line number, cells) per data row; the file's header is in `headers[name]`."""
         spec = FILE_BY_NAME[name]
         if not self.has(name):
             return
@@ -570,6 +576,7 @@ class BundleReader:
                     bad = True
             if bad:
                 return
+            self.headers[name] = header
             width = len(header)
             line = 1
             for record in reader:
@@ -580,7 +587,7 @@ class BundleReader:
                     self.problems.append(Problem(spec.filename, line, "",
                                                  f"{len(record)} cells where the header has {width}"))
                     continue
-                yield line, dict(zip(header, record))
+                yield line, record
 
     def close(self) -> None:
         if self._zip is not None:

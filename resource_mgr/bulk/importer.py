@@ -295,7 +295,6 @@ class Importer:
         self.holds: list[tuple[int, str, datetime, int]] = []
         self._derived_cache: dict[tuple, tuple] = {}
         self.grader = FastGrader()
-        self._parsers: dict[str, list[tuple[str, Any]]] = {}
 
     # -- reporting -----------------------------------------------------------------------------
 
@@ -376,22 +375,6 @@ class Importer:
 
     # -- phase 1: read and check every file ----------------------------------------------------
 
-    def _parse(self, spec: fmt.FileSpec, line: int, raw: dict[str, str]) -> dict[str, Any] | None:
-        parsers = self._parsers.get(spec.name)
-        if parsers is None:
-            parsers = self._parsers[spec.name] = [
-                (c.name, self._point_parser(c) if c.type == "point" else fmt.compile_parser(c)) for c in spec.columns]
-        out: dict[str, Any] = {}
-        ok = True
-        get = raw.get
-        for name, parse in parsers:
-            try:
-                out[name] = parse(get(name, ""))
-            except ValueError as exc:
-                self.problem(spec.filename, line, name, str(exc))
-                ok = False
-        return out if ok else None
-
     def _point_parser(self, col: fmt.Column) -> Any:
         """WKT points straight to what the database stores (WKB on SQLite, hex EWKB on PostGIS),
         without a shapely object per row; anything unusual goes through the full parser."""
@@ -409,12 +392,33 @@ class Importer:
         return parse
 
     def _rows(self, reader: BundleReader, name: str) -> Iterator[tuple[fmt.FileSpec, int, dict[str, Any]]]:
+        """Parsed rows of a file; a row with a bad cell is reported (every bad cell) and skipped."""
         spec = FILE_BY_NAME[name]
-        for line, raw in reader.rows(name):
-            self.tick()
-            values = self._parse(spec, line, raw)
-            if values is not None:
-                yield spec, line, values
+        f = spec.filename
+        plan: list[tuple[str, int, Any]] | None = None
+        defaults: dict[str, Any] = {}
+        problem, tick = self.problem, self.tick
+        for line, record in reader.records(name):
+            tick()
+            if plan is None:
+                header = reader.headers[name]
+                plan = []
+                for c in spec.columns:
+                    parse = self._point_parser(c) if c.type == "point" else fmt.compile_parser(c)
+                    if c.name in header:
+                        plan.append((c.name, header.index(c.name), parse))
+                    else:
+                        defaults[c.name] = c.default
+            out = dict(defaults)
+            ok = True
+            for cname, idx, parse in plan:
+                try:
+                    out[cname] = parse(record[idx])
+                except ValueError as exc:
+                    problem(f, line, cname, str(exc))
+                    ok = False
+            if ok:
+                yield spec, line, out
 
     def _ref(self, file: str, line: int, column: str, key: str | None, kinds: tuple[str, ...] | None = None,
              ln: str | None = None) -> tuple[str, str, str] | None | bool:
