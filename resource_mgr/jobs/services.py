@@ -150,7 +150,10 @@ def run_job(db: Database, job_id: str) -> str:
         result = handler(db, job_id, _progress_writer(db, job_id))
         with db.unit_of_work() as uow:
             job = uow.session.get(Job, job_id)
-            job.finish(dict(result or {}))
+            result = dict(result or {})
+            job.finish(result)
+            if isinstance(result.get("message"), str):
+                job.message = result["message"][:300]
             uow.commit()
     except BaseException as exc:  # noqa: BLE001 — recorded, then re-raised if not an ordinary error
         log.exception("job %s (%s) failed", job_id, kind)

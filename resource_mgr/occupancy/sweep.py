@@ -192,7 +192,8 @@ def run_sweep_job(db: Database, job_id: str, progress: Any) -> dict[str, Any]:
         if batch.units < BATCH:
             break
     by_principal = Counter(p for p in seen.values() if p)
-    return {"units": units, "reservations": len(seen), "by_principal": dict(by_principal),
+    return {"message": f"freed {units} unit(s) of {len(seen)} expired pre-occupation(s)",
+            "units": units, "reservations": len(seen), "by_principal": dict(by_principal),
             "unattributed": sum(1 for p in seen.values() if not p), "trust_recorded": trust_recorded}
 
 

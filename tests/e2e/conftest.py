@@ -22,6 +22,7 @@ from resource_mgr.config import Settings, load_settings
 from resource_mgr.db import Database
 from resource_mgr.inventory.services import create_local_network
 from resource_mgr.security import services as security
+from resource_mgr.security.models import User
 from resource_mgr.states import Role
 
 from interfaces.http.app import create_app
@@ -48,8 +49,10 @@ class LiveServer:
         self._users += 1
         username = name or f"e2e-user-{self._users}"
         with self.db.unit_of_work() as uow:
-            security.create_user(uow.session, username=username, password="e2e-password-123", roles=roles,
-                                 local_networks=networks)
+            # No password (nobody logs in as these users): skips the deliberately slow argon2 hash.
+            uow.session.add(User(username=username, password_hash="!", roles=sorted(roles),
+                                 local_networks=sorted(networks)))
+            uow.session.flush()
             _, secret = security.create_token(uow.session, roles=roles, local_networks=networks, user=username)
             uow.commit()
         if name:

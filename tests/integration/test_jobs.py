@@ -238,6 +238,7 @@ def test_sweep_in_batches_counts_a_reservation_once(db, box, monkeypatch):
     assert job.result["units"] == 5 and job.result["reservations"] == 1
     assert job.result["by_principal"] == {"user:alice": 1}
     assert (job.done, job.total) == (5, 5)
+    assert job.message == "freed 5 unit(s) of 1 expired pre-occupation(s)"
     with db.read_session() as s:
         assert s.scalar(select(SharedHold.id)) is None
         assert {u.occupancy for u in s.scalars(select(Unit).where(Unit.id.in_(box["GZ"]["ports"])))} == {"free"}
