@@ -182,6 +182,9 @@ def demo(ctx: click.Context, host: str, port: int, serve: bool) -> None:
 
 def _register(commands: list[click.Command]) -> None:
     for command in commands:
+        existing = cli.commands.get(command.name or "")
+        if existing is not None and existing is not command:
+            raise RuntimeError(f"two rmgr commands are named {command.name!r}")
         cli.add_command(command)
 
 
