@@ -1224,9 +1224,20 @@ class Importer:
         triggers are skipped for this transaction when the role may (SET LOCAL
         session_replication_role, as pg_restore --disable-triggers does). Without the right it
         just runs slower."""
-        if self._sqlite:
-            return
+        self._rebuild: list[str] = []
         raw = conn.connection.driver_connection
+        if self._sqlite:
+            # SQLite: the same index rebuild for empty tables (DDL is transactional there too).
+            cur = raw.cursor()
+            for table in _BIG_TABLES:
+                if cur.execute(f'SELECT EXISTS (SELECT 1 FROM "{table}")').fetchone()[0]:
+                    continue
+                for name, sql in cur.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' "
+                                             "AND tbl_name = ? AND sql IS NOT NULL", (table,)).fetchall():
+                    cur.execute(f'DROP INDEX "{name}"')
+                    self._rebuild.append(sql)
+            cur.close()
+            return
         with raw.cursor() as cur:
             cur.execute("SAVEPOINT bulk_fast_path")
             try:
@@ -1236,7 +1247,6 @@ class Importer:
                 cur.execute("ROLLBACK TO SAVEPOINT bulk_fast_path")
             # Into an empty big table, build its secondary indexes once at the end instead of row
             # by row (the drop is transactional: a failed import leaves them as they were).
-            self._rebuild: list[str] = []
             for table in _BIG_TABLES:
                 cur.execute(f'SELECT EXISTS (SELECT 1 FROM "{table}")')
                 if cur.fetchone()[0]:
@@ -1250,9 +1260,15 @@ class Importer:
                     self._rebuild.append(definition)
 
     def _rebuild_indexes(self, conn: Any) -> None:
-        if self._sqlite or not self._rebuild:
+        if not self._rebuild:
             return
         raw = conn.connection.driver_connection
+        if self._sqlite:
+            cur = raw.cursor()
+            for definition in self._rebuild:
+                cur.execute(definition)
+            cur.close()
+            return
         with raw.cursor() as cur:
             cur.execute("SET LOCAL maintenance_work_mem = '256MB'")
             for definition in self._rebuild:

@@ -276,3 +276,17 @@ def test_http_import_runs_as_a_job(db, tmp_path):
         r = client.post("/api/v1/imports", headers=bearer(sales), data={"file": (fh, "example.zip")},
                         content_type="multipart/form-data")
     assert r.status_code == 403
+
+
+def test_indexes_are_the_same_after_an_import_into_empty_tables(db):
+    from sqlalchemy import inspect
+
+    def indexes():
+        insp = inspect(db.engine)
+        return sorted((t, i["name"], tuple(i["column_names"])) for t in insp.get_table_names()
+                      for i in insp.get_indexes(t))
+
+    before = indexes()
+    assert import_bundle(db, str(EXAMPLE)).written
+    db.engine.dispose()
+    assert indexes() == before
