@@ -227,3 +227,36 @@ def test_openapi_describes_the_endpoints(live_server):
     params = {p["name"] for p in spec["paths"]["/api/v1/resources"]["get"]["parameters"]}
     assert {"kind", "site", "state", "q", "local_network", "limit", "offset"} <= params
     assert "202" in spec["paths"]["/api/v1/jobs/sweep"]["post"]["responses"]
+
+
+def test_shared_unit_occupancy_is_effective_now(live_server, net):
+    """A shared unit (the splitter input) with only an expired hold reads free, in the list
+    filter and by id; with a live hold it reads pre-occupied."""
+    from datetime import timedelta
+
+    gz = net["GZ"]
+    splitter_in = live_server.get(f"/resources/{gz['splitter']}/units", params={"kind": "splitter_in"}).json()[0]
+    now = utcnow()
+    with live_server.db.unit_of_work() as uow:
+        unit = uow.session.get(Unit, splitter_in["id"])
+        unit.preoccupy(Change(principal="user:alice", at=now - timedelta(days=1)), reservation_id="R-OLD",
+                       until=now - timedelta(minutes=1))
+        uow.commit()
+
+    def state_of() -> tuple[str, set[str]]:
+        one = live_server.get(f"/resources/{splitter_in['id']}").json()
+        listed = {d["id"] for d in live_server.get("/resources", params={
+            "kind": "splitter_in", "state": one["occupancy"], "local_network": "GZ"}).json()}
+        return one["occupancy"], listed
+
+    occupancy, listed = state_of()
+    assert occupancy == "free" and splitter_in["id"] in listed
+    with live_server.db.unit_of_work() as uow:
+        uow.session.get(Unit, splitter_in["id"]).preoccupy(
+            Change(principal="user:bob", at=now), reservation_id="R-NEW", until=now + timedelta(hours=2))
+        uow.commit()
+    occupancy, listed = state_of()
+    assert occupancy == "preoccupied" and splitter_in["id"] in listed
+    assert live_server.get(f"/resources/{splitter_in['id']}").json()["held"] == 1
+    free = live_server.get("/resources", params={"kind": "splitter_in", "state": "free", "local_network": "GZ"})
+    assert free.json() == []
