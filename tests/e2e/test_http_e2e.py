@@ -232,7 +232,6 @@ def test_openapi_describes_the_endpoints(live_server):
 def test_shared_unit_occupancy_is_effective_now(live_server, net):
     """A shared unit (the splitter input) with only an expired hold reads free, in the list
     filter and by id; with a live hold it reads pre-occupied."""
-    from datetime import timedelta
 
     gz = net["GZ"]
     splitter_in = live_server.get(f"/resources/{gz['splitter']}/units", params={"kind": "splitter_in"}).json()[0]
