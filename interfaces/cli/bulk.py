@@ -82,12 +82,14 @@ def import_cmd(path: str, allow_partial: bool, problems_out: str | None, show: i
     Every row is checked first; by default nothing is written unless every row is good."""
     import json
 
+    from interfaces.cli import cli_principal
     from resource_mgr.bulk.importer import import_bundle
 
     database = _database()
     bar, progress = _bar("import")
     try:
-        report = import_bundle(database, path, allow_partial=allow_partial, progress=progress)
+        report = import_bundle(database, path, allow_partial=allow_partial, progress=progress,
+                               principal=cli_principal())
     finally:
         bar.close()
         database.dispose()

@@ -148,25 +148,55 @@ def demo_token(database: Any) -> str:
     return secret
 
 
+def load_demo(database: Any) -> dict[str, Any]:
+    """Load the generator's demo city (size XS, orders in flight live from now) through the bulk
+    importer, unless the database already holds a local network."""
+    import tempfile
+    from pathlib import Path
+
+    from sqlalchemy import select
+    from tqdm import tqdm
+
+    from interfaces.cli import cli_principal
+    from resource_mgr.bulk.generator import LN_CODE, generate_demo
+    from resource_mgr.bulk.importer import import_bundle
+    from resource_mgr.errors import Invalid
+    from resource_mgr.inventory.models import LocalNetwork
+
+    with database.read_session() as session:
+        existing = session.scalar(select(LocalNetwork.code).order_by(LocalNetwork.code).limit(1))
+    if existing is not None:
+        return {"local_network": existing, "created": False}
+    with tempfile.TemporaryDirectory(prefix="rmgr-demo-") as tmp:
+        stats = generate_demo(Path(tmp))
+        with tqdm(total=1, unit="row", desc="load demo", file=sys.stderr) as bar:
+            def progress(done: int, total: int) -> None:
+                bar.total = max(total, done, 1)
+                bar.update(done - bar.n)
+            report = import_bundle(database, tmp, progress=progress, principal=cli_principal())
+    if not report.written:  # the generator and importer disagree: a defect, say it plainly
+        raise Invalid(f"the demo bundle did not import: {report.problems[:3]}")
+    return {"local_network": LN_CODE, "created": True, "services": stats.services}
+
+
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--serve/--no-serve", default=True, show_default=True, help="serve the API after loading")
 @click.pass_context
 def demo(ctx: click.Context, host: str, port: int, serve: bool) -> None:
-    """Upgrade the schema, load a small demo network, print an admin token and serve."""
+    """Upgrade the schema, load the demo city (generated), print an admin token and serve."""
     from resource_mgr.db import Database
-    from resource_mgr.demo import build_demo
 
     settings = settings_from(ctx)
     _upgrade(settings)
     database = Database(settings.database_url)
     try:
-        summary = build_demo(database)
+        summary = load_demo(database)
         token = demo_token(database)
     finally:
         database.dispose()
-    what = "loaded" if summary.get("created") else "already there"
+    what = f"loaded, {summary['services']} services" if summary["created"] else "already there"
     base = f"http://{host}:{port}/api/v1"
     click.echo(f"demo network {summary['local_network']} {what} ({_safe_url(settings.database_url)})")
     click.echo(f"API:   {base}")

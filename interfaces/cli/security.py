@@ -11,7 +11,6 @@ written to the operation log as principal "cli:<operating-system user>".
 """
 from __future__ import annotations
 
-import getpass
 import json
 import sys
 from datetime import datetime, timedelta, timezone
@@ -22,6 +21,7 @@ import click
 from resource_mgr.clock import utcnow
 from resource_mgr.config import ConfigError, load_settings
 from resource_mgr.db import Database
+from interfaces.cli import cli_principal
 from resource_mgr.errors import DomainError
 from resource_mgr.security import services
 from resource_mgr.states import Role
@@ -29,12 +29,7 @@ from resource_mgr.states import Role
 ROLE_CHOICE = click.Choice(sorted(r.value for r in Role))
 
 
-def _actor() -> str:
-    try:
-        who = getpass.getuser()
-    except Exception:  # no login name (containers): still attribute the change
-        who = "unknown"
-    return f"cli:{who}"
+_actor = cli_principal
 
 
 def _run(work: Callable[[Any], Any]) -> Any:

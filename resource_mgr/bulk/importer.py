@@ -19,6 +19,7 @@ connections, overrides, holds); derived units are streamed to the database.
 from __future__ import annotations
 
 import bisect
+import os
 import re
 import struct
 import sys
@@ -240,16 +241,17 @@ class _Tpl:
 
 
 def import_bundle(database: Database, path: str, *, allow_partial: bool = False,
-                  progress: ProgressFn | None = None) -> ImportReport:
+                  progress: ProgressFn | None = None, principal: str = "system:bulk-import") -> ImportReport:
     """Validate and import the bundle at `path`. Returns the report; `written` says whether
-    anything was committed."""
-    return Importer(database, path, allow_partial=allow_partial, progress=progress).run()
+    anything was committed. The import is one operation-log row attributed to `principal`."""
+    return Importer(database, path, allow_partial=allow_partial, progress=progress, principal=principal).run()
 
 
 class Importer:
     def __init__(self, database: Database, path: str, *, allow_partial: bool = False,
-                 progress: ProgressFn | None = None) -> None:
+                 progress: ProgressFn | None = None, principal: str = "system:bulk-import") -> None:
         self.db = database
+        self.principal = principal
         self.path = path
         self.partial = allow_partial
         self._progress = progress
@@ -1175,7 +1177,7 @@ class Importer:
 
     def _write(self) -> None:
         self._sqlite = self.db.dialect != "postgresql"
-        with self.db.unit_of_work(principal="bulk-import") as uow:
+        with self.db.unit_of_work(principal=self.principal) as uow:
             s = uow.session
             conn = s.connection()
             self._fast_path(conn)
@@ -1217,7 +1219,19 @@ class Importer:
                          if self.slot_cap[slot] != 1]
             self._fast(conn, "shared_hold", ("id", "unit_id", "holder", "expires_at"), hold_rows)
             self._rebuild_indexes(conn)
+            self._record(s)
             uow.commit()
+
+    def _record(self, s: Any) -> None:
+        """One operation-log row for the whole import (rows are not logged one by one)."""
+        from resource_mgr.security import audit
+
+        networks = sorted({ln_id for ln_id, _, _ in self.ln.values()})
+        audit.record(s, self.principal, resource_id=networks[0] if len(networks) == 1 else "bulk",
+                     resource_kind="bulk_import", action="import",
+                     local_network_id=networks[0] if len(networks) == 1 else None, before=None,
+                     after={"bundle": os.path.basename(str(self.path).rstrip("/")), "counts": dict(self.report.counts),
+                            "local_networks": sorted(self.ln)})
 
     def _fast_path(self, conn: Any) -> None:
         """PostgreSQL: every reference was checked in phase 1, so the per-row foreign-key
@@ -1530,11 +1544,12 @@ def import_job(database: Database, job_id: str, progress: ProgressFn) -> dict[st
     path = params.get("path")
     if not path:
         raise Invalid("the import job has no bundle path", field="path")
-    importer = Importer(database, path, allow_partial=bool(params.get("allow_partial")), progress=progress)
+    importer = Importer(database, path, allow_partial=bool(params.get("allow_partial")), progress=progress,
+                        principal=job.created_by if job is not None else "system:bulk-import")
     importer.mute_while_writing = database.dialect != "postgresql"
     report = importer.run()
     if not report.written:
-        with database.unit_of_work(principal="bulk-import") as uow:
+        with database.unit_of_work(principal=importer.principal) as uow:
             found = uow.session.get(Job, job_id)
             if found is not None:
                 found.result = report.as_dict()

@@ -41,7 +41,7 @@ Handler = Callable[[Database, str, Progress], "dict[str, Any] | None"]
 
 # Modules that register job kinds when imported; `handler_for` imports them on first use so a
 # worker process knows every kind without importing the HTTP layer.
-KIND_MODULES: list[str] = ["resource_mgr.occupancy.sweep"]
+KIND_MODULES: list[str] = ["resource_mgr.occupancy.sweep", "resource_mgr.bulk.importer"]
 
 _registry: dict[str, Handler] = {}
 _loaded = False

@@ -254,6 +254,11 @@ def test_http_import_runs_as_a_job(db, tmp_path):
     assert job["result"]["written"] and job["done"] == job["total"] > 0
     with db.read_session() as s:
         assert s.scalar(select(func.count()).select_from(Service)) == 5
+        # the import is attributed to the principal who uploaded it
+        from resource_mgr.occupancy.models import History
+
+        log = s.scalars(select(History).where(History.action == "import")).all()
+        assert [h.principal for h in log] == [job["created_by"]] and job["created_by"].startswith("user:")
 
     bad = copy_example(tmp_path)
     edit(bad, "sites.csv", 2, "location", "POINT (1")
