@@ -31,6 +31,8 @@ class Settings(BaseModel):
     ratelimit_default: str = "600/minute"
     max_request_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
     preoccupy_ttl_hours: int = Field(default=72, gt=0)
+    # How often expired pre-occupations are swept (Celery beat, or a timer in the embedded server).
+    sweep_interval_seconds: int = Field(default=300, ge=1)
     number_quarantine_days: int = Field(default=90, ge=0)
     # Trust-based limits: past this many expired pre-occupations the principal's quota drops.
     trust_expired_threshold: int = Field(default=5, ge=1)

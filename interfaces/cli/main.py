@@ -90,7 +90,10 @@ def serve_app(settings: Settings, host: str, port: int, workers: int, threads: i
     if workers <= 1:
         import waitress
 
+        from interfaces.tasks.dispatch import start_embedded_scheduler
+
         app = create_app(settings)
+        start_embedded_scheduler(app.extensions["rmgr"].db, settings)
         waitress.serve(app, host=host, port=port, threads=threads, ident="rmgr")
         return
     if platform.system() != "Linux":

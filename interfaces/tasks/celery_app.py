@@ -16,6 +16,7 @@ from resource_mgr.db import Database
 log = logging.getLogger("rmgr.tasks")
 
 RUN_JOB = "rmgr.run_job"
+SWEEP_EXPIRED = "rmgr.sweep_expired"
 
 _databases: dict[str, Database] = {}
 _db_lock = threading.Lock()
@@ -29,10 +30,29 @@ def _database(url: str) -> Database:
         return _databases[url]
 
 
+def run_job(self, job_id: str) -> str:  # noqa: ANN001
+    """Run one background job by id (never an ORM object)."""
+    from resource_mgr.jobs.services import run_job as run
+
+    if not isinstance(job_id, str):
+        raise TypeError("run_job takes a job id (a string)")
+    return run(_database(self.app.conf.rmgr_database_url), job_id)
+
+
+def sweep_expired(self) -> str:  # noqa: ANN001
+    """Free expired pre-occupations (sent by beat on the schedule)."""
+    from resource_mgr.jobs.services import create_and_run
+    from resource_mgr.occupancy.sweep import JOB_KIND
+
+    return create_and_run(_database(self.app.conf.rmgr_database_url), JOB_KIND, created_by="system:scheduler")
+
+
 def make_celery(settings: Settings) -> Celery:
     """A Celery app for these settings. Without a broker (embedded default) it uses the in-memory
     transport, so importing this module never needs Redis; dispatch.enqueue does not send tasks
-    then, it runs jobs in a thread of the serving process."""
+    then, it runs jobs in a thread of the serving process. The tasks are the module's functions,
+    shared by every app made here; each reads its database from its own app's configuration
+    (Celery keeps one callable per task name)."""
     app = Celery("rmgr", broker=settings.celery_broker_url or "memory://",
                  backend=settings.celery_result_backend or None, set_as_current=False)
     app.conf.update(
@@ -45,20 +65,15 @@ def make_celery(settings: Settings) -> Celery:
         broker_connection_retry_on_startup=True,
         timezone="UTC",
         enable_utc=True,
+        rmgr_database_url=settings.database_url,
+        # `celery -A interfaces.tasks.celery_app beat` frees expired pre-occupations on a schedule.
+        beat_schedule={"sweep-expired-preoccupations": {
+            "task": SWEEP_EXPIRED, "schedule": float(settings.sweep_interval_seconds)}},
     )
-    database_url = settings.database_url
-
-    @app.task(name=RUN_JOB, bind=True)
-    def run_job(self, job_id: str) -> str:  # noqa: ANN001
-        from resource_mgr.jobs.services import run_job as run
-
-        if not isinstance(job_id, str):
-            raise TypeError("run_job takes a job id (a string)")
-        return run(_database(database_url), job_id)
-
+    app.task(name=RUN_JOB, bind=True)(run_job)
+    app.task(name=SWEEP_EXPIRED, bind=True)(sweep_expired)
     return app
 
 
 settings = load_settings()
 app = make_celery(settings)
-run_job = app.tasks[RUN_JOB]

@@ -84,3 +84,26 @@ def enqueue(uow: UnitOfWork | None, db: Database, settings: Settings, job_id: st
         submit(db, settings, job_id)
     else:
         uow.after_commit(lambda: submit(db, settings, job_id))
+
+
+def start_embedded_scheduler(db: Database, settings: Settings) -> threading.Thread | None:
+    """Without a broker there is no Celery beat: a daemon thread of the (single) serving process
+    sweeps expired pre-occupations every `sweep_interval_seconds`."""
+    if settings.celery_broker_url:
+        return None
+    from resource_mgr.jobs.services import create_and_run
+    from resource_mgr.occupancy.sweep import JOB_KIND
+
+    def loop() -> None:
+        while not _stop.wait(settings.sweep_interval_seconds):
+            try:
+                create_and_run(db, JOB_KIND, created_by="system:scheduler")
+            except Exception:  # the job row records failures; keep the schedule going
+                log.exception("scheduled sweep failed")
+
+    thread = threading.Thread(target=loop, name="rmgr-scheduler", daemon=True)
+    thread.start()
+    return thread
+
+
+_stop = threading.Event()

@@ -166,3 +166,12 @@ def run_job(db: Database, job_id: str) -> str:
         return JobState.FAILED.value
     log.info("job %s (%s) succeeded", job_id, kind)
     return JobState.SUCCEEDED.value
+
+
+def create_and_run(db: Database, kind: str, *, created_by: str, params: dict[str, Any] | None = None) -> str:
+    """Record a job and run it here and now (periodic work: the scheduler is already in the
+    background). The job row still shows what happened."""
+    with db.unit_of_work(principal=created_by) as uow:
+        job = create_job(uow.session, kind, params, created_by=created_by)
+        uow.commit()
+    return run_job(db, job.id)

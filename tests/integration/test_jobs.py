@@ -242,3 +242,47 @@ def test_sweep_in_batches_counts_a_reservation_once(db, box, monkeypatch):
     with db.read_session() as s:
         assert s.scalar(select(SharedHold.id)) is None
         assert {u.occupancy for u in s.scalars(select(Unit).where(Unit.id.in_(box["GZ"]["ports"])))} == {"free"}
+
+
+# -- the schedule ---------------------------------------------------------------------------------
+
+def _sweep_jobs(db) -> list[Job]:
+    with db.read_session() as s:
+        return list(s.scalars(select(Job).where(Job.kind == sweeper.JOB_KIND)))
+
+
+def test_celery_beat_sweeps_on_the_configured_schedule(db, box, database_url):
+    from interfaces.tasks.celery_app import SWEEP_EXPIRED, make_celery
+    from resource_mgr.config import load_settings
+
+    settings = load_settings({}, database_url=database_url, sweep_interval_seconds=120)
+    app = make_celery(settings)
+    entry = app.conf.beat_schedule["sweep-expired-preoccupations"]
+    assert (entry["task"], entry["schedule"]) == (SWEEP_EXPIRED, 120.0)
+    hold(db, box["GZ"]["ports"][0], "user:alice", "R1", -1)
+    app.tasks[SWEEP_EXPIRED]()  # what beat sends, run here
+    [job] = _sweep_jobs(db)
+    assert job.state == "succeeded" and job.created_by == "system:scheduler"
+    with db.read_session() as s:
+        assert s.get(Unit, box["GZ"]["ports"][0]).occupancy == Occupancy.FREE
+
+
+def test_embedded_scheduler_sweeps_without_a_broker(db, box, database_url):
+    from interfaces.tasks import dispatch
+    from resource_mgr.config import load_settings
+
+    hold(db, box["FS"]["ports"][0], "user:bob", "R9", -1)
+    settings = load_settings({}, database_url=database_url, sweep_interval_seconds=1)
+    assert dispatch.start_embedded_scheduler(db, settings.model_copy(update={"celery_broker_url": "redis://x"})) is None
+    thread = dispatch.start_embedded_scheduler(db, settings)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not any(j.state == "succeeded" for j in _sweep_jobs(db)):
+            time.sleep(0.2)
+        with db.read_session() as s:
+            assert s.get(Unit, box["FS"]["ports"][0]).occupancy == Occupancy.FREE
+    finally:
+        dispatch._stop.set()
+        thread.join(timeout=10)
+        dispatch._stop.clear()
+    assert not thread.is_alive()
