@@ -133,16 +133,24 @@ class DatabaseCollector(Collector):
     def __init__(self, app: APIFlask) -> None:
         self.app = app
 
+    @staticmethod
+    def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily]:
+        return (GaugeMetricFamily("rmgr_units", "Allocatable units by kind and effective occupancy",
+                                  labels=["kind", "occupancy"]),
+                GaugeMetricFamily("rmgr_jobs", "Background jobs waiting or running (queue depth)", labels=["state"]),
+                GaugeMetricFamily("rmgr_reservations", "Reservations by state", labels=["state"]))
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        """The metric names, without reading the database (registering must not connect)."""
+        yield from self._families()
+
     def collect(self) -> Iterator[GaugeMetricFamily]:
         from resource_mgr.jobs.models import Job
         from resource_mgr.occupancy.models import Unit
 
         db = self.app.extensions["rmgr"].db
         now = utcnow()
-        units = GaugeMetricFamily("rmgr_units", "Allocatable units by kind and effective occupancy",
-                                  labels=["kind", "occupancy"])
-        jobs = GaugeMetricFamily("rmgr_jobs", "Background jobs waiting or running (queue depth)", labels=["state"])
-        reservations = GaugeMetricFamily("rmgr_reservations", "Reservations by state", labels=["state"])
+        units, jobs, reservations = self._families()
         try:
             with db.read_session() as session:
                 effective = case(
