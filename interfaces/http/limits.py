@@ -57,6 +57,14 @@ def install(app: APIFlask) -> None:
     lim.init_app(app)
     app.extensions["rmgr_limiter"] = lim
 
+    @app.after_request
+    def _retry_after_only_when_refused(response):  # noqa: ANN001, ANN202
+        # Flask-Limiter adds Retry-After to every response; on a success it would tell clients
+        # to back off for no reason.
+        if response.status_code not in (429, 503):
+            response.headers.pop("Retry-After", None)
+        return response
+
     def _refuse_large_body() -> None:
         """Refuse a declared oversized body at once, whether or not the endpoint reads a body
         (Werkzeug alone enforces MAX_CONTENT_LENGTH only when the body is read)."""
