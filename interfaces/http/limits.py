@@ -54,16 +54,17 @@ def install(app: APIFlask) -> None:
         in_memory_fallback_enabled=True,
         swallow_errors=True,
     )
-    lim.init_app(app)
-    app.extensions["rmgr_limiter"] = lim
-
+    # Flask-Limiter adds Retry-After to every response, which on a success would tell clients to
+    # back off for no reason. After-request hooks run in reverse order, so this one, registered
+    # before the limiter's, runs after it.
     @app.after_request
     def _retry_after_only_when_refused(response):  # noqa: ANN001, ANN202
-        # Flask-Limiter adds Retry-After to every response; on a success it would tell clients
-        # to back off for no reason.
         if response.status_code not in (429, 503):
             response.headers.pop("Retry-After", None)
         return response
+
+    lim.init_app(app)
+    app.extensions["rmgr_limiter"] = lim
 
     def _refuse_large_body() -> None:
         """Refuse a declared oversized body at once, whether or not the endpoint reads a body
