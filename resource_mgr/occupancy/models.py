@@ -12,7 +12,7 @@ the feeder core and first-stage splitter behind it) carries many services up to 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -249,8 +249,6 @@ class Unit(Base):
         before = self._snapshot(change.at)
         if self.shared:
             hold = next((h for h in self.holds if h.holder == reservation_id), None)
-            for stale in [h for h in self.holds if aware(h.expires_at) <= change.at and h is not hold]:
-                self.holds.remove(stale)
             if hold is None:
                 self.holds.append(SharedHold(unit_id=self.id, holder=reservation_id, expires_at=until))
             else:
@@ -271,8 +269,7 @@ class Unit(Base):
                 self._refuse("release", f"reservation {reservation_id} holds no place on it; "
                                         + self._state_text(change.at))
             self.holds.remove(hold)
-            self.occupancy = Occupancy.OCCUPIED if self.used else (
-                Occupancy.PREOCCUPIED if self.active_holds(change.at) else Occupancy.FREE)
+            self._settle_shared(change.at)
         else:
             if self.occupancy != Occupancy.PREOCCUPIED or self.reservation_id != reservation_id:
                 self._refuse("release", f"it is not pre-occupied by reservation {reservation_id}; "
@@ -320,8 +317,7 @@ class Unit(Base):
             if self.used <= 0:
                 self._refuse("release", "no service occupies it; " + self._state_text(change.at))
             self.used -= 1
-            self.occupancy = Occupancy.OCCUPIED if self.used else (
-                Occupancy.PREOCCUPIED if self.active_holds(change.at) else Occupancy.FREE)
+            self._settle_shared(change.at)
         else:
             if self.occupancy != Occupancy.OCCUPIED or self.service_id != service_id:
                 self._refuse("release", f"it is not occupied by service {service_id}; "
@@ -331,6 +327,31 @@ class Unit(Base):
         if self.kind == "number" and quarantine_days:
             self.quarantine_until = change.at + timedelta(days=quarantine_days)
         self._record("release", change, before)
+
+    def _settle_shared(self, now: datetime) -> None:
+        self.occupancy = Occupancy.OCCUPIED if self.used else (
+            Occupancy.PREOCCUPIED if self.active_holds(now) else Occupancy.FREE)
+
+    def expire(self, change: Change) -> list[str]:
+        """Clear what has expired by `change.at`: an exclusive unit's pre-occupation, or a shared
+        unit's expired holds (the sweeper's cleaning; an expired hold already counts as free).
+        One "expire" history row per reservation; returns their ids."""
+        now, expired = change.at, []
+        if self.shared:
+            for hold in [h for h in self.holds if aware(h.expires_at) <= now]:
+                # the snapshot counts live holds only: name the expired one so before differs from after
+                before = {**self._snapshot(now), "expired_hold": hold.holder,
+                          "expired_at": aware(hold.expires_at).isoformat()}
+                self.holds.remove(hold)
+                self._settle_shared(now)
+                self._record("expire", replace(change, reservation_id=hold.holder), before)
+                expired.append(hold.holder)
+        elif self.occupancy == Occupancy.PREOCCUPIED and aware(self.preoccupied_until) <= now:
+            before, holder = self._snapshot(now), self.reservation_id
+            self.occupancy, self.reservation_id, self.preoccupied_until = Occupancy.FREE, None, None
+            self._record("expire", replace(change, reservation_id=holder), before)
+            expired.append(holder)
+        return expired
 
     def end_quarantine(self, change: Change) -> None:
         if self.kind != "number" or self.quarantine_until is None:

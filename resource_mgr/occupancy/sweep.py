@@ -90,32 +90,18 @@ def sweep(session: Session, now: datetime | None = None, *, local_network_ids: I
     caller's transaction. See `sweep_expired` for the plain per-principal counts."""
     now = now or utcnow()
     ids = None if local_network_ids is None else list(local_network_ids)
-    expired: list[tuple[Unit, str, dict[str, Any]]] = []  # unit, reservation, snapshot before
-    for unit in _expired_exclusive(session, now, ids, limit):
-        before = unit._snapshot(now)
-        reservation_id = unit.reservation_id
-        unit.occupancy = Occupancy.FREE
-        unit.reservation_id = None
-        unit.preoccupied_until = None
-        expired.append((unit, reservation_id, before))
-    for unit in _expired_shared(session, now, ids, limit):
-        stale = [h for h in unit.holds if aware(h.expires_at) <= now]
-        for hold in stale:
-            # the snapshot counts live holds only; name the expired one so before differs from after
-            before = {**unit._snapshot(now), "expired_hold": hold.holder,
-                      "expired_at": aware(hold.expires_at).isoformat()}
-            unit.holds.remove(hold)
-            unit.occupancy = Occupancy.OCCUPIED if unit.used else (
-                Occupancy.PREOCCUPIED if unit.active_holds(now) else Occupancy.FREE)
-            expired.append((unit, hold.holder, before))
+    cleaning = Change(principal=SWEEPER, at=now, reason="pre-occupation expired")
+    expired: list[tuple[Unit, str]] = [  # unit, reservation
+        (unit, reservation_id)
+        for unit in _expired_exclusive(session, now, ids, limit) + _expired_shared(session, now, ids, limit)
+        for reservation_id in unit.expire(cleaning)
+    ]
 
     result = SweepResult()
-    pairs = {(u.id, r) for u, r, _ in expired if r}
+    pairs = {(u.id, r) for u, r in expired if r}
     who = _preoccupiers(session, pairs) if pairs else {}
     per_reservation: dict[str, str | None] = {}
-    for unit, reservation_id, before in expired:
-        unit._record("expire", Change(principal=SWEEPER, reservation_id=reservation_id, at=now,
-                                      reason="pre-occupation expired"), before)
+    for unit, reservation_id in expired:
         result.units += 1
         if reservation_id:
             principal = who.get((unit.id, reservation_id))

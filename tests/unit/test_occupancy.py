@@ -229,7 +229,23 @@ def test_full_shared_unit_refuses_with_no_capacity():
     # the holder may still extend; after the hold expires there is room again
     u.preoccupy(change(), reservation_id="R1", until=at(hours=2))
     u.preoccupy(change(order="ORD-2", when=at(hours=3)), reservation_id="R2", until=at(hours=4))
-    assert [h.holder for h in u.holds] == ["R2"]  # the stale hold was dropped
+    assert [h.holder for h in u.active_holds(at(hours=3))] == ["R2"]  # the stale hold no longer counts
+    # ... and is cleared by the sweeper's expire, which records it (trust counts expiries from there)
+    entries = len(history(u))
+    assert u.expire(change(when=at(hours=3))) == ["R1"]
+    expired = assert_one_new_entry(u, entries, "expire")
+    assert expired.reservation_id == "R1" and expired.before["expired_hold"] == "R1"
+    assert [h.holder for h in u.holds] == ["R2"] and u.expire(change(when=at(hours=3))) == []
+
+
+def test_expire_frees_an_exclusive_unit_only_once_its_preoccupation_has_expired():
+    u = make_unit("box_port", "GZ-TH-FXH0001-03")
+    u.preoccupy(change(), reservation_id="R1", until=at(hours=1))
+    assert u.expire(change()) == [] and u.occupancy == Occupancy.PREOCCUPIED  # still live
+    assert u.expire(change(when=at(hours=2))) == ["R1"]
+    assert (u.occupancy, u.reservation_id, u.preoccupied_until) == (Occupancy.FREE, None, None)
+    h = assert_one_new_entry(u, 1, "expire")
+    assert h.reservation_id == "R1" and h.before["reservation_id"] == "R1" and h.after["reservation_id"] is None
 
 
 def test_shared_release_with_nothing_used_is_refused():
