@@ -128,6 +128,85 @@ def _copy_text(batch: list[tuple], ncols: int, tx: Any) -> bytes | bytearray:
     return out
 
 
+class _PgWriter:
+    """The PostgreSQL side of phase 2 in a thread of its own: COPY data and statements are
+    queued in order and sent on the one connection (one transaction) while the importer goes on
+    making the next rows, so Python's formatting overlaps the server's work (COPY, index builds).
+    The queue is bounded, so memory is too. An error on the connection stops the writer; the
+    importer sees it at its next put or at `close`, and the transaction is rolled back."""
+
+    def __init__(self, raw: Any, depth: int = 256) -> None:
+        import queue
+        import threading
+
+        from psycopg.adapt import Transformer
+
+        self.raw = raw
+        self.tx = Transformer(raw)
+        self.error: BaseException | None = None
+        self.q: Any = queue.Queue(maxsize=depth)
+        self.thread = threading.Thread(target=self._run, name="bulk-import-copy", daemon=True)
+        self.thread.start()
+
+    def put(self, item: tuple) -> None:
+        if self.error is not None:
+            raise self.error
+        self.q.put(item)
+
+    def copy(self, table: str, cols: tuple[str, ...], chunks: Iterable[bytes | bytearray]) -> None:
+        self.put(("copy", f'COPY "{table}" ({", ".join(cols)}) FROM STDIN'))
+        for chunk in chunks:
+            self.put(("data", chunk))
+        self.put(("end",))
+
+    def execute(self, sql: str) -> None:
+        self.put(("sql", sql))
+
+    def close(self) -> None:
+        self.q.put(("stop",))
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+    def _run(self) -> None:
+        ctx = cp = cur = None
+        while True:
+            item = self.q.get()
+            op = item[0]
+            if op == "stop":
+                if ctx is not None:  # the importer failed half way through a COPY
+                    exc = RuntimeError("bulk import aborted")
+                    try:
+                        ctx.__exit__(RuntimeError, exc, None)
+                    except BaseException:  # noqa: BLE001
+                        pass
+                return
+            if self.error is not None:
+                continue  # drain until stop
+            try:
+                if op == "data":
+                    cp.write(item[1])
+                elif op == "copy":
+                    cur = self.raw.cursor()
+                    ctx = cur.copy(item[1])
+                    cp = ctx.__enter__()
+                elif op == "end":
+                    ctx.__exit__(None, None, None)
+                    cur.close()
+                    ctx = cp = cur = None
+                else:
+                    with self.raw.cursor() as c:
+                        c.execute(item[1])
+            except BaseException as exc:  # noqa: BLE001 - handed to the importer
+                self.error = exc
+                if ctx is not None:
+                    try:
+                        ctx.__exit__(type(exc), exc, exc.__traceback__)
+                    except BaseException:  # noqa: BLE001
+                        pass
+                ctx = cp = cur = None
+
+
 class IdMaker:
     """ULID-layout ids (same layout as resource_mgr.ids.new_id) made fast for millions of rows:
     the time part is fixed at the start of the import, the 80-bit random part is 40 random bits
@@ -1227,41 +1306,54 @@ class Importer:
             self._write_rules(s)
             if self.rows["device_template"]:
                 self._core(conn, DeviceTemplate.__table__, "device_template")
-            # resources: the resource row, then the kind's row, file by file (parents first)
-            res_rows = self.rows["resource"]
-            by_kind_start = 0
-            for name in fmt.RESOURCE_FILES:
-                kind = FILE_BY_NAME[name].resource_kind
-                n = len(self.rows[kind])
-                self._fast(conn, "resource", RES_COLS, res_rows[by_kind_start: by_kind_start + n])
-                self._fast(conn, kind, self.cols[kind], self.rows[kind])
-                by_kind_start += n
-            self._fast(conn, "cable_span", self.cols["cable_span"], self.rows["cable_span"])
-            self._fast(conn, "coverage", self.cols["coverage"], self.rows["coverage"])
-            self._fast(conn, "customer", self.cols["customer"], self.rows["customer"])
-            bad = self.bad_services
-            services = self.rows["service"]
-            if bad:
-                bad_ids = {self.services[k][0] for k in bad}
-                services = [r for r in services if r[0] not in bad_ids]
-            self._fast(conn, "service", self.cols["service"], services)
-            self._write_units(conn)
-            sid = self.slot_id
-            path_rows = ((self.services[key][0], hops[j], sid[hops[j + 1]]) for key, hops in self.paths.items()
-                         if key not in bad for j in range(0, len(hops), 3))
-            self._fast(conn, "service_unit", ("service_id", "seq", "unit_id"), path_rows)
-            slot_ln = self.slot_ln
-            ck, ca, cz, cc, _ = self.connections
-            conn_rows = ((self.ids(), _CONN_KINDS[ck[i]], sid[ca[i]], sid[cz[i]], slot_ln[ca[i]], cc[i], self.now)
-                         for i in self.good_connections)
-            self._fast(conn, "connection", ("id", "kind", "a_unit_id", "z_unit_id", "local_network_id",
-                                            "container_id", "created_at"), conn_rows)
-            hold_rows = [(self.ids(), sid[slot], reservation, until) for slot, reservation, until in self.good_holds
-                         if self.slot_cap[slot] != 1]
-            self._fast(conn, "shared_hold", ("id", "unit_id", "holder", "expires_at"), hold_rows)
-            self._rebuild_indexes(conn)
+            self._pg = None if self._sqlite else _PgWriter(conn.connection.driver_connection)
+            try:
+                self._write_big(conn)
+            finally:
+                if self._pg is not None:
+                    self._pg, writer = None, self._pg
+                    writer.close()
             self._record(s)
             uow.commit()
+
+    def _write_big(self, conn: Any) -> None:
+        """The big tables (through the writer thread on PostgreSQL)."""
+        # resources: the resource row, then the kind's row, file by file (parents first)
+        res_rows = self.rows["resource"]
+        by_kind_start = 0
+        for name in fmt.RESOURCE_FILES:
+            kind = FILE_BY_NAME[name].resource_kind
+            n = len(self.rows[kind])
+            self._fast(conn, "resource", RES_COLS, res_rows[by_kind_start: by_kind_start + n])
+            self._fast(conn, kind, self.cols[kind], self.rows[kind])
+            by_kind_start += n
+        self._fast(conn, "cable_span", self.cols["cable_span"], self.rows["cable_span"])
+        self._fast(conn, "coverage", self.cols["coverage"], self.rows["coverage"])
+        self._fast(conn, "customer", self.cols["customer"], self.rows["customer"])
+        bad = self.bad_services
+        services = self.rows["service"]
+        if bad:
+            bad_ids = {self.services[k][0] for k in bad}
+            services = [r for r in services if r[0] not in bad_ids]
+        self._fast(conn, "service", self.cols["service"], services)
+        self._write_units(conn)
+        # the indexes of the tables complete by now are built while the paths and
+        # connections are made
+        self._rebuild_indexes(conn, ("unit", "number", "resource", "address", "coverage"))
+        sid = self.slot_id
+        path_rows = ((self.services[key][0], hops[j], sid[hops[j + 1]]) for key, hops in self.paths.items()
+                     if key not in bad for j in range(0, len(hops), 3))
+        self._fast(conn, "service_unit", ("service_id", "seq", "unit_id"), path_rows)
+        slot_ln = self.slot_ln
+        ck, ca, cz, cc, _ = self.connections
+        conn_rows = ((self.ids(), _CONN_KINDS[ck[i]], sid[ca[i]], sid[cz[i]], slot_ln[ca[i]], cc[i], self.now)
+                     for i in self.good_connections)
+        self._fast(conn, "connection", ("id", "kind", "a_unit_id", "z_unit_id", "local_network_id",
+                                        "container_id", "created_at"), conn_rows)
+        hold_rows = [(self.ids(), sid[slot], reservation, until) for slot, reservation, until in self.good_holds
+                     if self.slot_cap[slot] != 1]
+        self._fast(conn, "shared_hold", ("id", "unit_id", "holder", "expires_at"), hold_rows)
+        self._rebuild_indexes(conn)
 
     def _record(self, s: Any) -> None:
         """One operation-log row for the whole import (rows are not logged one by one)."""
@@ -1279,7 +1371,8 @@ class Importer:
         triggers are skipped for this transaction when the role may (SET LOCAL
         session_replication_role, as pg_restore --disable-triggers does). Without the right it
         just runs slower."""
-        self._rebuild: list[str] = []
+        self._rebuild: dict[str, list[str]] = defaultdict(list)
+        self._mwm = False
         raw = conn.connection.driver_connection
         if self._sqlite:
             # SQLite: the same index rebuild for empty tables (DDL is transactional there too).
@@ -1290,7 +1383,7 @@ class Importer:
                 for name, sql in cur.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' "
                                              "AND tbl_name = ? AND sql IS NOT NULL", (table,)).fetchall():
                     cur.execute(f'DROP INDEX "{name}"')
-                    self._rebuild.append(sql)
+                    self._rebuild[table].append(sql)
             cur.close()
             return
         with raw.cursor() as cur:
@@ -1315,7 +1408,7 @@ class Importer:
                             (table,))
                 for name, definition in cur.fetchall():
                     cur.execute(f'DROP INDEX "{name}"')
-                    self._rebuild.append(definition)
+                    self._rebuild[table].append(definition)
                 # Primary keys and unique constraints no foreign key depends on: checked in
                 # phase 1, so added back (one sort) after the load rather than kept row by row.
                 cur.execute("""SELECT c.conname, pg_get_constraintdef(c.oid) FROM pg_constraint c
@@ -1325,22 +1418,24 @@ class Importer:
                             (f'"{table}"',))
                 for name, definition in cur.fetchall():
                     cur.execute(f'ALTER TABLE "{table}" DROP CONSTRAINT "{name}"')
-                    self._rebuild.append(f'ALTER TABLE "{table}" ADD CONSTRAINT "{name}" {definition}')
+                    self._rebuild[table].append(f'ALTER TABLE "{table}" ADD CONSTRAINT "{name}" {definition}')
 
-    def _rebuild_indexes(self, conn: Any) -> None:
-        if not self._rebuild:
+    def _rebuild_indexes(self, conn: Any, tables: Iterable[str] = _BIG_TABLES) -> None:
+        todo = [d for t in tables for d in self._rebuild.pop(t, ())]
+        if not todo:
             return
         raw = conn.connection.driver_connection
         if self._sqlite:
             cur = raw.cursor()
-            for definition in self._rebuild:
+            for definition in todo:
                 cur.execute(definition)
             cur.close()
             return
-        with raw.cursor() as cur:
-            cur.execute("SET LOCAL maintenance_work_mem = '256MB'")
-            for definition in self._rebuild:
-                cur.execute(definition)
+        if not self._mwm:
+            self._mwm = True
+            self._pg.execute("SET LOCAL maintenance_work_mem = '256MB'")
+        for definition in todo:
+            self._pg.execute(definition)
 
     def _write_rules(self, s: Any) -> None:
         new_lns = {r[0] for r in self.rows["local_network"]}
@@ -1413,23 +1508,25 @@ class Importer:
                 self.tick(len(batch))
             cur.close()
         else:
-            raw = conn.connection.driver_connection
-            ncols = len(cols)
-            with raw.cursor() as cur:
-                with cur.copy(f'COPY "{table}" ({", ".join(cols)}) FROM STDIN') as cp:
-                    tx = cp.formatter.transformer
-                    batch = []
-                    for row in rows:
-                        batch.append(fix(row) if convert else row)
-                        if len(batch) >= BATCH:
-                            cp.write(_copy_text(batch, ncols, tx))
-                            count += len(batch)
-                            self.tick(len(batch))
-                            batch = []
-                    if batch:
-                        cp.write(_copy_text(batch, ncols, tx))
-                        count += len(batch)
+            writer, ncols = self._pg, len(cols)
+            done = [0]
+
+            def chunks() -> Iterator[bytes | bytearray]:
+                batch = []
+                for row in rows:
+                    batch.append(fix(row) if convert else row)
+                    if len(batch) >= BATCH:
+                        yield _copy_text(batch, ncols, writer.tx)
+                        done[0] += len(batch)
                         self.tick(len(batch))
+                        batch = []
+                if batch:
+                    yield _copy_text(batch, ncols, writer.tx)
+                    done[0] += len(batch)
+                    self.tick(len(batch))
+
+            writer.copy(table, cols, chunks())
+            count = done[0]
         if count:
             self.report.counts[table] = self.report.counts.get(table, 0) + count
 
