@@ -1308,6 +1308,11 @@ class Importer:
                 self._core(conn, DeviceTemplate.__table__, "device_template")
             self._pg = None if self._sqlite else _PgWriter(conn.connection.driver_connection)
             try:
+                if self._no_fk_checks:
+                    # Without foreign-key checks the order is free: units first, so that the
+                    # server builds their indexes while the other tables' rows are made.
+                    self._write_units(conn)
+                    self._rebuild_indexes(conn, ("unit", "number"))
                 self._write_big(conn)
             finally:
                 if self._pg is not None:
@@ -1336,7 +1341,8 @@ class Importer:
             bad_ids = {self.services[k][0] for k in bad}
             services = [r for r in services if r[0] not in bad_ids]
         self._fast(conn, "service", self.cols["service"], services)
-        self._write_units(conn)
+        if not self._no_fk_checks:
+            self._write_units(conn)
         # the indexes of the tables complete by now are built while the paths and
         # connections are made
         self._rebuild_indexes(conn, ("unit", "number", "resource", "address", "coverage"))
@@ -1371,6 +1377,7 @@ class Importer:
         triggers are skipped for this transaction when the role may (SET LOCAL
         session_replication_role, as pg_restore --disable-triggers does). Without the right it
         just runs slower."""
+        self._no_fk_checks = False
         self._rebuild: dict[str, list[str]] = defaultdict(list)
         self._mwm = False
         raw = conn.connection.driver_connection
@@ -1394,6 +1401,7 @@ class Importer:
             try:
                 cur.execute("SET LOCAL session_replication_role = replica")
                 cur.execute("RELEASE SAVEPOINT bulk_fast_path")
+                self._no_fk_checks = True
             except Exception:  # noqa: BLE001 - not a superuser: keep the triggers
                 cur.execute("ROLLBACK TO SAVEPOINT bulk_fast_path")
             # Into an empty big table, build its secondary indexes once at the end instead of row
