@@ -40,8 +40,7 @@ def check_unique_name(session: Session, kind: str, scope_id: str, name: str) -> 
 def add_resource(session: Session, obj: Resource) -> Resource:
     """Add a resource after checking its name is unique within its scope."""
     obj.scope_id = obj.parent_id or obj.local_network_id
-    check_unique_name(session, obj.kind if obj.kind else obj.__mapper__.polymorphic_identity,
-                      obj.scope_id, obj.name)
+    check_unique_name(session, obj.__mapper__.polymorphic_identity, obj.scope_id, obj.name)
     session.add(obj)
     session.flush()
     return obj
