@@ -184,7 +184,28 @@ def diff_connection(conn: Connection, metadata: MetaData | None = None) -> list:
         metadata = Base.metadata
     enable_geometry_reflection(conn.dialect)
     context = MigrationContext.configure(conn, opts=context_options(conn.dialect.name))
-    return compare_metadata(context, metadata)
+    return compare_metadata(context, metadata) + _index_predicate_diffs(conn, metadata)
+
+
+def _index_predicate_diffs(conn: Connection, metadata: MetaData) -> list:
+    """Alembic does not compare the WHERE of partial indexes: ("modify_partial_index", index) for
+    each index that is partial in the models and not in the database, or the other way round."""
+    from sqlalchemy import inspect
+
+    key = f"{conn.dialect.name}_where"
+    inspector = inspect(conn)
+    live_tables = set(inspector.get_table_names())
+    diffs = []
+    for table in metadata.sorted_tables:
+        if table.name not in live_tables:
+            continue
+        live = {i["name"]: (i.get("dialect_options") or {}).get(key) is not None
+                for i in inspector.get_indexes(table.name)}
+        for index in table.indexes:
+            if index.name in live and live[index.name] != (index.dialect_options[conn.dialect.name].get("where")
+                                                           is not None):
+                diffs.append(("modify_partial_index", index))
+    return diffs
 
 
 def drift(database_url: str, metadata: MetaData | None = None) -> list:

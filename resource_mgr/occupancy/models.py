@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, ColumnElement, ForeignKey, Index, Integer, String, UniqueConstraint, and_, or_
+from sqlalchemy import JSON, ColumnElement, ForeignKey, Index, Integer, String, UniqueConstraint, and_, or_, text
 from sqlalchemy.orm import Mapped, WriteOnlyMapped, mapped_column, relationship
 
 from resource_mgr.clock import aware, utcnow
@@ -95,13 +95,16 @@ class SharedHold(Base):
 class Unit(Base):
     __tablename__ = "unit"
     __table_args__ = (
+        # also serves "the units of an owner" (a few hundred at most, sorted by seq in memory)
         UniqueConstraint("owner_id", "kind", "name"),
-        Index("ix_unit_owner_kind_seq", "owner_id", "kind", "seq"),
         Index("ix_unit_root_id", "root_id"),
         Index("ix_unit_local_network_kind_occupancy", "local_network_id", "kind", "occupancy"),
-        Index("ix_unit_reservation_id", "reservation_id"),
+        # nearly every unit has none of these: index only those that do
+        Index("ix_unit_reservation_id", "reservation_id", postgresql_where=text("reservation_id IS NOT NULL"),
+              sqlite_where=text("reservation_id IS NOT NULL")),
         Index("ix_unit_service_id", "service_id"),
-        Index("ix_unit_locked_by", "locked_by"),
+        Index("ix_unit_locked_by", "locked_by", postgresql_where=text("locked_by IS NOT NULL"),
+              sqlite_where=text("locked_by IS NOT NULL")),
     )
     id: Mapped[str] = mapped_column(String(26), primary_key=True, default=new_id)
     kind: Mapped[str] = mapped_column(String(20))

@@ -149,6 +149,15 @@ def test_new_index_is_reported(database, database_url: str) -> None:
     assert _new_diffs(database_url, drifted, _copy_of_model_metadata()) == ["add_index ix_unit_admin_state on unit"]
 
 
+def test_partial_index_predicate_is_compared(database, database_url: str) -> None:
+    drifted = _copy_of_model_metadata()
+    unit = drifted.tables["unit"]
+    unit.indexes.remove(next(i for i in unit.indexes if i.name == "ix_unit_locked_by"))
+    Index("ix_unit_locked_by", unit.c.locked_by)  # the same index, on every row
+
+    assert _new_diffs(database_url, drifted, _copy_of_model_metadata()) == ["modify_partial_index ix_unit_locked_by on unit"]
+
+
 def test_geometry_type_change_is_reported_on_postgresql(database, database_url: str) -> None:
     if database.dialect != "postgresql":
         pytest.skip("SQLite stores every geometry as a WKB blob: nothing to compare")
