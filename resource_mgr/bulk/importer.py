@@ -212,20 +212,31 @@ class IdMaker:
         self._prefix = "".join(_ALPHABET[(ms >> (5 * i)) & 31] for i in reversed(range(10))) + \
             "".join(_ALPHABET[(high >> (5 * i)) & 31] for i in reversed(range(8)))
         self._next = rnd & ((1 << 39) - 1)
+        self._high = -1
+        self._high_text = ""
 
     def __call__(self) -> str:
-        self._next = n = self._next + 1
-        t = self._T
-        return self._prefix + t[(n >> 30) & 1023] + t[(n >> 20) & 1023] + t[(n >> 10) & 1023] + t[n & 1023]
+        self._next += 1
+        return self.text(self._next)
 
     def next_int(self) -> int:
         """A new id as its counter (8 bytes to keep instead of a string); `text` makes the id."""
         self._next += 1
         return self._next
 
+    def reserve(self, n: int) -> int:
+        """The first of `n` consecutive counters."""
+        first = self._next + 1
+        self._next += n
+        return first
+
     def text(self, n: int) -> str:
-        t = self._T
-        return self._prefix + t[(n >> 30) & 1023] + t[(n >> 20) & 1023] + t[(n >> 10) & 1023] + t[n & 1023]
+        high = n >> 10
+        if high != self._high:  # ids mostly come in order: the first 24 characters change every 1024
+            t = self._T
+            self._high = high
+            self._high_text = self._prefix + t[(n >> 30) & 1023] + t[(n >> 20) & 1023] + t[high & 1023]
+        return self._high_text + self._T[n & 1023]
 
 
 class _SlotIds:
@@ -235,36 +246,14 @@ class _SlotIds:
         self._ids = ids
         self._a = array("q")
 
-    def new(self) -> None:
-        self._a.append(self._ids.next_int())
+    def append(self, counter: int) -> None:
+        self._a.append(counter)
 
     def __getitem__(self, slot: int) -> str:
         return self._ids.text(self._a[slot])
 
     def __len__(self) -> int:
         return len(self._a)
-
-
-class _Locations:
-    """Where each unit reference was first seen: (file, line, column), packed in 8 bytes."""
-
-    def __init__(self) -> None:
-        self._a = array("q")
-        self._where: list[tuple[str, str]] = []
-        self._index: dict[tuple[str, str], int] = {}
-
-    def append(self, loc: tuple[str, int, str]) -> None:
-        fc = (loc[0], loc[2])
-        i = self._index.get(fc)
-        if i is None:
-            i = self._index[fc] = len(self._where)
-            self._where.append(fc)
-        self._a.append(loc[1] * 64 + i)
-
-    def __getitem__(self, slot: int) -> tuple[str, int, str]:
-        code = self._a[slot]
-        f, c = self._where[code % 64]
-        return f, code // 64, c
 
 
 class FastGrader:
@@ -337,6 +326,7 @@ class _Owner:
     medium: str = ""
     count: int = 0
     key: str = ""
+    base: int = 0  # template and cable owners: the id counter of their first unit (the rest follow)
 
 
 @dataclass
@@ -371,9 +361,11 @@ class Importer:
         self._uow: Any = None
         self._pg: _PgWriter | None = None
         self._sent: dict[str, int] = defaultdict(int)  # rows of self.rows[table] already sent
+        self._units_sent = False
         self.report = ImportReport()
         self.ids = IdMaker()
         self.now = datetime.now(timezone.utc)
+        self._now = self._value(self.now)  # as written: the rows made with it need no conversion
         self.done = 0
         self.total = 0
         self._last_tick = 0.0
@@ -388,12 +380,12 @@ class Importer:
         self.scoped: set[tuple[str, str, str]] = set()  # (kind, scope id, name)
         self.owners: dict[str, _Owner] = {}
         self.cards: dict[str, list[tuple[int, str, int, str]]] = defaultdict(list)  # listed owner key -> cards
-        self.segments: list[tuple[int, int, int, str, str, str]] = []  # first, last, width, seg id, pool key, ln
-        self.pool_segments: dict[str, list[tuple[int, int, int, str]]] = defaultdict(list)
+        # first, last, width, segment id, pool key, line, id counter of the first number
+        self.segments: list[tuple[int, int, int, str, str, int, int]] = []
+        self.pool_segments: dict[str, list[tuple[int, int, int, str, int]]] = defaultdict(list)
         # unit references
         self.uref: dict[str, dict[tuple[str, str], int]] = defaultdict(dict)
         self.slot_id = _SlotIds(self.ids)
-        self.slot_loc = _Locations()
         self.slot_cap = array("i")  # -1: not (yet) known to exist
         self.slot_ln: list[str | None] = []
         self.slot_service: dict[int, str] = {}
@@ -447,14 +439,22 @@ class Importer:
                 self.total = sum(reader.count_rows(f.name) for f in fmt.FILES)
                 self._load_existing()
                 self._validate(reader, stack if stream else None)
+                t1 = time.monotonic()
+                self.report.phases["read"] = t1 - started
+                self._occupy()
+                if self._streaming():
+                    # Nothing read later changes a unit: the units go now, and the server
+                    # builds their indexes while the last files are read.
+                    self._write_units()
+                    self._send_paths()
+                    self._rebuild_indexes(("unit", "number", "service_unit"))
+                t2 = time.monotonic()
+                self.report.phases["check"] = t2 - t1
+                self._validate_late(reader)
                 for p in reader.problems:
                     self.problem(p.file, p.line, p.column, p.reason)
-            t1 = time.monotonic()
-            self.report.phases["read"] = t1 - started
-            self._resolve_units()
-            self._occupy()
-            t2 = time.monotonic()
-            self.report.phases["check"] = t2 - t1
+            t3 = time.monotonic()
+            self.report.phases["read late"] = t3 - t2
             if self.report.problem_count and not self.partial:
                 self.report.seconds = time.monotonic() - started
                 self.tick(0, force=True)
@@ -466,9 +466,10 @@ class Importer:
                 self._begin(stack)
             self._write()
             self._writing = False
-            self.report.phases["write"] = time.monotonic() - t2
+            self.report.phases["write"] = time.monotonic() - t3
         self.report.written = True
         self.report.seconds = time.monotonic() - started
+        self.total = self.done
         self.tick(0, force=True)
         return self.report
 
@@ -521,8 +522,11 @@ class Importer:
         plan: list[tuple[str, int, Any]] | None = None
         defaults: dict[str, Any] = {}
         problem, tick = self.problem, self.tick
+        n = 0
         for line, record in reader.records(name):
-            tick()
+            n += 1
+            if not n & 1023:
+                tick(1024)
             if plan is None:
                 header = reader.headers[name]
                 plan = []
@@ -542,6 +546,7 @@ class Importer:
                     ok = False
             if ok:
                 yield spec, line, out
+        tick(n & 1023)
 
     def _ref(self, file: str, line: int, column: str, key: str | None, kinds: tuple[str, ...] | None = None,
              ln: str | None = None) -> tuple[str, str, str] | None | bool:
@@ -579,24 +584,32 @@ class Importer:
             self._stream("resource", FILE_BY_NAME[name].resource_kind)
         self._segment_overlaps()
         self._cards(reader)
-        self._cable_spans(reader)
-        self._stream("cable_span")
         self._units(reader)
         self._numbers(reader)
-        self._connections(reader)
-        self._coverage(reader)
-        self._stream("coverage")
-        if self._streaming():
-            self._rebuild_indexes(("resource", "address", "coverage"))
         self._customers(reader)
         self._stream("customer")
         self._services(reader)
         self._stream("service")
+        if self._streaming():
+            self._rebuild_indexes(("resource", "address"))
         self._service_paths(reader)
-        if self._streaming() and self._no_fk_checks:  # service_unit refers to units, not written yet
+        if self._streaming() and self._no_fk_checks:  # else after the units it refers to
             self._send_paths()
             self._rebuild_indexes(("service_unit",))
         self._preoccupations(reader)
+
+    def _validate_late(self, reader: BundleReader) -> None:
+        """The files that change no unit, read after the units are known (and on PostgreSQL
+        already sent)."""
+        self._connections(reader)
+        self._check_connections()
+        if self._streaming():
+            self._send_connections()
+            self._rebuild_indexes(("connection",))
+        self._coverage(reader)
+        self._stream("coverage")
+        self._cable_spans(reader)
+        self._stream("cable_span")
 
     def _streaming(self) -> bool:
         """Rows are being sent during phase 1: until the first problem (the import will not commit)."""
@@ -750,7 +763,7 @@ class Importer:
                 continue
             self.scoped.add((kind, scope, v["name"]))
             self.res[key] = (id_, kind, ln)
-            self.rows["resource"].append((id_, kind, v["name"], ln, parent_id, scope, v["status"], self.now))
+            self.rows["resource"].append((id_, kind, v["name"], ln, parent_id, scope, v["status"], self._now))
             self.rows[kind].append(child)
 
     def _resource_or_none(self, f: str, line: int, col: str, key: str | None, kinds: tuple[str, ...] | None,
@@ -813,7 +826,9 @@ class Importer:
         mode = v.get("units") or "template"
         if tpl is None:
             mode = "listed"
-        self.owners[v["key"]] = _Owner(id_, kind, ln, v["name"], mode, tpl, key=v["key"])
+        owner = self.owners[v["key"]] = _Owner(id_, kind, ln, v["name"], mode, tpl, key=v["key"])
+        if mode == "template":
+            owner.base = self.ids.reserve(len(self._derived(owner)[1]))
 
     def _row_frame(self, f, line, id_, ln, v):
         ok, tpl = self._template_for(f, line, v, "frame")
@@ -854,7 +869,7 @@ class Importer:
             return None
         length = v["length_m"] if v["length_m"] is not None else (length_m(v["route"]) if v["route"] else 0.0)
         self.owners[v["key"]] = _Owner(id_, "cable", ln, v["name"], "cable", medium=v["medium"],
-                                       count=v["unit_count"], key=v["key"])
+                                       count=v["unit_count"], key=v["key"], base=self.ids.reserve(v["unit_count"]))
         return (id_, v["medium"], v["stage"], v["unit_count"],
                 v["conductor_mm"] if v["medium"] == "copper" else None, length, a, z, v["route"])
 
@@ -898,8 +913,9 @@ class Importer:
                 return None
         pool_key = v["pool"]
         width = len(first)
-        self.segments.append((lo, hi, width, id_, pool_key, line))
-        self.pool_segments[pool_key].append((lo, hi, width, id_))
+        base = self.ids.reserve(hi - lo + 1)
+        self.segments.append((lo, hi, width, id_, pool_key, line, base))
+        self.pool_segments[pool_key].append((lo, hi, width, id_, base))
         return (id_, first[: width - 4], first, last)
 
     def _segment_overlaps(self) -> None:
@@ -951,7 +967,9 @@ class Importer:
             seen.add((cable[0], v["seq"]))
             self.rows["cable_span"].append((cable[0], v["seq"], seg[0]))
 
-    def _slot(self, file: str, line: int, column: str, ref: str) -> int | None:
+    def _slot(self, file: str, line: int, column: str, ref: str, *, defining: bool = False) -> int | None:
+        """The slot of a unit reference. A new one is checked here, once: its owner is defined
+        earlier in the bundle and has the unit (`defining`: units.csv is defining it)."""
         try:
             root, kind, name = split_unit_ref(ref)
         except ValueError as exc:
@@ -960,13 +978,43 @@ class Importer:
         refs = self.uref[root]
         slot = refs.get((kind, name))
         if slot is None:
-            slot = len(self.slot_id)
+            slot = len(self.slot_ln)
             refs[(sys.intern(kind), name)] = slot
-            self.slot_id.new()
-            self.slot_loc.append((file, line, column))
             self.slot_cap.append(-1)
             self.slot_ln.append(None)
+            self.slot_id.append(self._resolve(file, line, column, root, kind, name, slot, defining))
         return slot
+
+    def _resolve(self, file: str, line: int, column: str, root: str, kind: str, name: str, slot: int,
+                 defining: bool) -> int:
+        """Learn a new slot's capacity and local network (they stay -1 and None for a unit that
+        does not exist) and return its id counter. A template or cable unit has the counter of
+        its place in the owner's block and a number that of its place in the segment's, so
+        every unit's id is known whether anything refers to it or not."""
+        owner = self.owners.get(root)
+        if owner is None:
+            self.problem(file, line, column, f"unknown unit owner {root!r} (a device, frame, box, cable or "
+                                             "number pool defined earlier in the bundle)")
+        elif owner.mode == "pool":
+            seg = self._segment_of(name) if kind == "number" else None
+            if seg is not None and seg[4] == root:
+                self.slot_cap[slot], self.slot_ln[slot] = 1, owner.ln
+                return seg[6] + int(name) - seg[0]
+            self.problem(file, line, column, f"no {kind} {name!r} in number pool {root!r}")
+        elif owner.mode == "listed":
+            if defining:
+                self.slot_ln[slot] = owner.ln  # its capacity comes with the units.csv row
+            else:
+                self.problem(file, line, column, f"no {kind} {name!r} in {root!r} (units=listed: define it in "
+                                                 "units.csv)")
+        else:
+            _, units, index = self._derived(owner)
+            i = index.get((kind, name))
+            if i is not None:
+                self.slot_cap[slot], self.slot_ln[slot] = units[i][4], owner.ln
+                return owner.base + i
+            self.problem(file, line, column, f"no {kind} {name!r} in {root!r}")
+        return self.ids.next_int()
 
     def _units(self, reader: BundleReader) -> None:
         seen: set[int] = set()
@@ -984,7 +1032,7 @@ class Importer:
             if kind == "number":
                 self.problem(spec.filename, line, "unit", "numbers are listed in numbers.csv")
                 continue
-            slot = self._slot(spec.filename, line, "unit", v["unit"])
+            slot = self._slot(spec.filename, line, "unit", v["unit"], defining=True)
             if slot is None:
                 continue
             if slot in seen:
@@ -1001,11 +1049,14 @@ class Importer:
                     self.problem(spec.filename, line, "card", f"no card {v['card']!r} in cards.csv for {root!r}")
                     continue
                 self.listed[root].append((slot, attrs))
+                self.slot_cap[slot] = attrs.get("capacity", 1)
             else:
                 if v["card"] is not None:
                     self.problem(spec.filename, line, "card", "card is only for units of owners with units=listed")
                     continue
                 self.slot_over[slot] = attrs
+                if "capacity" in attrs and self.slot_cap[slot] >= 0:
+                    self.slot_cap[slot] = attrs["capacity"]
 
     def _numbers(self, reader: BundleReader) -> None:
         for spec, line, v in self._rows(reader, "numbers"):
@@ -1072,7 +1123,7 @@ class Importer:
                 continue
             id_ = self.ids()
             self.customers[(ln, v["key"])] = id_
-            self.rows["customer"].append((id_, ln, v["key"], v["name"], v["grade"], self.now))
+            self.rows["customer"].append((id_, ln, v["key"], v["name"], v["grade"], self._now))
 
     def _services(self, reader: BundleReader) -> None:
         self.cols["service"] = ("id", "local_network_id", "product", "technology", "state", "customer_id",
@@ -1179,48 +1230,6 @@ class Importer:
             self._derived_cache[ck] = hit
         return hit
 
-    def _resolve_units(self) -> None:
-        """Check that every referenced unit exists, and learn its capacity and local network."""
-        for root, refs in self.uref.items():
-            owner = self.owners.get(root)
-            if owner is None:
-                for slot in refs.values():
-                    f, line, col = self.slot_loc[slot]
-                    self.problem(f, line, col, f"unknown unit owner {root!r} (a device, frame, box, cable or "
-                                               "number pool defined earlier in the bundle)")
-                continue
-            if owner.mode == "pool":
-                for (kind, name), slot in refs.items():
-                    seg = self._segment_of(name) if kind == "number" else None
-                    if seg is None or seg[4] != root:
-                        f, line, col = self.slot_loc[slot]
-                        self.problem(f, line, col, f"no {kind} {name!r} in number pool {root!r}")
-                        continue
-                    self.slot_cap[slot], self.slot_ln[slot] = 1, owner.ln
-                continue
-            if owner.mode == "listed":
-                defined = {}
-                for slot, attrs in self.listed.get(root, []):
-                    defined[slot] = attrs
-                for (kind, name), slot in refs.items():
-                    if slot in defined:
-                        self.slot_cap[slot], self.slot_ln[slot] = defined[slot].get("capacity", 1), owner.ln
-                    else:
-                        f, line, col = self.slot_loc[slot]
-                        self.problem(f, line, col, f"no {kind} {name!r} in {root!r} (units=listed: define it in "
-                                                   "units.csv)")
-                continue
-            _, units, index = self._derived(owner)
-            for (kind, name), slot in refs.items():
-                i = index.get((kind, name))
-                if i is None:
-                    f, line, col = self.slot_loc[slot]
-                    self.problem(f, line, col, f"no {kind} {name!r} in {root!r}")
-                    continue
-                over = self.slot_over.get(slot)
-                self.slot_cap[slot] = over["capacity"] if over and "capacity" in over else units[i][4]
-                self.slot_ln[slot] = owner.ln
-
     def _occupy(self) -> None:
         """Occupancy from the active services' paths and the holds; capacity and exclusivity."""
         cap, slot_ln = self.slot_cap, self.slot_ln
@@ -1291,6 +1300,9 @@ class Importer:
                 self.slot_held[slot] += 1
             seen_holds.add((slot, reservation))
             self.good_holds.append((slot, reservation, until))
+
+    def _check_connections(self) -> None:
+        cap, slot_ln = self.slot_cap, self.slot_ln
         self.good_connections = array("i")
         ck, ca, cz, cc, cl = self.connections
         for i in range(len(ck)):
@@ -1305,18 +1317,19 @@ class Importer:
     # -- phase 2: write ------------------------------------------------------------------------
 
     def _rows_to_write(self) -> int:
+        """The rows phase 2 writes (for the progress total), less what is sent already."""
         units = 0
-        for owner in self.owners.values():
+        for owner in () if self._units_sent else self.owners.values():
             if owner.mode == "cable":
                 units += owner.count
             elif owner.mode == "template":
                 units += len(self._derived(owner)[1])
             elif owner.mode == "listed":
                 units += len(self.listed.get(owner.key, ()))
-        units += sum(s[1] - s[0] + 1 for s in self.segments) * 2
+        if not self._units_sent:
+            units += sum(s[1] - s[0] + 1 for s in self.segments) * 2
         rows = sum(len(r) for t, r in self.rows.items() if not (self._uow and t in ("local_network", "device_template")))
         paths = sum(len(p) // 3 for p in self.paths.values())
-        # less what was sent while reading
         return units + rows + paths + len(self.good_connections) + len(self.good_holds) - sum(self._sent.values())
 
     def _begin(self, stack: contextlib.ExitStack) -> None:
@@ -1356,7 +1369,7 @@ class Importer:
         if rows is None:
             made = self.rows[table]
             rows, self._sent[table] = made[self._sent[table]:], len(made)
-        self._fast(table, self.cols[table], rows)
+        self._fast(table, self.cols[table], rows, convert=table not in ("resource", "customer"))
 
     def _send_paths(self) -> None:
         if self._sent["service_unit"]:
@@ -1375,8 +1388,8 @@ class Importer:
         ck, ca, cz, cc, _ = self.connections
         self._fast("connection", ("id", "kind", "a_unit_id", "z_unit_id", "local_network_id", "container_id",
                                   "created_at"),
-                   ((self.ids(), _CONN_KINDS[ck[i]], sid[ca[i]], sid[cz[i]], slot_ln[ca[i]], cc[i], self.now)
-                    for i in self.good_connections))
+                   ((self.ids(), _CONN_KINDS[ck[i]], sid[ca[i]], sid[cz[i]], slot_ln[ca[i]], cc[i], self._now)
+                    for i in self.good_connections), convert=False)
 
     def _write_big(self) -> None:
         """What is not written yet, parents first (through the writer thread on PostgreSQL)."""
@@ -1522,7 +1535,7 @@ class Importer:
         if isinstance(value, datetime):
             if self._sqlite:
                 return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
-            return value
+            return value.isoformat()
         if isinstance(value, shapely.Geometry):
             if self._sqlite:
                 return shapely.to_wkb(value)
@@ -1589,7 +1602,10 @@ class Importer:
         return None if value is None else self._value(value)
 
     def _write_units(self) -> None:
-        ids = self.ids
+        if self._units_sent:
+            return
+        self._units_sent = True
+        ids, text = self.ids, self.ids.text
         card_rows: list[tuple] = []
         card_res: list[tuple] = []
 
@@ -1607,7 +1623,7 @@ class Importer:
                     for slot_no, name, _line, card_type in self.cards.get(key, ()):
                         cid = ids()
                         card_ids[name] = cid
-                        card_res.append((cid, "card", name, ln, root_id, root_id, "in_service", self.now))
+                        card_res.append((cid, "card", name, ln, root_id, root_id, "in_service", self._now))
                         card_rows.append((cid, slot_no, card_type))
                     slots_by = {s: k for k, s in refs.items()}
                     for slot, a in self.listed.get(key, ()):
@@ -1621,17 +1637,18 @@ class Importer:
                 for slot_no, name, card_type in cards:
                     cid = ids()
                     card_ids[slot_no] = cid
-                    card_res.append((cid, "card", name, ln, root_id, root_id, "in_service", self.now))
+                    card_res.append((cid, "card", name, ln, root_id, root_id, "in_service", self._now))
                     card_rows.append((cid, slot_no, card_type))
-                for card_slot, kind, name, seq, capacity, tech, side in units:
+                base = owner.base
+                for i, (card_slot, kind, name, seq, capacity, tech, side) in enumerate(units):
                     owner_id = root_id if card_slot is None else card_ids[card_slot]
                     slot = refs.get((kind, name)) if refs else None
                     if slot is None:
-                        yield (ids(), kind, name, seq, ln, owner_id, root_id, side, tech, "free", None, None, None,
-                               capacity, 0, "in_service", None, None, None)
+                        yield (text(base + i), kind, name, seq, ln, owner_id, root_id, side, tech, "free", None, None,
+                               None, capacity, 0, "in_service", None, None, None)
                     else:
-                        yield self._unit_tuple(slot, slot_id[slot], kind, name, seq, ln, owner_id, root_id, side, tech,
-                                               capacity, over_all.get(slot))
+                        yield self._unit_tuple(slot, text(base + i), kind, name, seq, ln, owner_id, root_id, side,
+                                               tech, capacity, over_all.get(slot))
 
         # A card must exist before its units: the generator records an owner's cards as it
         # starts the owner, and they are written before each batch of units.
@@ -1649,7 +1666,7 @@ class Importer:
 
     def _flush_cards(self, card_res: list[tuple], card_rows: list[tuple]) -> None:
         if card_res:
-            self._fast("resource", RES_COLS, card_res)
+            self._fast("resource", RES_COLS, card_res, convert=False)
             self._fast("card", ("id", "slot", "card_type"), card_rows)
             card_res.clear()
             card_rows.clear()
@@ -1683,7 +1700,7 @@ class Importer:
                 capacity, used, admin, locked_by if admin == "locked" else None, reason, None)
 
     def _write_numbers(self) -> None:
-        ids = self.ids
+        text = self.ids.text
         number_rows: list[tuple] = []
 
         def units() -> Iterator[tuple]:
@@ -1692,7 +1709,7 @@ class Importer:
                 if owner is None:
                     continue
                 refs = self.uref.get(pool_key, {})
-                for lo, hi, width, seg_id in segs:
+                for lo, hi, width, seg_id, base in segs:
                     exchange = str(lo).zfill(width)[: width - 4]
                     for n in range(lo, hi + 1):
                         number = str(n).zfill(width)
@@ -1706,11 +1723,10 @@ class Importer:
                             admin = over.get("admin_state", admin)
                             reason = over.get("admin_reason")
                             q = self._dt(over.get("quarantine_until"))
+                        uid = text(base + n - lo)
                         if slot is None:
-                            uid = ids()
                             occ, service, reservation, until = "free", None, None, None
                         else:
-                            uid = self.slot_id[slot]
                             service = self.slot_service.get(slot)
                             reservation = until = None
                             if service is not None:

@@ -288,8 +288,9 @@ def test_indexes_are_the_same_after_an_import_into_empty_tables(db):
 
     def indexes():
         insp = inspect(db.engine)
-        return sorted((t, i["name"], tuple(i["column_names"])) for t in insp.get_table_names()
-                      for i in insp.get_indexes(t))
+        return sorted((t, i["name"], tuple(i["column_names"]),
+                       sorted((k, str(v)) for k, v in (i.get("dialect_options") or {}).items()))
+                      for t in insp.get_table_names() for i in insp.get_indexes(t))
 
     before = indexes()
     assert import_bundle(db, str(EXAMPLE)).written
