@@ -399,8 +399,12 @@ def parse_wkt(raw: str, geom_type: str) -> BaseGeometry:
         raise ValueError(f"malformed WKT: {str(exc).splitlines()[0]}") from None
     if geom is None or geom.geom_type != geom_type:
         raise ValueError(f"expected a WKT {geom_type.upper()}, got {getattr(geom, 'geom_type', 'nothing')}")
-    if geom.is_empty or not shapely.is_valid(geom):
-        raise ValueError(f"geometry is empty or invalid: {shapely.is_valid_reason(geom)}")
+    # A point or line is valid unless empty or, for a line, without two distinct points
+    # (shapely.is_valid would say the same, slowly: it resets warning filters on every call).
+    if geom.is_empty:
+        raise ValueError("the geometry is empty")
+    if geom_type == "LineString" and not geom.length > 0:
+        raise ValueError(f"invalid geometry: {shapely.is_valid_reason(geom)}")
     minx, miny, maxx, maxy = geom.bounds
     if not (-180 <= minx <= maxx <= 180 and -90 <= miny <= maxy <= 90):
         raise ValueError("outside lon/lat range (lon -180..180, lat -90..90)")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import functools
+import gc
 import os
 import re
 import struct
@@ -327,6 +328,7 @@ class _Owner:
     count: int = 0
     key: str = ""
     base: int = 0  # template and cable owners: the id counter of their first unit (the rest follow)
+    derived: Any = None  # Importer._derived, once known
 
 
 @dataclass
@@ -423,6 +425,18 @@ class Importer:
     # -- the whole run -------------------------------------------------------------------------
 
     def run(self) -> ImportReport:
+        # The import keeps millions of objects alive and makes no reference cycles: the cyclic
+        # collector would only walk them again and again (a fifth of the run). It is off for
+        # the whole process while the import runs.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            return self._run()
+        finally:
+            if collecting:
+                gc.enable()
+
+    def _run(self) -> ImportReport:
         started = time.monotonic()
         try:
             reader = BundleReader(self.path)
@@ -1189,6 +1203,11 @@ class Importer:
     def _derived(self, owner: _Owner) -> tuple[list[tuple], list[tuple], dict[tuple[str, str], int]]:
         """(cards [(slot, name, card_type)], units [(card slot|None, kind, name, seq, capacity,
         technology, side)], index (kind, name) → position) for a template owner or a cable."""
+        if owner.derived is None:
+            owner.derived = self._derive(owner)
+        return owner.derived
+
+    def _derive(self, owner: _Owner) -> tuple[list[tuple], list[tuple], dict[tuple[str, str], int]]:
         rules = self.rules[owner.ln]
         if owner.mode == "cable":
             kind = "pair" if owner.medium == "copper" else "core"
