@@ -4,14 +4,20 @@ Two phases:
 
 1. **Validate** — every row of every file is read and checked (types, enums, ranges, geometry,
    duplicate keys, references, names unique in their scope, template specs, segments, capacity
-   and double occupation); every bad row is reported with file, line, column and reason. Nothing
-   touches the database except reading what already exists (local networks and templates are
-   reused by code / name; names, customers and numbers must not clash).
-2. **Write** — only if there are no problems (or with `allow_partial`: the good rows, skipping the
-   bad ones and those that refer to them), in ONE transaction: Core bulk inserts of precomputed
-   rows (ids made in process), PostgreSQL COPY for every table but the three small ones. Units are
-   generated from their owners (templates, cables, segments) with their final occupancy, so no
-   row is written twice.
+   and double occupation); every bad row is reported with file, line, column and reason.
+   Local networks and templates are reused by code / name; names, customers and numbers must
+   not clash with what the database has.
+2. **Write** — in ONE transaction, committed only if there are no problems (or with
+   `allow_partial`: the good rows, skipping the bad ones and those that refer to them): Core bulk
+   inserts of precomputed rows (ids made in process), PostgreSQL COPY for every table but the
+   three small ones. Units are generated from their owners (templates, cables, segments) with
+   their final occupancy, so no row is written twice; a unit's id is its place in its owner's
+   block of ids, known before the unit is written.
+
+On PostgreSQL without `allow_partial` the phases overlap: each file's rows are sent as soon as
+they are checked, the units right after the occupancy check, and the files that change no unit
+(connections, coverage, cable spans) are read last, while the server builds the unit indexes. A
+problem stops the sending and the transaction is rolled back. SQLite writes after validating.
 
 Memory: rows are held as tuples, unit references only for the units a file names (paths,
 connections, overrides, holds); derived units are streamed to the database.
@@ -252,9 +258,6 @@ class _SlotIds:
 
     def __getitem__(self, slot: int) -> str:
         return self._ids.text(self._a[slot])
-
-    def __len__(self) -> int:
-        return len(self._a)
 
 
 class FastGrader:
@@ -1388,6 +1391,7 @@ class Importer:
         if rows is None:
             made = self.rows[table]
             rows, self._sent[table] = made[self._sent[table]:], len(made)
+        # resource and customer rows hold nothing but text, numbers and self._now
         self._fast(table, self.cols[table], rows, convert=table not in ("resource", "customer"))
 
     def _send_paths(self) -> None:
