@@ -152,7 +152,7 @@ def demo_token(database: Any) -> str:
 
 
 def load_demo(database: Any) -> dict[str, Any]:
-    """Load the generator's demo city (size XS, orders in flight live from now) through the bulk
+    """Load the generator's demo city (size S, orders in flight live from now) through the bulk
     importer, unless the database already holds a local network."""
     import tempfile
     from pathlib import Path

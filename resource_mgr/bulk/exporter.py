@@ -429,16 +429,21 @@ class Exporter:
             sort = (row["local_network"], fmt.format_value(fdt, r.created_at), row["customer"] or "",
                     row["address"] or "", r.number or "", r.product, r.technology, r.state, r.order_ref or "",
                     fmt.format_value(fdt, r.removed_at), path)
-            services.append((sort, row, path))
-        services.sort(key=lambda t: t[0])
+            services.append((sort, row, path, r.id, r.bearer_id))
+        # a rider sorts after its bearer's sort key, so that the same data gives the same keys
+        sort_of = {t[3]: t[0] for t in services}
+        services.sort(key=lambda t: (t[0], sort_of[t[4]]) if t[4] in sort_of else (t[0], ()))
         seq_by_ln: dict[str, int] = defaultdict(int)
         rows, path_rows = [], []
-        for _, row, path in services:
+        key_of: dict[str, str] = {}
+        for _, row, path, id_, _bearer in services:
             seq_by_ln[row["local_network"]] += 1
-            row["key"] = f"{row['local_network']}-S{seq_by_ln[row['local_network']]:08d}"
+            row["key"] = key_of[id_] = f"{row['local_network']}-S{seq_by_ln[row['local_network']]:08d}"
             rows.append(row)
             for seq, ref in path:
                 path_rows.append(dict(service=row["key"], seq=seq, unit=ref))
+        for row, (*_, bearer) in zip(rows, services):
+            row["bearer"] = key_of.get(bearer)
         self.w.write_many("services", rows)
         self.w.write_many("service_paths", path_rows)
         del services, paths

@@ -239,6 +239,8 @@ FILES: tuple[FileSpec, ...] = (
         C("customer", "ref", ref="customer", doc="customer key in the same local network"),
         C("address", "ref", ref="address"), C("number", doc="local number; occupied by an active service"),
         C("order_ref"), C("created_at", "datetime"), C("removed_at", "datetime"),
+        C("bearer", "ref", ref="service", doc="the line service an IPTV / VoIP service rides on (its path); "
+                                              "no path of its own"),
     ), ("key",), "service instances"),
     FileSpec("service_paths", (
         C("service", "ref", True, ref="service"), C("seq", "int", True, min=1, max=1000),

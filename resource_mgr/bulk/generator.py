@@ -1027,7 +1027,8 @@ class _Exchange:
                 stats.customers += 1
             return key
 
-        def service(room: _Room, product: str, tech: str, path: list[str], number: str | None = None) -> None:
+        def service(room: _Room, product: str, tech: str, path: list[str], number: str | None = None,
+                    bearer: str | None = None) -> str:
             nonlocal svc_n
             svc_n += 1
             key = f"SV{self.idx:03d}{svc_n:06d}"
@@ -1035,11 +1036,12 @@ class _Exchange:
             w.write("services", {"key": key, "local_network": LN_CODE, "product": product, "technology": tech,
                                  "customer": customer(room), "address": room.address, "number": number,
                                  "order_ref": f"BSS{created:%Y%m%d}{self.idx:03d}{svc_n:06d}",
-                                 "created_at": _iso(created)})
+                                 "created_at": _iso(created), "bearer": bearer})
             for seq, unit in enumerate(path, 1):
                 w.write("service_paths", {"service": key, "seq": seq, "unit": unit})
             stats.by_product[product] = stats.by_product.get(product, 0) + 1
             self.services_written += 1
+            return key
 
         for cell in self.cells:
             for b in cell.buildings:
@@ -1047,11 +1049,11 @@ class _Exchange:
                     for room in unit.rooms:
                         if room.address in self.ftth_path:
                             path = self.ftth_full_path(self.ftth_path[room.address])
-                            service(room, "ftth_broadband", "FTTH", path)
+                            line = service(room, "ftth_broadband", "FTTH", path)
                             if "iptv" in room.products:
-                                service(room, "iptv", "FTTH", [])
+                                service(room, "iptv", "FTTH", [], bearer=line)
                             if "voip" in room.products:
-                                service(room, "voip", "FTTH", [], choosers["NGN-NP"](room))
+                                service(room, "voip", "FTTH", [], choosers["NGN-NP"](room), bearer=line)
                         if room.address in self.lan_ports:
                             service(room, "lan_broadband", "LAN", [self.lan_ports[room.address]])
                         if room.address in self.pending_paths:
@@ -1227,5 +1229,5 @@ def generate(size: str, seed: int, out_dir: Path, progress: Callable[[int, int],
 
 
 def generate_demo(out_dir: Path, *, seed: int = 1, as_of: datetime | None = None) -> Stats:
-    """The demo network (`rmgr demo`): size XS, pre-occupations live from `as_of` (default now)."""
-    return generate("XS", seed, out_dir, as_of=as_of or datetime.now(timezone.utc).replace(microsecond=0))
+    """The demo network (`rmgr demo`): size S, pre-occupations live from `as_of` (default now)."""
+    return generate("S", seed, out_dir, as_of=as_of or datetime.now(timezone.utc).replace(microsecond=0))

@@ -402,6 +402,8 @@ class Importer:
         self.number_over: dict[str, dict[str, Any]] = {}
         self.customers: dict[tuple[str, str], str] = {}
         self.services: dict[str, tuple[str, str, str, int]] = {}  # key -> (id, ln, state, line)
+        self.bearer_of: dict[str, str] = {}  # service key -> the key of the service it rides on
+        self.unborne: set[str] = set()  # riders whose bearer is wrong (reported)
         self.service_number: dict[str, tuple[int, int]] = {}  # service key -> (slot, line)
         self.paths: dict[str, array] = defaultdict(lambda: array("i"))  # service key -> seq, slot, line, ...
         self.connections = (array("b"), array("i"), array("i"), [], array("i"))  # kind, a, z, container, line
@@ -1144,7 +1146,8 @@ class Importer:
 
     def _services(self, reader: BundleReader) -> None:
         self.cols["service"] = ("id", "local_network_id", "product", "technology", "state", "customer_id",
-                                "address_id", "number", "order_ref", "created_at", "removed_at")
+                                "address_id", "number", "order_ref", "created_at", "removed_at", "bearer_id")
+        riders: list[tuple[int, str, int]] = []  # row, service key, line
         for spec, line, v in self._rows(reader, "services"):
             f = spec.filename
             key = v["key"]
@@ -1174,9 +1177,35 @@ class Importer:
                     self.service_number[key] = (slot, line)
             id_ = self.ids()
             self.services[key] = (id_, ln, v["state"], line)
+            if v["bearer"] is not None:
+                self.bearer_of[key] = v["bearer"]
+                riders.append((len(self.rows["service"]), key, line))
             self.rows["service"].append((id_, ln, v["product"], v["technology"], v["state"], customer,
                                          addr[0] if addr else None, number, v["order_ref"],
-                                         v["created_at"] or self.now, v["removed_at"]))
+                                         v["created_at"] or self.now, v["removed_at"], None))
+        self._bearers(riders)
+
+    def _bearers(self, riders: list[tuple[int, str, int]]) -> None:
+        """A bearer (any order in the file) is a service of the bundle in the rider's local
+        network that rides on nothing itself; a live rider needs a live bearer."""
+        rows, f = self.rows["service"], "services.csv"
+        for i, key, line in riders:
+            bearer = self.bearer_of[key]
+            found = self.services.get(bearer)
+            if found is None:
+                reason = f"unknown service {bearer!r}"
+            elif found[1] != self.services[key][1]:
+                reason = f"{bearer!r} is in another local network"
+            elif bearer in self.bearer_of:
+                reason = f"{bearer!r} rides on a bearer itself: name the line service"
+            elif found[2] == "removed" and self.services[key][2] != "removed":
+                reason = f"{bearer!r} is removed"
+            else:
+                rows[i] = rows[i][:-1] + (found[0],)
+                continue
+            self.problem(f, line, "bearer", reason)
+            self.unborne.add(key)
+        rows.sort(key=lambda r: r[-1] is not None)  # bearers before riders, for foreign-key checks
 
     def _service_paths(self, reader: BundleReader) -> None:
         seen: set[tuple[str, int]] = set()
@@ -1257,12 +1286,21 @@ class Importer:
         cap, slot_ln = self.slot_cap, self.slot_ln
         self.bad_services: set[str] = set()
         owner_of: dict[int, str] = {}
-        for key, (sid, ln, state, sline) in self.services.items():
+        # riders last: one whose bearer is not imported (allow_partial) is not imported either
+        for key, (sid, ln, state, sline) in sorted(self.services.items(), key=lambda kv: kv[0] in self.bearer_of):
             arr = self.paths.get(key)
             hops = sorted(zip(arr[0::3], arr[1::3], arr[2::3])) if arr else []
+            bad = key in self.unborne
+            if key in self.bearer_of:
+                if hops:
+                    self.problem("service_paths.csv", hops[0][2], "service",
+                                 f"{key!r} rides on {self.bearer_of[key]!r}: it has no path of its own")
+                    bad = True
+                elif self.bearer_of[key] in self.bad_services and not bad:
+                    self.problem("services.csv", sline, "bearer", f"its bearer {self.bearer_of[key]!r} is not imported")
+                    bad = True
             if key in self.service_number:
                 hops = hops + [(None, *self.service_number[key])]
-            bad = False
             seen: set[int] = set()
             for _, slot, line in hops:
                 f = "services.csv" if _ is None else "service_paths.csv"

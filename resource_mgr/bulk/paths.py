@@ -17,6 +17,8 @@ equipment. Continuity rules:
   output to the same splitter's input. A cross box (distribution → feeder terminal) and an MDF
   (line → equipment terminal) are crossed by their jumpers, which are Connections.
 - Numbers are not hops; a service's number is checked against the ledger below.
+- A service that rides on a bearer (IPTV, VoIP over broadband) has no path of its own: its route
+  is its bearer's, which must be live.
 
 Ledger rules:
 
@@ -48,7 +50,6 @@ COPPER = {"box_port", "pair", "terminal", "dsl_port", "line_port"}
 MEDIA = {"FTTH": FIBRE, "ADSL": COPPER, "VDSL": COPPER, "POTS": COPPER | {"eth_port"},
          "LAN": {"eth_port", "box_port", "pair", "terminal"}}
 CUSTOMER_SIDE = {"box_port", "ont_port"}
-NO_PATH_PRODUCTS = {"iptv", "voip"}  # ride on another line; occupy no unit of their own
 LIVE = ("active", "suspended")
 STREAM = 20_000
 
@@ -58,6 +59,7 @@ class Finding:
     subject: str  # "service" or "unit"
     id: str
     code: str  # empty_path, wrong_head, wrong_customer_side, wrong_medium, broken_path, repeated_unit,
+    #            own_path, bearer_not_live,
     #            double_occupancy, not_occupied, occupied_by_other, orphan_occupied, used_mismatch
     message: str
     fix: str
@@ -76,9 +78,14 @@ def validate_paths(session: Session, *, local_network_id: str | None = None,
         return limit is not None and len(findings) >= limit
 
     ln_where = (lambda col: [col == local_network_id]) if local_network_id else (lambda col: [])
-    services = {sid: (tech, product, number) for sid, tech, product, number in session.execute(
-        select(Service.id, Service.technology, Service.product, Service.number)
-        .where(Service.state.in_(LIVE), *ln_where(Service.local_network_id)))}
+    services: dict[str, tuple[str, str, str | None]] = {}
+    bearer_of: dict[str, str] = {}
+    for sid, tech, product, number, bearer in session.execute(
+            select(Service.id, Service.technology, Service.product, Service.number, Service.bearer_id)
+            .where(Service.state.in_(LIVE), *ln_where(Service.local_network_id))):
+        services[sid] = (tech, product, number)
+        if bearer is not None:
+            bearer_of[sid] = bearer
 
     # the paths, with what each unit is
     units: dict[str, tuple[str, str, str, int, str, str | None, int]] = {}
@@ -105,10 +112,19 @@ def validate_paths(session: Session, *, local_network_id: str | None = None,
     through: dict[str, list[str]] = defaultdict(list)
     for sid, (tech, product, number) in services.items():
         path = paths.get(sid, [])
+        bearer = bearer_of.get(sid)
+        if bearer is not None:
+            if path and add("service", sid, "own_path", f"{product} service rides on {bearer} but has a path "
+                            "of its own", "remove its path: it uses its bearer's"):
+                return findings
+            if bearer not in services and add("service", sid, "bearer_not_live", f"{product} service rides on "
+                                              f"{bearer}, which is not an active service",
+                                              "move it to a live line or remove it"):
+                return findings
+            continue
         if not path:
-            if product not in NO_PATH_PRODUCTS and add(
-                    "service", sid, "empty_path", f"{product} service has no occupied path",
-                    "design and occupy its path, or remove the service"):
+            if add("service", sid, "empty_path", f"{product} service has no occupied path",
+                   "design and occupy its path, give it the line it rides on, or remove the service"):
                 return findings
             continue
         for uid in path:

@@ -29,7 +29,9 @@ class Customer(Base):
 
 class Service(Base):
     """A service instance (POTS, FTTH broadband, ...) at an address, with its number and the
-    units it occupies, in order from the customer side to the exchange or OLT."""
+    units it occupies, in order from the customer side to the exchange or OLT. IPTV and VoIP
+    over broadband ride on a bearer: the line service whose path they share (they occupy no
+    unit of their own, but a fault on that path takes them down too)."""
 
     __tablename__ = "service"
     __table_args__ = (
@@ -37,6 +39,7 @@ class Service(Base):
         Index("ix_service_customer_id", "customer_id"),
         Index("ix_service_address_id", "address_id"),
         Index("ix_service_number", "number"),
+        Index("ix_service_bearer_id", "bearer_id"),
     )
     id: Mapped[str] = mapped_column(String(26), primary_key=True, default=new_id)
     local_network_id: Mapped[str] = mapped_column(ForeignKey("local_network.id"))
@@ -46,6 +49,7 @@ class Service(Base):
     customer_id: Mapped[str | None] = mapped_column(ForeignKey("customer.id"))
     address_id: Mapped[str | None] = mapped_column(ForeignKey("address.id"))
     number: Mapped[str | None] = mapped_column(String(16))
+    bearer_id: Mapped[str | None] = mapped_column(ForeignKey("service.id"))
     order_ref: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select, text
 
+from bulk_helpers import with_iptv
 from resource_mgr.bulk.format import FILES
 from resource_mgr.bulk.importer import FastGrader, import_bundle
 from resource_mgr.customers.models import Customer, Service, ServiceUnit
@@ -166,6 +167,35 @@ def test_capacity_and_double_occupation_are_refused(db, tmp_path):
     assert "capacity exceeded" in reasons[("service_paths.csv", line2, "unit")]
     assert line_units and more
     assert snapshot(db)["unit"] == 0
+
+
+@pytest.mark.parametrize("bearer,reason", [("GZ-S0099", "unknown service"), ("GZ-S0009", "rides on a bearer itself")])
+def test_a_rider_needs_a_line_to_ride_on(db, tmp_path, bearer, reason):
+    before = snapshot(db)
+    report = import_bundle(db, str(with_iptv(tmp_path, bearer)))
+    assert not report.written
+    assert any(p.file == "services.csv" and p.column == "bearer" and reason in p.reason for p in report.problems)
+    assert snapshot(db) == before
+
+
+def test_a_rider_has_no_path_of_its_own(db, tmp_path):
+    bundle = with_iptv(tmp_path, "GZ-S0001")
+    line = append(bundle, "service_paths.csv", {"service": "GZ-S0009", "seq": "1", "unit": f"{FAT}#box_port#02"})
+    report = import_bundle(db, str(bundle))
+    assert not report.written
+    assert any(p.file == "service_paths.csv" and p.line == line and "no path of its own" in p.reason
+               for p in report.problems), [str(p) for p in report.problems]
+
+
+def test_allow_partial_skips_the_riders_of_a_bad_line(db, tmp_path):
+    bundle = with_iptv(tmp_path, "GZ-S0001")
+    edit(bundle, "service_paths.csv", 2, "unit", f"{OLT}#pon_port#9/9")  # GZ-S0001's path is broken
+    report = import_bundle(db, str(bundle), allow_partial=True)
+    assert report.written
+    assert any(p.column == "bearer" and "not imported" in p.reason for p in report.problems)
+    with db.read_session() as s:
+        products = sorted(s.scalars(select(Service.product)))
+    assert "iptv" not in products and len(products) == 4
 
 
 def test_header_problems(db, tmp_path):

@@ -102,6 +102,20 @@ def test_realistic_mix(small):
     assert any(n["quarantine_until"] for n in rows(bundle, "numbers"))
 
 
+def test_iptv_and_voip_ride_on_the_ftth_line_of_the_same_home(small):
+    bundle, _ = small
+    services = {s["key"]: s for s in rows(bundle, "services")}
+    with_path = {p["service"] for p in rows(bundle, "service_paths")}
+    riders = [s for s in services.values() if s["product"] in ("iptv", "voip")]
+    assert riders
+    for rider in riders:
+        line = services[rider["bearer"]]
+        assert line["product"] == "ftth_broadband" and not line["bearer"]
+        assert (line["customer"], line["address"]) == (rider["customer"], rider["address"])
+        assert rider["key"] not in with_path and line["key"] in with_path
+    assert not any(s["bearer"] for s in services.values() if s["product"] not in ("iptv", "voip"))
+
+
 def _capacities(bundle: Path) -> dict[str, int]:
     """Unit ref → capacity, for units whose capacity is not 1."""
     cap: dict[str, int] = {}

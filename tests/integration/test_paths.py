@@ -7,6 +7,7 @@ from pathlib import Path
 
 from sqlalchemy import delete, select, update
 
+from bulk_helpers import with_iptv
 from resource_mgr.bulk.importer import import_bundle
 from resource_mgr.bulk.paths import validate_paths
 from resource_mgr.customers.models import Service, ServiceUnit
@@ -101,3 +102,32 @@ def test_orphan_and_unoccupied_units_are_found(db):
     with db.read_session() as s:
         found = codes(validate_paths(s))
     assert ("not_occupied", box) in found and ("orphan_occupied", stray) in found
+
+
+def test_riders_use_their_bearers_path(db, tmp_path):
+    """IPTV riding on GZ-S0001 (FTTH) passes; with a path of its own, or on a removed line, or
+    with neither bearer nor path, it is found."""
+    bundle = with_iptv(tmp_path, "GZ-S0001")
+    assert import_bundle(db, str(bundle)).written
+    with db.read_session() as s:
+        assert validate_paths(s) == []
+        iptv, line = service_of(s, "BSS-GZ-S0009"), service_of(s, "BSS-GZ-S0001")
+        assert s.get(Service, iptv).bearer_id == line
+        other = service_of(s, "BSS-GZ-S0002")
+    with db.unit_of_work() as uow:
+        path_unit = uow.session.scalar(select(ServiceUnit.unit_id).where(ServiceUnit.service_id == other))
+        uow.session.add(ServiceUnit(service_id=iptv, seq=1, unit_id=path_unit))
+        uow.commit()
+    with db.read_session() as s:
+        assert ("own_path", iptv) in codes(validate_paths(s))
+    with db.unit_of_work() as uow:
+        uow.session.execute(delete(ServiceUnit).where(ServiceUnit.service_id == iptv))
+        uow.session.execute(update(Service).where(Service.id == line).values(state="removed"))
+        uow.commit()
+    with db.read_session() as s:
+        assert ("bearer_not_live", iptv) in codes(validate_paths(s))
+    with db.unit_of_work() as uow:
+        uow.session.execute(update(Service).where(Service.id == iptv).values(bearer_id=None))
+        uow.commit()
+    with db.read_session() as s:
+        assert ("empty_path", iptv) in codes(validate_paths(s))
