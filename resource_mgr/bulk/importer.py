@@ -453,6 +453,7 @@ class Importer:
         # server loads them while the next files are read; the transaction commits only if every
         # row turns out good. SQLite would only hold its write lock longer.
         stream = not self._sqlite and not self.partial
+        self._reader = reader
         with contextlib.ExitStack() as stack:
             with reader:
                 self.total = sum(reader.count_rows(f.name) for f in fmt.FILES)
@@ -632,7 +633,8 @@ class Importer:
 
     def _streaming(self) -> bool:
         """Rows are being sent during phase 1: until the first problem (the import will not commit)."""
-        return self._pg is not None and not self._writing and not self.report.problem_count
+        return self._pg is not None and not self._writing and not self.report.problem_count \
+            and not self._reader.problems
 
     def _stream(self, *tables: str) -> None:
         if self._streaming():
