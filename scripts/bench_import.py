@@ -136,6 +136,7 @@ def main() -> None:
         results["sqlite"] = run_child(f"sqlite:///{sqlite_file}", bundle)
         for suffix in ("", "-wal", "-shm"):
             Path(str(sqlite_file) + suffix).unlink(missing_ok=True)
+        os.sync()  # the SQLite file's writeback is not the PostgreSQL measurements' to pay
 
     if args.pg_admin_url:
         import psycopg
