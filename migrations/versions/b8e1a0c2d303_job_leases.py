@@ -56,7 +56,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("scheduler_lease")
     with op.batch_alter_table("job") as batch:
-        batch.drop_constraint("ck_job_job_state", type_="check")
+        batch.drop_constraint(op.f("ck_job_job_state"), type_="check")
         batch.drop_index("ix_job_kind_created_at")
         batch.drop_index("ix_job_state_lease_expires_at")
         batch.drop_column("lease_expires_at")

@@ -39,12 +39,14 @@ def test_the_celery_module_imports_without_a_broker_running():
     """Built from load_settings() at import, connecting to nothing (port 1 has no broker)."""
     out = subprocess.run(
         [sys.executable, "-c", "import interfaces.tasks.celery_app as m; "
-                               "print(m.app.conf.broker_url, m.app.conf.task_acks_late, "
-                               "m.app.conf.worker_prefetch_multiplier, sorted(t for t in m.app.tasks if t.startswith('rmgr')))"],
+                               "print(m.app.conf.broker_url, m.app.conf.task_acks_late, m.app.conf.task_reject_on_worker_lost, "
+                               "m.app.conf.worker_prefetch_multiplier, sorted(t for t in m.app.tasks if t.startswith('rmgr')), "
+                               "sorted(m.app.conf.beat_schedule))"],
         cwd=ROOT, env=clean_env(RMGR_CELERY_BROKER_URL="redis://127.0.0.1:1/0"), capture_output=True, text=True,
         timeout=60)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["redis://127.0.0.1:1/0", "True", "1", "['rmgr.run_job',", "'rmgr.sweep_expired']"]
+    assert out.stdout.split() == ["redis://127.0.0.1:1/0", "True", "True", "1", "['rmgr.reap_jobs',", "'rmgr.run_job',",
+                                  "'rmgr.sweep_expired']", "['reap-jobs',", "'sweep-expired-preoccupations']"]
 
 
 def test_an_unreachable_broker_is_503_and_the_job_is_not_left_queued(db):
