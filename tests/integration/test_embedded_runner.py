@@ -4,6 +4,7 @@ time (the scheduler lease), and another takes over when that one is killed."""
 from __future__ import annotations
 
 import os
+import re
 import platform
 import signal
 import socket
@@ -144,6 +145,7 @@ def test_serve_with_several_workers_runs_one_sweeper_and_another_takes_over(db, 
         leader = _lease(db).owner
         owners = {j.params["scheduler"] for j in sweeps}
         assert owners == {leader}, f"sweeps by {owners}: more than one sweeper"
+        assert _leaders(log) == [leader], "more than one process took the sweeper's turn"
         assert all(j.state == JobState.SUCCEEDED for j in sweeps[:-1])
         # no two scheduled sweeps at once: each starts after the one before has finished
         assert all(b.created_at >= a.finished_at for a, b in zip(sweeps, sweeps[1:]))
@@ -156,8 +158,14 @@ def test_serve_with_several_workers_runs_one_sweeper_and_another_takes_over(db, 
         until(lambda: len(_scheduled_sweeps(db)) >= count + 3, 30, log.read_text)
         after = [j for j in _scheduled_sweeps(db) if j.params["scheduler"] != leader]
         assert {j.params["scheduler"] for j in after} == {heir}
+        assert _leaders(log) == [leader, heir]
     finally:
         stop(serve)
+
+
+def _leaders(log: Path) -> list[str]:
+    """The processes that said they took over the sweep and the reaper, in order."""
+    return re.findall(r"this process \((\S+)\) runs the sweep and the job reaper now", log.read_text())
 
 
 def _ok(port: int) -> bool:
