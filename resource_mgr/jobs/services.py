@@ -252,7 +252,7 @@ def _claim(db: Database, job_id: str, owner: str, policy: JobPolicy) -> tuple[st
         claimed = s.execute(
             update(Job).where(Job.id == job_id, *condition)
             .values(state=JobState.RUNNING, started_at=now, attempts=Job.attempts + 1, lease_owner=owner,
-                    lease_expires_at=now + timedelta(seconds=policy.lease_seconds))
+                    lease_expires_at=now + timedelta(seconds=policy.lease_seconds), message="")
             .execution_options(synchronize_session=False)).rowcount
         kind = job.kind
         uow.commit()

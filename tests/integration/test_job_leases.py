@@ -111,12 +111,12 @@ def test_a_claim_takes_a_lease_and_counts_the_attempt(db):
 
 
 def test_the_heartbeat_renews_the_lease_while_the_handler_runs(db, tmp_path):
-    job_id = new_job(db, job_kinds.STEPS, steps=1, step_seconds=3.5)  # no progress call for 3.5 s
-    policy = JobPolicy(lease_seconds=2)
+    job_id = new_job(db, job_kinds.STEPS, steps=1, step_seconds=4.5)  # no progress call for 4.5 s
+    policy = JobPolicy(lease_seconds=3)
     thread = threading.Thread(target=jobs.run_job, args=(db, job_id), kwargs={"policy": policy})
     thread.start()
     expiries = []
-    deadline = time.monotonic() + 3.2
+    deadline = time.monotonic() + 4.2
     while time.monotonic() < deadline:
         job = load(db, job_id)
         if job.state == JobState.RUNNING:
@@ -184,15 +184,15 @@ def test_a_runner_meeting_a_job_with_its_attempts_used_fails_it(db):
 def test_the_reaper_sends_jobs_committed_but_never_sent(db):
     fresh, old, sent, lost = (new_job(db, "test_count") for _ in range(4))
     now = utcnow()
-    set_job(db, old, created_at=now - timedelta(seconds=5))  # past the 1 s grace, never sent
+    set_job(db, fresh, created_at=now)  # within the 1 s grace: its sender is sending it
+    set_job(db, old, created_at=now - timedelta(seconds=5))  # past the grace, never sent
     set_job(db, sent, created_at=now - timedelta(seconds=5), sent_at=now - timedelta(seconds=5))  # sent: waiting
     set_job(db, lost, created_at=now - timedelta(seconds=90), sent_at=now - timedelta(seconds=90))  # a lost message
-    assert sorted(reaper.reap(db, FAST).send) == sorted([old, lost])
-    assert reaper.reap(db, FAST).send == []  # marked sent: not again before the resend period
+    assert sorted(reaper.reap(db, FAST, now=now).send) == sorted([old, lost])
+    assert reaper.reap(db, FAST, now=now).send == []  # marked sent: not again before the resend period
     reaper.unsent(db, [old])  # the send failed: tried again after the grace
-    set_job(db, old, created_at=now - timedelta(seconds=5))
-    assert reaper.reap(db, FAST).send == [old]
-    assert fresh not in reaper.reap(db, FAST).send
+    assert reaper.reap(db, FAST, now=now).send == [old]
+    assert fresh in reaper.reap(db, FAST, now=now + timedelta(seconds=2)).send
 
 
 def test_a_runner_that_lost_its_lease_writes_nothing_and_stops(db, tmp_path):
@@ -200,7 +200,9 @@ def test_a_runner_that_lost_its_lease_writes_nothing_and_stops(db, tmp_path):
     job_id = new_job(db, job_kinds.STEPS, steps=20, step_seconds=0.1, marker=str(marker))
     thread = threading.Thread(target=jobs.run_job, args=(db, job_id), kwargs={"policy": FAST})
     thread.start()
+    deadline = time.monotonic() + 20
     while load(db, job_id).done < 2:
+        assert time.monotonic() < deadline
         time.sleep(0.05)
     set_job(db, job_id, lease_owner=GONE)  # another runner took it over
     thread.join(timeout=10)

@@ -11,7 +11,6 @@ from typing import Any
 from apiflask import APIBlueprint, Schema
 from apiflask.fields import DateTime, Dict, Float, Integer, List, Raw, String
 from sqlalchemy import select
-
 from werkzeug.exceptions import MethodNotAllowed
 
 from resource_mgr.errors import NotFound
@@ -19,7 +18,7 @@ from resource_mgr.inventory.models import LocalNetwork
 from resource_mgr.jobs import services as jobs
 from resource_mgr.jobs.models import Job
 from resource_mgr.occupancy.sweep import JOB_KIND as SWEEP
-from resource_mgr.states import Role
+from resource_mgr.states import JobState, Role
 
 from interfaces.http.auth import READERS, require
 from interfaces.http.context import principal, read_session, runtime, unit_of_work
@@ -33,7 +32,7 @@ SWEEP_PATH = "sweep"
 class JobOut(Schema):
     id = String(required=True)
     kind = String(required=True)
-    state = String(required=True, metadata={"enum": ["queued", "running", "succeeded", "failed"]})
+    state = String(required=True, metadata={"enum": [s.value for s in JobState]})
     progress = Float(required=True, metadata={"description": "0..1"})
     done = Integer()
     total = Integer()
