@@ -24,6 +24,9 @@ log = logging.getLogger("rmgr.tasks")
 
 EMBEDDED_THREADS = 2
 SCHEDULER = "system:scheduler"
+# The scheduler's first turn waits this long, so that a process just started (a gunicorn worker)
+# answers its first requests before it imports and runs the periodic work.
+FIRST_TURN_AFTER_SECONDS = 2.0
 
 _executor: ThreadPoolExecutor | None = None
 _executor_pid: int | None = None
@@ -206,6 +209,8 @@ def start_embedded_scheduler(db: Database, settings: Settings) -> threading.Thre
 
     def loop() -> None:
         state: dict[str, Any] = {}
+        if _stop.wait(FIRST_TURN_AFTER_SECONDS):
+            return
         while True:
             try:
                 scheduler_tick(db, settings, owner, state)
