@@ -33,6 +33,21 @@ class Settings(BaseModel):
     preoccupy_ttl_hours: int = Field(default=72, gt=0)
     # How often expired pre-occupations are swept (Celery beat, or a timer in the embedded server).
     sweep_interval_seconds: int = Field(default=300, ge=1)
+    # -- background jobs that survive their runner (docs/jobs.md) --
+    # A running job's lease: renewed every third of it while the handler runs; lapsed, the job
+    # is taken over (queued again, or failed after `job_max_attempts` claims).
+    job_lease_seconds: int = Field(default=60, ge=2)
+    job_max_attempts: int = Field(default=3, ge=1)
+    # A queued job not sent this long after it was committed is sent by the reaper; one sent but
+    # still queued after `job_resend_seconds` (a lost message) is sent again.
+    job_send_grace_seconds: int = Field(default=30, ge=1)
+    job_resend_seconds: int = Field(default=900, ge=1)
+    # How often the reaper runs (Celery beat, or the embedded scheduler).
+    job_reap_interval_seconds: int = Field(default=30, ge=1)
+    # Without a broker, one serving process at a time runs the sweep and the reaper: it holds
+    # this lease in the database and renews it every third of it.
+    scheduler_lease_seconds: int = Field(default=30, ge=2)
+    # -- end of background jobs --
     number_quarantine_days: int = Field(default=90, ge=0)
     # Trust-based limits: past this many expired pre-occupations the principal's quota drops.
     trust_expired_threshold: int = Field(default=5, ge=1)
@@ -70,7 +85,7 @@ class Settings(BaseModel):
 # RMGR_* variables that are read elsewhere, not settings: the test suite's database and the
 # server scripts/make_migration.py uses. Without this, running the suite with
 # RMGR_TEST_DATABASE_URL made every load_settings() fail as "unknown setting".
-NOT_SETTINGS = frozenset({"CONFIG_FILE", "TEST_DATABASE_URL", "ADMIN_DATABASE_URL"})
+NOT_SETTINGS = frozenset({"CONFIG_FILE", "TEST_DATABASE_URL", "ADMIN_DATABASE_URL", "TEST_CELERY_BROKER_URL"})
 
 
 def _read_config_file(path: Path) -> dict[str, Any]:

@@ -85,12 +85,14 @@ def _safe_url(url: str) -> str:
 # -- serve ----------------------------------------------------------------------------------------
 
 def serve_app(settings: Settings, host: str, port: int, workers: int, threads: int) -> None:
+    """Serve with waitress (one process) or gunicorn (several). Without a broker every process
+    runs the embedded scheduler; the scheduler lease in the database lets one of them at a time
+    sweep and reap (interfaces.tasks.dispatch)."""
     from interfaces.http.app import create_app
+    from interfaces.tasks.dispatch import start_embedded_scheduler
 
     if workers <= 1:
         import waitress
-
-        from interfaces.tasks.dispatch import start_embedded_scheduler
 
         app = create_app(settings)
         start_embedded_scheduler(app.extensions["rmgr"].db, settings)
@@ -100,6 +102,9 @@ def serve_app(settings: Settings, host: str, port: int, workers: int, threads: i
         raise click.UsageError("--workers > 1 needs Linux (gunicorn); use one worker with more --threads")
     from gunicorn.app.base import BaseApplication
 
+    def post_worker_init(worker: Any) -> None:  # in each worker, after the fork: threads of its own
+        start_embedded_scheduler(worker.wsgi.extensions["rmgr"].db, settings)
+
     class Gunicorn(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
             self.cfg.set("bind", f"{host}:{port}")
@@ -107,6 +112,7 @@ def serve_app(settings: Settings, host: str, port: int, workers: int, threads: i
             self.cfg.set("threads", threads)
             self.cfg.set("worker_class", "gthread")
             self.cfg.set("accesslog", "-")
+            self.cfg.set("post_worker_init", post_worker_init)
 
         def load(self) -> Any:
             return create_app(settings)

@@ -1851,7 +1851,7 @@ def import_job(database: Database, job_id: str, progress: ProgressFn) -> dict[st
 def _register_job() -> None:
     from resource_mgr.jobs.services import register
 
-    register(JOB_KIND, import_job)
+    register(JOB_KIND, import_job, rerun="idempotent")  # one transaction: a runner that died rolled it back
 
 
 _register_job()

@@ -186,7 +186,7 @@ def run_sweep_job(db: Database, job_id: str, progress: Any) -> dict[str, Any]:
 def _register() -> None:
     from resource_mgr.jobs.services import register
 
-    register(JOB_KIND, run_sweep_job)
+    register(JOB_KIND, run_sweep_job, rerun="idempotent")  # a second sweep finds nothing left to free
 
 
 _register()

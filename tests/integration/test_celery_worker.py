@@ -30,7 +30,8 @@ BROKER = os.environ.get("RMGR_TEST_CELERY_BROKER_URL", "redis://127.0.0.1:6379/7
 
 def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RMGR_")}
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    # tests/ too: the workers import the test-only job kinds (job_kinds.py)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "tests"), env.get("PYTHONPATH", "")])
     env.update(extra)
     return env
 
@@ -39,12 +40,14 @@ def test_the_celery_module_imports_without_a_broker_running():
     """Built from load_settings() at import, connecting to nothing (port 1 has no broker)."""
     out = subprocess.run(
         [sys.executable, "-c", "import interfaces.tasks.celery_app as m; "
-                               "print(m.app.conf.broker_url, m.app.conf.task_acks_late, "
-                               "m.app.conf.worker_prefetch_multiplier, sorted(t for t in m.app.tasks if t.startswith('rmgr')))"],
+                               "print(m.app.conf.broker_url, m.app.conf.task_acks_late, m.app.conf.task_reject_on_worker_lost, "
+                               "m.app.conf.worker_prefetch_multiplier, sorted(t for t in m.app.tasks if t.startswith('rmgr')), "
+                               "sorted(m.app.conf.beat_schedule))"],
         cwd=ROOT, env=clean_env(RMGR_CELERY_BROKER_URL="redis://127.0.0.1:1/0"), capture_output=True, text=True,
         timeout=60)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["redis://127.0.0.1:1/0", "True", "1", "['rmgr.run_job',", "'rmgr.sweep_expired']"]
+    assert out.stdout.split() == ["redis://127.0.0.1:1/0", "True", "True", "1", "['rmgr.reap_jobs',", "'rmgr.run_job',",
+                                  "'rmgr.sweep_expired']", "['reap-jobs',", "'sweep-expired-preoccupations']"]
 
 
 def test_an_unreachable_broker_is_503_and_the_job_is_not_left_queued(db):
@@ -72,26 +75,38 @@ def redis_db():
     client.flushdb()
 
 
+def start_celery(database_url: str, log: Path, *args: str, **env: str) -> subprocess.Popen:
+    with open(log, "w") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "interfaces.tasks.celery_app", *args],
+            cwd=ROOT, env=clean_env(RMGR_DATABASE_URL=database_url, RMGR_CELERY_BROKER_URL=BROKER, **env),
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def start_worker(database_url: str, log: Path, name: str, **env: str) -> subprocess.Popen:
+    return start_celery(database_url, log, "worker", "--pool=solo", "--loglevel=INFO", "--without-gossip",
+                        "--without-mingle", "--without-heartbeat", "--include", "job_kinds",
+                        "-n", f"{name}-{os.getpid()}@%h", **env)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+
+
 @pytest.fixture
 def worker(db, database_url, redis_db, tmp_path):
     log = tmp_path / "worker.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "interfaces.tasks.celery_app", "worker", "--pool=solo",
-             "--loglevel=INFO", "--without-gossip", "--without-mingle", "--without-heartbeat",
-             "-n", f"rmgr-test-{os.getpid()}@%h"],
-            cwd=ROOT, env=clean_env(RMGR_DATABASE_URL=database_url, RMGR_CELERY_BROKER_URL=BROKER),
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = start_worker(database_url, log, "rmgr-test")
     try:
         yield proc, log
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=5)
+        stop(proc)
 
 
 def wait_for(db, job_id: str, proc, log: Path, timeout: float = 60) -> Job:
@@ -141,3 +156,49 @@ def test_a_sweep_job_runs_in_a_real_worker(db, worker):
     with db.read_session() as s:
         assert s.scalar(select(func.count()).select_from(History).where(History.action == "expire")) == 1
         assert s.get(Job, job.id).finished_at == done.finished_at
+
+
+@pytest.mark.celery_worker
+def test_a_job_whose_worker_is_killed_is_completed_by_another(db, database_url, redis_db, tmp_path):
+    """SIGKILL the worker mid-job: nothing acknowledges or fails the job, its lease stops being
+    renewed; beat's reaper queues it again and a second worker runs it to its end."""
+    from job_kinds import STEPS, marks
+
+    fast = {"RMGR_JOB_LEASE_SECONDS": "3", "RMGR_JOB_REAP_INTERVAL_SECONDS": "1",
+            "RMGR_SWEEP_INTERVAL_SECONDS": "3600"}
+    marker = tmp_path / "marks"
+    first = start_worker(database_url, tmp_path / "w1.log", "rmgr-first", **fast)
+    procs = [first]
+    try:
+        settings = load_settings(environ={}, database_url=db.url, celery_broker_url=BROKER)
+        with db.unit_of_work() as uow:
+            job = jobs.create_job(uow.session, STEPS, {"steps": 30, "step_seconds": 0.2, "marker": str(marker)})
+            dispatch.enqueue(uow, db, settings, job.id)
+            uow.commit()
+        deadline = time.monotonic() + 60
+        while True:  # the first worker is in the middle of it
+            with db.read_session() as s:
+                running = s.get(Job, job.id)
+            if running.state == JobState.RUNNING and running.done >= 3:
+                break
+            assert first.poll() is None and time.monotonic() < deadline, (tmp_path / "w1.log").read_text()
+            time.sleep(0.1)
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(timeout=10)
+        with db.read_session() as s:
+            left = s.get(Job, job.id)
+        assert left.state == JobState.RUNNING and left.done < 30  # what the dead worker left
+
+        second = start_worker(database_url, tmp_path / "w2.log", "rmgr-second", **fast)
+        beat = start_celery(database_url, tmp_path / "beat.log", "beat", "--loglevel=INFO",
+                            "-s", str(tmp_path / "beat-schedule"), **fast)
+        procs += [second, beat]
+        done = wait_for(db, job.id, second, tmp_path / "w2.log", timeout=90)
+        assert done.state == JobState.SUCCEEDED, (done.errors, (tmp_path / "w2.log").read_text())
+        assert done.attempts == 2 and (done.done, done.total) == (30, 30)
+        starts = [pid for what, pid in marks(marker) if what == "start"]
+        assert starts == [first.pid, second.pid] and marks(marker)[-1] == ("done", second.pid)
+        assert done.result["pid"] == second.pid
+    finally:
+        for proc in procs:
+            stop(proc)
