@@ -42,9 +42,9 @@ FROM (SELECT 1) AS one LEFT JOIN stamped ON true
 """)
 
 # The counter's row is missing only if someone emptied the table (tests truncate everything):
-# start again after the highest position there is.
+# start again after the highest position there is (`WHERE true`: SQLite needs it before ON CONFLICT).
 _ENSURE_COUNTER = text(
-    "INSERT INTO change_counter (id, last) SELECT 1, coalesce(max(position), 0) FROM history "
+    "INSERT INTO change_counter (id, last) SELECT 1, coalesce(max(position), 0) FROM history WHERE true "
     "ON CONFLICT (id) DO NOTHING")
 
 
