@@ -83,17 +83,23 @@ def _stamp_pg(connection: Connection) -> dict[int, int]:
 def _stamp_sqlite(connection: Connection) -> dict[int, int]:
     # A writing transaction holds SQLite's one write lock from BEGIN IMMEDIATE to COMMIT:
     # writers are serialised already, the counter only has to be read and advanced.
-    ids = connection.execute(text("SELECT id FROM history WHERE position IS NULL ORDER BY id")).scalars().all()
-    if not ids:
+    rows = connection.execute(_STAMP_SQLITE).all()
+    if not rows:
         return {}
-    last = connection.execute(text("UPDATE change_counter SET last = last + :n WHERE id = 1 RETURNING last"),
-                              {"n": len(ids)}).scalar()
-    if last is None:
+    if rows[0].position is None:
         raise CounterMissing("change_counter has no row")
-    positions = {id_: last - len(ids) + i for i, id_ in enumerate(ids, 1)}
-    connection.execute(text("UPDATE history SET position = :p WHERE id = :id"),
-                       [{"p": p, "id": i} for i, p in positions.items()])
+    positions = {r.id: r.position for r in rows}
+    connection.execute(_ADVANCE_SQLITE, {"last": max(positions.values())})
     return positions
+
+
+_STAMP_SQLITE = text("""
+UPDATE history SET position = (SELECT last FROM change_counter WHERE id = 1) + mine.rn
+FROM (SELECT id, row_number() OVER (ORDER BY id) AS rn FROM history WHERE position IS NULL) AS mine
+WHERE history.id = mine.id
+RETURNING history.id, history.position
+""")
+_ADVANCE_SQLITE = text("UPDATE change_counter SET last = :last WHERE id = 1")
 
 
 # -- session wiring -------------------------------------------------------------------------------
