@@ -80,6 +80,15 @@ def _stamp_pg(connection: Connection) -> dict[int, int]:
     return {r.id: r.position for r in rows if r.id is not None}
 
 
+_STAMP_SQLITE = text("""
+UPDATE history SET position = (SELECT last FROM change_counter WHERE id = 1) + mine.rn
+FROM (SELECT id, row_number() OVER (ORDER BY id) AS rn FROM history WHERE position IS NULL) AS mine
+WHERE history.id = mine.id
+RETURNING history.id, history.position
+""")
+_ADVANCE_SQLITE = text("UPDATE change_counter SET last = :last WHERE id = 1")
+
+
 def _stamp_sqlite(connection: Connection) -> dict[int, int]:
     # A writing transaction holds SQLite's one write lock from BEGIN IMMEDIATE to COMMIT:
     # writers are serialised already, the counter only has to be read and advanced.
@@ -91,15 +100,6 @@ def _stamp_sqlite(connection: Connection) -> dict[int, int]:
     positions = {r.id: r.position for r in rows}
     connection.execute(_ADVANCE_SQLITE, {"last": max(positions.values())})
     return positions
-
-
-_STAMP_SQLITE = text("""
-UPDATE history SET position = (SELECT last FROM change_counter WHERE id = 1) + mine.rn
-FROM (SELECT id, row_number() OVER (ORDER BY id) AS rn FROM history WHERE position IS NULL) AS mine
-WHERE history.id = mine.id
-RETURNING history.id, history.position
-""")
-_ADVANCE_SQLITE = text("UPDATE change_counter SET last = :last WHERE id = 1")
 
 
 # -- session wiring -------------------------------------------------------------------------------
