@@ -53,8 +53,9 @@ class CounterMissing(RuntimeError):
 
 
 def mark_written(session: Session) -> None:
-    """For writers that add History rows without the ORM (Core insert, COPY): make the commit
-    stamp them. ORM-added rows are noticed by themselves."""
+    """For writers that add History rows past the session (a Core insert on the connection, COPY):
+    make the commit stamp them. Rows added as objects or by `session.execute(insert(History))`
+    are noticed by themselves."""
     session.info.setdefault(_PENDING, [])
 
 
@@ -110,6 +111,12 @@ def _after_flush(session: Session, _context: Any) -> None:
         session.info.setdefault(_PENDING, []).extend(rows)
 
 
+def _on_execute(state: Any) -> None:
+    # session.execute(insert(History), rows): bulk inserts bypass the flush
+    if state.is_insert and getattr(getattr(state.statement, "table", None), "name", None) == HISTORY_TABLE:
+        mark_written(state.session)
+
+
 def _before_commit(session: Session) -> None:
     session.flush()  # rows still pending must be inserted before they can be stamped
     if _PENDING not in session.info or session.in_nested_transaction():
@@ -130,5 +137,6 @@ def _after_transaction_end(session: Session, transaction: Any) -> None:
 def install(factory: sessionmaker) -> None:
     """Stamp the history of every transaction committed by sessions of `factory`."""
     event.listen(factory, "after_flush", _after_flush)
+    event.listen(factory, "do_orm_execute", _on_execute)
     event.listen(factory, "before_commit", _before_commit)
     event.listen(factory, "after_transaction_end", _after_transaction_end)

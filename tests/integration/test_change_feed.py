@@ -222,3 +222,21 @@ def test_a_failed_import_leaves_no_entry(db, tmp_path):
     report = import_bundle(db, str(bundle))
     assert not report.written
     assert feed(db) == []
+
+
+def test_rows_inserted_past_the_flush_are_stamped_too(db, gz):
+    from sqlalchemy import insert
+
+    from resource_mgr.changes import feed as change_feed
+
+    start = counter(db)
+    row = dict(principal="user:x", resource_kind="test", action="t", before={}, after={})
+    with db.unit_of_work(principal="user:x") as uow:  # a bulk insert through the session
+        uow.session.execute(insert(History), [dict(row, resource_id="bulk1"), dict(row, resource_id="bulk2")])
+        uow.commit()
+    with db.unit_of_work(principal="user:x") as uow:  # straight on the connection: say so
+        uow.session.connection().execute(insert(History).values(**row, resource_id="core"))
+        change_feed.mark_written(uow.session)
+        uow.commit()
+    assert [(h.resource_id, h.position) for h in feed(db, start)] == [
+        ("bulk1", start + 1), ("bulk2", start + 2), ("core", start + 3)]
