@@ -100,8 +100,8 @@ class UnitOfWork:
     Work that must only happen once the data is durable (sending a Celery task, a webhook) is
     registered with `after_commit` and run after the commit succeeds.
 
-    Every History row added in it, however it was added, gets its change-feed position as the
-    transaction commits (resource_mgr.changes.feed). `session.info["principal"]` names who works,
+    Every History row added in it gets its change-feed position as the transaction commits
+    (resource_mgr.changes.feed; rows written past the session: `feed.mark_written`). `session.info["principal"]` names who works,
     for use cases that record history without being given a principal."""
 
     def __init__(self, session_factory: sessionmaker, *, principal: str | None = None) -> None:
