@@ -11,6 +11,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
+from resource_mgr.changes import feed
 from resource_mgr.clock import aware
 
 NAMING_CONVENTION = {
@@ -77,6 +78,7 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self.session_factory = sessionmaker(self.engine, expire_on_commit=False)
+        feed.install(self.session_factory)  # history rows get commit-ordered positions
 
     @property
     def dialect(self) -> str:
@@ -96,7 +98,11 @@ class UnitOfWork:
     """One use case, one transaction. Commit explicitly; leaving without commit rolls back.
 
     Work that must only happen once the data is durable (sending a Celery task, a webhook) is
-    registered with `after_commit` and run after the commit succeeds."""
+    registered with `after_commit` and run after the commit succeeds.
+
+    Every History row added in it gets its change-feed position as the transaction commits
+    (resource_mgr.changes.feed; rows written past the session: `feed.mark_written`). `session.info["principal"]` names who works,
+    for use cases that record history without being given a principal."""
 
     def __init__(self, session_factory: sessionmaker, *, principal: str | None = None) -> None:
         self._factory = session_factory
@@ -107,6 +113,8 @@ class UnitOfWork:
     def __enter__(self) -> "UnitOfWork":
         self._token = _sqlite_immediate.set(True)
         self.session = self._factory()
+        if self.principal:
+            self.session.info["principal"] = self.principal
         return self
 
     def __exit__(self, *exc: Any) -> None:

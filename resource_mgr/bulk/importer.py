@@ -1481,7 +1481,9 @@ class Importer:
         self._rebuild_indexes()
 
     def _record(self, s: Any) -> None:
-        """One operation-log row for the whole import (rows are not logged one by one)."""
+        """One operation-log row for the whole import (rows are not logged one by one). It is the
+        import's change-feed entry too (stamped at commit like any history row): a follower
+        reloads the local networks it names."""
         from resource_mgr.security import audit
 
         networks = sorted({ln_id for ln_id, _, _ in self.ln.values()})
@@ -1489,7 +1491,7 @@ class Importer:
                      resource_kind="bulk_import", action="import",
                      local_network_id=networks[0] if len(networks) == 1 else None, before=None,
                      after={"bundle": os.path.basename(str(self.path).rstrip("/")), "counts": dict(self.report.counts),
-                            "local_networks": sorted(self.ln)})
+                            "local_networks": sorted(self.ln), "local_network_ids": networks})
 
     def _fast_path(self, conn: Any) -> None:
         """PostgreSQL: every reference was checked in phase 1, so the per-row foreign-key

@@ -1,5 +1,9 @@
 """Inventory use cases. Each takes the unit of work's session and leaves committing to the
-caller (one use case, one transaction)."""
+caller (one use case, one transaction).
+
+Each edit writes one History row in that transaction (the change feed: the topology graph in every
+process follows it), attributed to the unit of work's principal; before/after identify what
+changed. A rolled-back edit leaves none."""
 from __future__ import annotations
 
 from typing import Any
@@ -19,6 +23,10 @@ from resource_mgr.inventory.models import (
 )
 from resource_mgr.inventory.templates import DEFAULT_TEMPLATES, RESOURCE_KINDS, PortGroup, parse_spec
 from resource_mgr.occupancy.models import Unit
+from resource_mgr.security import audit
+
+# who edits when the unit of work names no one (scripts, tests)
+UNNAMED = "system"
 
 
 def get(session: Session, model: type, id_: str, field: str = "id") -> Any:
@@ -37,12 +45,30 @@ def check_unique_name(session: Session, kind: str, scope_id: str, name: str) -> 
         raise Conflict(f"a {kind} named {name!r} already exists in this scope ({dup})", field="name")
 
 
-def add_resource(session: Session, obj: Resource) -> Resource:
-    """Add a resource after checking its name is unique within its scope."""
+def _log(session: Session, action: str, resource_id: str | int, resource_kind: str, local_network_id: str | None,
+         before: dict[str, Any] | None, after: dict[str, Any]) -> None:
+    audit.record(session, session.info.get("principal") or UNNAMED, resource_id=str(resource_id),
+                 resource_kind=resource_kind, action=action, local_network_id=local_network_id,
+                 before=before, after=after)
+
+
+def _place(obj: Resource) -> dict[str, Any]:
+    return {"name": obj.name, "kind": obj.__mapper__.polymorphic_identity, "parent_id": obj.parent_id}
+
+
+def _add(session: Session, obj: Resource) -> Resource:
     obj.scope_id = obj.parent_id or obj.local_network_id
     check_unique_name(session, obj.__mapper__.polymorphic_identity, obj.scope_id, obj.name)
     session.add(obj)
     session.flush()
+    return obj
+
+
+def add_resource(session: Session, obj: Resource) -> Resource:
+    """Add a resource after checking its name is unique within its scope."""
+    _add(session, obj)
+    _log(session, "resource_create", obj.id, obj.__mapper__.polymorphic_identity, obj.local_network_id,
+         None, _place(obj))
     return obj
 
 
@@ -59,7 +85,10 @@ def create_local_network(session: Session, *, code: str, name: str, area_code: s
     session.add(ln)
     session.add_all(NamingRule(local_network_id=ln.id, kind=k, pattern=p) for k, p in naming.DEFAULT_RULES.items())
     session.flush()
-    add_resource(session, Area(name=name, local_network_id=ln.id, level="local_network", code=code))
+    area = _add(session, Area(name=name, local_network_id=ln.id, level="local_network", code=code))
+    _log(session, "local_network_create", ln.id, "local_network", ln.id, None,
+         {"code": code, "name": name, "area_code": area_code, "province": province, "area_id": area.id,
+          "naming_rules": dict(naming.DEFAULT_RULES)})
     return ln
 
 
@@ -67,11 +96,14 @@ def set_naming_rule(session: Session, local_network_id: str, kind: str, pattern:
     naming.check_pattern(kind, pattern)
     rule = session.scalar(select(NamingRule).where(
         NamingRule.local_network_id == local_network_id, NamingRule.kind == kind))
+    before = {"kind": kind, "pattern": rule.pattern if rule is not None else None}
     if rule is None:
         rule = NamingRule(local_network_id=local_network_id, kind=kind, pattern=pattern)
         session.add(rule)
     rule.pattern = pattern
     session.flush()
+    _log(session, "naming_rule_set", rule.id, "naming_rule", local_network_id, before,
+         {"kind": kind, "pattern": pattern})
     return rule
 
 
@@ -95,16 +127,24 @@ def add_template(session: Session, *, name: str, resource_kind: str, spec: dict[
     template = DeviceTemplate(name=name, resource_kind=resource_kind, device_type=device_type, vendor=vendor, spec=spec)
     session.add(template)
     session.flush()
+    _log(session, "template_create", template.id, "device_template", None, None, _template_view(template))
     return template
+
+
+def _template_view(template: DeviceTemplate) -> dict[str, Any]:
+    return {"name": template.name, "resource_kind": template.resource_kind, "device_type": template.device_type,
+            "vendor": template.vendor, "version": template.version, "spec": template.spec}
 
 
 def update_template(session: Session, name: str, spec: dict[str, Any]) -> DeviceTemplate:
     """A new version of the template; devices made from the old one keep what they have."""
     template = template_by_name(session, name)
     parse_spec(spec)
+    before = _template_view(template)
     template.spec = spec
     template.version += 1
     session.flush()
+    _log(session, "template_update", template.id, "device_template", None, before, _template_view(template))
     return template
 
 
@@ -175,9 +215,10 @@ def create_from_template(
         name = name or naming.render(naming_pattern(session, ln.id, "frame"), site=site_name,
                                      type=spec.frame_type.upper(), seq=seq, local_network=ln.code)
         obj = Frame(name=name, frame_type=spec.frame_type, site_id=site_id, **common, **attrs)
-    add_resource(session, obj)
+    _add(session, obj)
 
     units: list[Unit] = []
+    cards = 0
     port_rule = naming_pattern(session, ln.id, "port")
     for card_spec in spec.cards:
         for slot in card_spec.slots:
@@ -186,6 +227,7 @@ def create_from_template(
                         local_network_id=ln.id, parent_id=obj.id, scope_id=obj.id, slot=slot,
                         card_type=card_spec.card_type)
             session.add(card)
+            cards += 1
             for group in card_spec.ports:
                 units += _units(group, ln.id, card.id, obj.id, lambda n: naming.render(
                     port_rule, device=name, slot=slot, port=n, card_type=card_spec.card_type))
@@ -197,6 +239,12 @@ def create_from_template(
             label=naming.PORT_LABELS.get(g.port_kind, "")))
     session.add_all(units)
     session.flush()
+    kinds: dict[str, int] = {}
+    for unit in units:
+        kinds[unit.kind] = kinds.get(unit.kind, 0) + 1
+    _log(session, "create_from_template", obj.id, obj.__mapper__.polymorphic_identity, ln.id, None,
+         {**_place(obj), "template": tpl.name, "template_version": tpl.version, "site_id": site_id,
+          "cards": cards, "units": kinds})
     return obj
 
 
@@ -234,7 +282,7 @@ def create_cable(
     cable = Cable(name=name, local_network_id=local_network_id, medium=medium, unit_count=unit_count,
                   a_end_id=a_end_id, z_end_id=z_end_id, route=route, length_m=length, stage=stage,
                   conductor_mm=conductor_mm if medium == "copper" else None)
-    add_resource(session, cable)
+    _add(session, cable)
     for seq, segment_id in enumerate(duct_segment_ids, 1):
         get(session, DuctSegment, segment_id, "duct_segment_ids")
         cable.spans.append(CableSpan(cable_id=cable.id, seq=seq, duct_segment_id=segment_id))
@@ -247,6 +295,9 @@ def create_cable(
         for n in range(1, unit_count + 1)
     )
     session.flush()
+    _log(session, "cable_create", cable.id, "cable", local_network_id, None,
+         {"name": name, "medium": medium, "unit_count": unit_count, "unit_kind": kind, "a_end_id": a_end_id,
+          "z_end_id": z_end_id, "length_m": length, "stage": stage, "duct_segment_ids": list(duct_segment_ids)})
     return cable
 
 
@@ -268,6 +319,8 @@ def connect(session: Session, a_unit_id: str, z_unit_id: str, kind: str, contain
                       container_id=container_id)
     session.add(conn)
     session.flush()
+    _log(session, "connect", conn.id, "connection", conn.local_network_id, None,
+         {"kind": kind, "a_unit_id": a.id, "z_unit_id": z.id, "container_id": container_id})
     return conn
 
 

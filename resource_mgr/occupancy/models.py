@@ -55,7 +55,11 @@ class Change:
 
 
 class History(Base):
-    """One recorded change of state: who, when, which order or cutover, before and after."""
+    """One recorded change of state: who, when, which order or cutover, before and after.
+
+    It is also the change feed: `position` is given as the transaction that wrote the row commits,
+    in commit order (resource_mgr.changes.feed); `id` is only insertion order. Unstamped rows
+    (NULL) are this transaction's own until it commits."""
 
     __tablename__ = "history"
     __table_args__ = (
@@ -64,8 +68,14 @@ class History(Base):
         Index("ix_history_service_id", "service_id"),
         Index("ix_history_cutover_id", "cutover_id"),
         Index("ix_history_principal_at", "principal", "at"),
+        Index("ix_history_position", "position", unique=True),
+        # the rows the committing transaction stamps: a handful at any time
+        Index("ix_history_unstamped", "id", postgresql_where=text("position IS NULL"),
+              sqlite_where=text("position IS NULL")),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    # as wide as id (one position per row); both widen together if ever needed
+    position: Mapped[int | None] = mapped_column(Integer)
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     principal: Mapped[str] = mapped_column(String(100))
     local_network_id: Mapped[str | None] = mapped_column(String(26))

@@ -81,11 +81,12 @@ def test_rolled_back_unit_of_work_leaves_neither_state_nor_history(db, world):
         u = uow.session.get(Unit, uid)
         u.preoccupy(Change("alice", order_ref="ORD-1", at=now), reservation_id="R1", until=now + timedelta(hours=1))
         uow.session.flush()
-        assert uow.session.scalar(select(func.count()).select_from(History)) == 1  # written in the same transaction
+        assert uow.session.scalar(select(func.count()).select_from(History)
+                                  .where(History.resource_id == uid)) == 1  # written in the same transaction
         # no commit: leaving the block rolls back
     with db.read_session() as s:
         assert s.get(Unit, uid).occupancy == Occupancy.FREE
-    assert history_rows(db) == []
+    assert history_rows(db, uid) == []
 
 
 def test_failed_transition_inside_a_use_case_rolls_back_everything(db, world):
@@ -102,7 +103,7 @@ def test_failed_transition_inside_a_use_case_rolls_back_everything(db, world):
             uow.commit()
     with db.read_session() as s:
         assert s.get(Unit, first).occupancy == Occupancy.FREE
-    assert [h.action for h in history_rows(db)] == ["lock"]
+    assert history_rows(db, first) == [] and [h.action for h in history_rows(db, second)] == ["lock"]
 
 
 def test_transient_unit_history_is_flushed_with_it(db, world):
