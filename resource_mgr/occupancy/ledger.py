@@ -31,9 +31,11 @@ _CHUNK = 500
 
 
 @event.listens_for(Session, "after_transaction_end")
-def _forget_locks(session: Session, _transaction: Any) -> None:
-    # row locks end with the transaction (a savepoint rolled back releases its own, too)
-    session.info.pop(_LOCKED, None)
+def _forget_locks(session: Session, transaction: Any) -> None:
+    # row locks end with the transaction (a savepoint rolled back releases its own, too); the
+    # inner transaction of a flush is neither
+    if transaction.parent is None or transaction.nested:
+        session.info.pop(_LOCKED, None)
 
 
 def _locked(session: Session) -> set[str]:
@@ -70,6 +72,7 @@ def lock_units(session: Session, unit_ids: Iterable[str]) -> list[Unit]:
     todo = [i for i in wanted if i not in locked]
     for i in range(0, len(todo), _CHUNK):
         lock_query(session, select(Unit).where(Unit.id.in_(todo[i:i + _CHUNK])).order_by(Unit.id))
+    locked = _locked(session)
     missing = [i for i in todo if i not in locked]
     if missing:
         raise NotFound(f"no unit with id {missing[0]}", field="unit_id", unit_id=missing[0])

@@ -19,7 +19,7 @@ constraints keep the columns consistent whatever writes them.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -162,6 +162,16 @@ class SharedUse(Base):
     since: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+def shared_occupancy(used: int, held: int) -> Occupancy:
+    """A shared unit is occupied while it carries a service, pre-occupied while it is held."""
+    return Occupancy.OCCUPIED if used else (Occupancy.PREOCCUPIED if held else Occupancy.FREE)
+
+
+def shared_room(capacity: int, used: int, held: int) -> int:
+    """Places a shared unit can still give."""
+    return max(capacity - used - held, 0)
+
+
 def _live_holds(unit: Any, now: datetime) -> Any:
     """SQL: the number of live holds on `unit` at `now`."""
     return (select(func.count()).select_from(SharedHold)
@@ -224,9 +234,7 @@ class Unit(Base):
         is occupied while it carries a service, pre-occupied while a live hold exists."""
         now = now or utcnow()
         if self.shared:
-            if self.used > 0:
-                return Occupancy.OCCUPIED
-            return Occupancy.PREOCCUPIED if self.active_holds(now) else Occupancy.FREE
+            return shared_occupancy(self.used, len(self.active_holds(now)))
         if self.occupancy == Occupancy.PREOCCUPIED and aware(self.preoccupied_until) <= now:
             return Occupancy.FREE
         return Occupancy(self.occupancy)
@@ -246,7 +254,7 @@ class Unit(Base):
         """How many more services it can take (0 or 1 for an exclusive unit)."""
         now = now or utcnow()
         if self.shared:
-            return max(self.capacity - self.used - len(self.active_holds(now)), 0)
+            return shared_room(self.capacity, self.used, len(self.active_holds(now)))
         return 1 if self.effective_occupancy(now) == Occupancy.FREE else 0
 
     @classmethod
@@ -390,7 +398,7 @@ class Unit(Base):
                 return False
             else:
                 hold.expires_at = until
-            self.occupancy = Occupancy.OCCUPIED if self.used else Occupancy.PREOCCUPIED
+            self._settle_shared(change.at)
         else:
             if (self.occupancy == Occupancy.PREOCCUPIED and self.reservation_id == reservation_id
                     and aware(self.preoccupied_until) == until):
@@ -497,8 +505,7 @@ class Unit(Base):
         return True
 
     def _settle_shared(self, now: datetime) -> None:
-        self.occupancy = Occupancy.OCCUPIED if self.used else (
-            Occupancy.PREOCCUPIED if self.active_holds(now) else Occupancy.FREE)
+        self.occupancy = shared_occupancy(self.used, len(self.active_holds(now)))
 
     def expire(self, change: Change) -> list[str]:
         """Clear what has expired by `change.at`: an exclusive unit's pre-occupation, or a shared

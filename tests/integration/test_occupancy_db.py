@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from resource_mgr.clock import utcnow
+from resource_mgr.customers.models import Service
 from resource_mgr.errors import DomainError, Expired, Locked, NoCapacity
 from resource_mgr.inventory import services as inv
 from resource_mgr.inventory.models import Site
@@ -28,8 +29,10 @@ def world(db):
         site = inv.add_resource(s, Site(name="GZ-TH", local_network_id=ln.id))
         box = inv.create_from_template(s, template="DIST-BOX-10", local_network_id=ln.id, site_id=site.id)
         olt = inv.create_from_template(s, template="OLT-GPON-17x16", local_network_id=ln.id, site_id=site.id)
+        services = [Service(local_network_id=ln.id, product="ftth_broadband", technology="FTTH") for _ in range(6)]
+        s.add_all(services)
         uow.commit()
-        return {"ln": ln.id, "site": site.id, "box": box.id, "olt": olt.id}
+        return {"ln": ln.id, "site": site.id, "box": box.id, "olt": olt.id, "services": [x.id for x in services]}
 
 
 def box_port(db, world, seq=1) -> str:
@@ -59,7 +62,7 @@ def test_transitions_persist_with_history(db, world):
         uow.commit()
     with db.unit_of_work() as uow:
         u = uow.session.get(Unit, uid)
-        u.occupy(Change("iom", order_ref="ORD-1", at=now + timedelta(hours=1)), service_id=None, reservation_id="R1")
+        u.occupy(Change("iom", order_ref="ORD-1", at=now + timedelta(hours=1)), service_id=world["services"][0], reservation_id="R1")
         uow.commit()
     with db.read_session() as s:
         u = s.get(Unit, uid)
@@ -111,7 +114,7 @@ def test_transient_unit_history_is_flushed_with_it(db, world):
     with db.unit_of_work() as uow:
         u = Unit(kind="pair", name="9999", seq=9999, local_network_id=world["ln"], owner_id=world["box"],
                  root_id=world["box"], capacity=1, used=0, occupancy=Occupancy.FREE, admin_state=AdminState.IN_SERVICE)
-        u.occupy(Change("loader", order_ref="BULK-1", at=now), service_id=None)
+        u.occupy(Change("loader", order_ref="BULK-1", at=now), service_id=world["services"][1])
         u.lock(Change("loader", cutover_id="CUT-9", at=now))
         uow.session.add(u)
         uow.commit()
@@ -129,7 +132,7 @@ def test_choosable_treats_expired_preoccupation_as_free(db, world):
         c = Change("alice", order_ref="ORD-1", at=now - timedelta(hours=3))
         u[ids[0]].preoccupy(c, reservation_id="R1", until=now - timedelta(hours=1))  # expired
         u[ids[1]].preoccupy(c, reservation_id="R2", until=now + timedelta(hours=1))  # live
-        u[ids[2]].occupy(c, service_id=None)
+        u[ids[2]].occupy(c, service_id=world["services"][0])
         u[ids[3]].lock(Change("ops", cutover_id="CUT-1", at=now))
         u[ids[4]].mark_faulty(Change("ops", reason="broken", at=now))
         uow.commit()
@@ -146,16 +149,19 @@ def test_choosable_for_shared_units_and_numbers(db, world):
     with db.unit_of_work() as uow:
         port = uow.session.scalars(select(Unit).where(Unit.root_id == world["olt"]).order_by(Unit.id)).first()
         port.capacity = 2
-        port.occupy(Change("a", at=now), service_id=None)
+        port.occupy(Change("a", at=now), service_id=world["services"][0])
         port.preoccupy(Change("a", at=now), reservation_id="R1", until=now + timedelta(hours=1))
         uow.commit()
         port_id = port.id
     with db.read_session() as s:
-        assert s.scalar(select(Unit.id).where(Unit.id == port_id, Unit.choosable(now))) == port_id  # re-checked after lock
+        # one place used, the other held: nothing to offer (the SQL counts live holds)
+        assert s.scalar(select(Unit.id).where(Unit.id == port_id, Unit.choosable(now))) is None
+        later = now + timedelta(hours=2)  # the hold has expired: its place is offered again
+        assert s.scalar(select(Unit.id).where(Unit.id == port_id, Unit.choosable(later))) == port_id
         assert s.scalar(select(func.count()).select_from(SharedHold)) == 1
     with db.unit_of_work() as uow:
         port = uow.session.get(Unit, port_id)
-        port.occupy(Change("a", at=now), service_id=None, reservation_id="R1")
+        port.occupy(Change("a", at=now), service_id=world["services"][1], reservation_id="R1")
         uow.commit()
     with db.read_session() as s:
         assert s.scalar(select(Unit.id).where(Unit.id == port_id, Unit.choosable(now))) is None
@@ -166,8 +172,8 @@ def test_choosable_for_shared_units_and_numbers(db, world):
         pool = numbers.create_pool(uow.session, local_network_id=world["ln"], name="GZ-POOL", quarantine_days=90)
         numbers.add_segment(uow.session, pool_id=pool.id, first="87650000", last="87650009")
         n = uow.session.scalar(select(Unit).join(Number, Number.id == Unit.id).where(Number.number == "87650001"))
-        n.occupy(Change("a", at=now - timedelta(days=1)), service_id=None)
-        n.release(Change("a", at=now - timedelta(days=1)), service_id=None, quarantine_days=pool.quarantine_days)
+        n.occupy(Change("a", at=now - timedelta(days=1)), service_id=world["services"][2])
+        n.release(Change("a", at=now - timedelta(days=1)), service_id=world["services"][2], quarantine_days=pool.quarantine_days)
         uow.commit()
         nid = n.id
     with db.read_session() as s:
@@ -189,7 +195,7 @@ def test_expired_hold_taken_by_another_order_persists(db, world):
     with db.unit_of_work() as uow:
         u = uow.session.get(Unit, uid)
         with pytest.raises(Expired):
-            u.occupy(Change("a", order_ref="O1", at=now), service_id=None, reservation_id="R1")
+            u.occupy(Change("a", order_ref="O1", at=now), service_id=world["services"][0], reservation_id="R1")
         u.preoccupy(Change("b", order_ref="O2", at=now), reservation_id="R2", until=now + timedelta(hours=1))
         uow.commit()
     with db.read_session() as s:
@@ -242,8 +248,8 @@ def test_race_for_the_last_place_on_a_shared_port(db, world):
     with db.unit_of_work() as uow:
         port = uow.session.scalars(select(Unit).where(Unit.root_id == world["olt"]).order_by(Unit.id)).first()
         port.capacity = 3
-        port.occupy(Change("a", at=now), service_id=None)
-        port.occupy(Change("a", at=now), service_id=None)
+        port.occupy(Change("a", at=now), service_id=world["services"][0])
+        port.occupy(Change("a", at=now), service_id=world["services"][1])
         uow.commit()
         port_id = port.id
     assert _race(db, port_id, contenders=3) == ["no_capacity", "no_capacity", "won"]
@@ -255,7 +261,7 @@ def test_refused_transition_writes_nothing(db, world):
     uid = box_port(db, world)
     now = utcnow()
     with db.unit_of_work() as uow:
-        uow.session.get(Unit, uid).occupy(Change("a", order_ref="O1", at=now), service_id=None)
+        uow.session.get(Unit, uid).occupy(Change("a", order_ref="O1", at=now), service_id=world["services"][0])
         uow.commit()
     before = count(db, History)
     with db.unit_of_work() as uow:
