@@ -1,8 +1,6 @@
-"""Occupancy transitions persisted with their history, in one transaction, and races."""
+"""Occupancy transitions persisted with their history, in one transaction."""
 from __future__ import annotations
 
-import threading
-import time
 from datetime import timedelta
 
 import pytest
@@ -203,58 +201,7 @@ def test_expired_hold_taken_by_another_order_persists(db, world):
     assert [h.order_ref for h in history_rows(db, uid)] == ["O1", "O2"]
 
 
-def _race(db, unit_id: str, contenders: int = 2) -> list[str]:
-    barrier = threading.Barrier(contenders)
-    results: list[str] = []
-    lock = threading.Lock()
-
-    def contend(n: int) -> None:
-        now = utcnow()
-        try:
-            barrier.wait(timeout=10)
-            with db.unit_of_work() as uow:
-                # lock, then re-check: FOR UPDATE on PostgreSQL, BEGIN IMMEDIATE on SQLite
-                u = uow.session.scalars(select(Unit).where(Unit.id == unit_id).with_for_update()).one()
-                time.sleep(0.2)  # hold the lock while the other contender tries
-                u.preoccupy(Change(f"counter{n}", order_ref=f"ORD-{n}", at=now),
-                            reservation_id=f"R{n}", until=now + timedelta(hours=1))
-                uow.commit()
-            outcome = "won"
-        except NoCapacity:
-            outcome = "no_capacity"
-        except Exception as exc:  # pragma: no cover - reported in the assertion
-            outcome = f"error {type(exc).__name__}: {exc}"
-        with lock:
-            results.append(outcome)
-
-    threads = [threading.Thread(target=contend, args=(n,)) for n in range(contenders)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    return sorted(results)
-
-
-def test_two_counters_racing_for_the_last_free_port_exactly_one_wins(db, world):
-    uid = box_port(db, world)
-    assert _race(db, uid) == ["no_capacity", "won"]
-    with db.read_session() as s:
-        assert s.get(Unit, uid).reservation_id in {"R0", "R1"}
-    assert [h.action for h in history_rows(db, uid)] == ["preoccupy"]
-
-
-def test_race_for_the_last_place_on_a_shared_port(db, world):
-    now = utcnow()
-    with db.unit_of_work() as uow:
-        port = uow.session.scalars(select(Unit).where(Unit.root_id == world["olt"]).order_by(Unit.id)).first()
-        port.capacity = 3
-        port.occupy(Change("a", at=now), service_id=world["services"][0])
-        port.occupy(Change("a", at=now), service_id=world["services"][1])
-        uow.commit()
-        port_id = port.id
-    assert _race(db, port_id, contenders=3) == ["no_capacity", "no_capacity", "won"]
-    with db.read_session() as s:
-        assert s.scalar(select(func.count()).select_from(SharedHold).where(SharedHold.unit_id == port_id)) == 1
+# Races between processes, which fail without the locking: test_ledger_races.py.
 
 
 def test_refused_transition_writes_nothing(db, world):
