@@ -179,6 +179,7 @@ def test_a_retried_commit_changes_nothing(db, world, which):
         lambda s: ledger.preoccupy(s, [uid], Change("a", at=now), reservation_id="R2", until=now + timedelta(hours=1)),
         lambda s: ledger.release_preoccupation(s, [uid], Change("a", at=now), reservation_id="R2"),
     ]
+    first: tuple = ()
     for step in steps:
         for attempt in range(2):
             with db.unit_of_work() as uow:

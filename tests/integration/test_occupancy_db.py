@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from resource_mgr.clock import utcnow
 from resource_mgr.customers.models import Service
-from resource_mgr.errors import DomainError, Expired, Locked, NoCapacity
+from resource_mgr.errors import DomainError, Expired, Locked
 from resource_mgr.inventory import services as inv
 from resource_mgr.inventory.models import Site
 from resource_mgr.numbers import services as numbers
