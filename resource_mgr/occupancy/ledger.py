@@ -18,11 +18,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, event, select
+from sqlalchemy import ColumnElement, Select, bindparam, event, select
 from sqlalchemy.orm import Session
 
+from resource_mgr.db import UTCDateTime
 from resource_mgr.errors import IllegalTransition, Locked, NoCapacity, NotFound, Quarantined
 from resource_mgr.occupancy.models import Change, Unit
 
@@ -50,12 +52,13 @@ def is_locked(session: Session, unit_id: str) -> bool:
     return unit_id in session.info.get(_LOCKED, ())
 
 
-def lock_query(session: Session, stmt: Select[tuple[Unit]], *, skip_locked: bool = False) -> list[Unit]:
+def lock_query(session: Session, stmt: Select[tuple[Unit]], *, skip_locked: bool = False,
+               params: dict[str, Any] | None = None) -> list[Unit]:
     """Run `select(Unit)…` locking the rows it returns (reloaded as committed)."""
     stmt = stmt.execution_options(populate_existing=True)
     if _postgres(session):
         stmt = stmt.with_for_update(of=Unit, skip_locked=skip_locked)
-    units = list(session.scalars(stmt))
+    units = list(session.scalars(stmt, params))
     locked = _locked(session)
     for unit in units:
         # the collections are read again once the row is locked
@@ -117,6 +120,12 @@ def release_preoccupation(session: Session, unit_ids: Sequence[str], change: Cha
 
 # -- choosing free places ----------------------------------------------------------------------
 
+@cache
+def _choosable() -> ColumnElement[bool]:
+    """`Unit.choosable` at a bound `ledger_now`, built once (building it costs more than running it)."""
+    return Unit.choosable(bindparam("ledger_now", type_=UTCDateTime))
+
+
 def allocate(session: Session, change: Change, *, among: Sequence[ColumnElement[bool]], reservation_id: str,
              until: datetime, count: int = 1, what: str = "unit") -> list[Unit]:
     """Pre-occupy `count` units chosen among those matching `among` (lowest seq first) that
@@ -127,19 +136,18 @@ def allocate(session: Session, change: Change, *, among: Sequence[ColumnElement[
     refused: set[str] = set()
 
     def candidates() -> Select[tuple[Unit]]:
-        stmt = select(Unit).where(*among, Unit.choosable(now))
+        stmt = select(Unit).where(*among, _choosable())
         skip = {u.id for u in taken} | refused
         if skip:
             stmt = stmt.where(Unit.id.not_in(sorted(skip)))
         return stmt.order_by(Unit.seq, Unit.id).limit(count - len(taken))
 
     while len(taken) < count:
-        units = lock_query(session, candidates(), skip_locked=True)
+        units = lock_query(session, candidates(), skip_locked=True, params={"ledger_now": now})
         if not units and _postgres(session):
-            # everything left is locked by others: wait for them, then look again
-            waiting = list(session.scalars(candidates().with_only_columns(Unit.id)))
-            if waiting:
-                units = lock_units(session, waiting)
+            # whatever is left is locked by others: wait for them (PostgreSQL re-checks each
+            # row once its lock is released, and goes on to the next if it no longer qualifies)
+            units = lock_query(session, candidates(), params={"ledger_now": now})
         if not units:
             raise NoCapacity(f"no {what} has a free place left: {len(taken)} of {count} found", field="unit")
         for unit in units:
