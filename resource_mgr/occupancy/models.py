@@ -77,25 +77,26 @@ def _one_of(column: str, enum: type[StrEnum]) -> str:
     return f"{column} IN ({', '.join(repr(m.value) for m in enum)})"
 
 
+_FREE, _PRE, _OCC = (f"'{o.value}'" for o in (Occupancy.FREE, Occupancy.PREOCCUPIED, Occupancy.OCCUPIED))
 # An exclusive unit's holder matches its occupancy; a shared unit keeps its holders in rows.
 _EXCLUSIVE_HOLDER = (
     "capacity > 1 OR (used = 0 AND ("
-    "(occupancy = 'free' AND reservation_id IS NULL AND preoccupied_until IS NULL AND service_id IS NULL)"
-    " OR (occupancy = 'preoccupied' AND reservation_id IS NOT NULL AND preoccupied_until IS NOT NULL"
+    f"(occupancy = {_FREE} AND reservation_id IS NULL AND preoccupied_until IS NULL AND service_id IS NULL)"
+    f" OR (occupancy = {_PRE} AND reservation_id IS NOT NULL AND preoccupied_until IS NOT NULL"
     " AND service_id IS NULL)"
-    " OR (occupancy = 'occupied' AND reservation_id IS NULL AND preoccupied_until IS NULL"
+    f" OR (occupancy = {_OCC} AND reservation_id IS NULL AND preoccupied_until IS NULL"
     " AND service_id IS NOT NULL)))"
 )
 _SHARED_HOLDER = (
     "capacity = 1 OR (reservation_id IS NULL AND preoccupied_until IS NULL AND service_id IS NULL AND ("
-    "(used > 0 AND occupancy = 'occupied') OR (used = 0 AND occupancy IN ('free', 'preoccupied'))))"
+    f"(used > 0 AND occupancy = {_OCC}) OR (used = 0 AND occupancy IN ({_FREE}, {_PRE}))))"
 )
 UNIT_CHECKS = {
     "capacity_positive": "capacity >= 1",
     "used_within_capacity": "used >= 0 AND used <= capacity",
     "occupancy_known": _one_of("occupancy", Occupancy),
     "admin_state_known": _one_of("admin_state", AdminState),
-    "locked_by_cutover": "(admin_state = 'locked') = (locked_by IS NOT NULL)",
+    "locked_by_cutover": f"(admin_state = '{AdminState.LOCKED.value}') = (locked_by IS NOT NULL)",
     "exclusive_holder": _EXCLUSIVE_HOLDER,
     "shared_holder": _SHARED_HOLDER,
 }
