@@ -1459,8 +1459,9 @@ class Importer:
         self._fast("shared_hold", ("id", "unit_id", "holder", "expires_at"),
                    [(self.ids(), sid[slot], reservation, until) for slot, reservation, until in self.good_holds
                     if self.slot_cap[slot] != 1])
+        since = self._dt(self._now)
         self._fast("shared_use", ("unit_id", "service_id", "since"),
-                   [(sid[slot], service, self._now) for slot, service in self.ledger.shared_uses()])
+                   [(sid[slot], service, since) for slot, service in self.ledger.shared_uses()], convert=False)
         self._rebuild_indexes()
 
     def _record(self, s: Any) -> None:
