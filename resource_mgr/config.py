@@ -70,7 +70,7 @@ class Settings(BaseModel):
 # RMGR_* variables that are read elsewhere, not settings: the test suite's database and the
 # server scripts/make_migration.py uses. Without this, running the suite with
 # RMGR_TEST_DATABASE_URL made every load_settings() fail as "unknown setting".
-NOT_SETTINGS = frozenset({"CONFIG_FILE", "TEST_DATABASE_URL", "ADMIN_DATABASE_URL"})
+NOT_SETTINGS = frozenset({"CONFIG_FILE", "TEST_DATABASE_URL", "TEST_CELERY_BROKER_URL", "ADMIN_DATABASE_URL"})
 
 
 def _read_config_file(path: Path) -> dict[str, Any]:
