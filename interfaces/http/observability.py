@@ -37,11 +37,11 @@ from flask import Response, current_app, g, has_request_context, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import case, func, select
+from sqlalchemy import func, select
 
 from resource_mgr.clock import aware, utcnow
 from resource_mgr.ids import new_id
-from resource_mgr.states import JobState, Occupancy, Role
+from resource_mgr.states import JobState, Role
 
 from interfaces.http.auth import require
 
@@ -153,10 +153,7 @@ class DatabaseCollector(Collector):
         units, jobs, reservations = self._families()
         try:
             with db.read_session() as session:
-                effective = case(
-                    (((Unit.occupancy == Occupancy.PREOCCUPIED) & (Unit.capacity == 1)
-                      & (Unit.preoccupied_until <= now)), Occupancy.FREE.value),
-                    else_=Unit.occupancy)
+                effective = Unit.effective_occupancy(now)  # shared units counted by services and holds
                 for kind, state, n in session.execute(
                         select(Unit.kind, effective, func.count()).group_by(Unit.kind, effective)):
                     units.add_metric([kind, str(state)], n)

@@ -55,13 +55,14 @@ from resource_mgr.models import (
     Customer, DeviceTemplate, LocalNetwork, NamingRule, Number, Resource,
 )
 from resource_mgr.numbers.grades import Grader
+from resource_mgr.occupancy.derive import FIRST_VERSION, Derivation
 
 ProgressFn = Callable[[int, int], None]
 BATCH = 10_000
 MAX_REPORTED = 10_000  # problems kept in the report (all are counted)
 UNIT_COLS = ("id", "kind", "name", "seq", "local_network_id", "owner_id", "root_id", "side", "technology",
              "occupancy", "reservation_id", "preoccupied_until", "service_id", "capacity", "used",
-             "admin_state", "locked_by", "admin_reason", "quarantine_until")
+             "admin_state", "locked_by", "admin_reason", "quarantine_until", "version")
 RES_COLS = ("id", "kind", "name", "local_network_id", "parent_id", "scope_id", "status", "created_at")
 _CONVERT = {"created_at", "removed_at", "expires_at", "preoccupied_until", "quarantine_until", "location", "route"}
 _CONN_KINDS = fmt.CONNECTION_KINDS
@@ -393,10 +394,7 @@ class Importer:
         self.slot_id = _SlotIds(self.ids)
         self.slot_cap = array("i")  # -1: not (yet) known to exist
         self.slot_ln: list[str | None] = []
-        self.slot_service: dict[int, str] = {}
-        self.slot_used: dict[int, int] = defaultdict(int)
-        self.slot_held: dict[int, int] = defaultdict(int)
-        self.slot_res: dict[int, tuple[str, datetime]] = {}
+        self.ledger = Derivation()  # the occupancy rules of resource_mgr.occupancy, on slots
         self.slot_over: dict[int, dict[str, Any]] = {}
         self.listed: dict[str, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
         self.number_over: dict[str, dict[str, Any]] = {}
@@ -1287,7 +1285,7 @@ class Importer:
         """Occupancy from the active services' paths and the holds; capacity and exclusivity."""
         cap, slot_ln = self.slot_cap, self.slot_ln
         self.bad_services: set[str] = set()
-        owner_of: dict[int, str] = {}
+        ledger = self.ledger
         # riders last: one whose bearer is not imported (allow_partial) is not imported either
         for key, (sid, ln, state, sline) in sorted(self.services.items(), key=lambda kv: kv[0] in self.bearer_of):
             arr = self.paths.get(key)
@@ -1319,24 +1317,16 @@ class Importer:
                 seen.add(slot)
                 if state == "removed":
                     continue
-                if cap[slot] == 1:
-                    other = owner_of.get(slot)
-                    if other is not None:
-                        self.problem(f, line, col, f"exclusive unit already occupied by service {other!r}")
-                        bad = True
-                elif self.slot_used[slot] + 1 > cap[slot]:
-                    self.problem(f, line, col, f"capacity exceeded: the unit carries at most {cap[slot]} services")
+                refusal = ledger.refuse_occupy(slot, cap[slot])
+                if refusal:
+                    self.problem(f, line, col, refusal)
                     bad = True
             if bad:
                 self.bad_services.add(key)
                 continue
             if state != "removed":
                 for _, slot, _line in hops:
-                    if cap[slot] == 1:
-                        owner_of[slot] = key
-                        self.slot_service[slot] = sid
-                    else:
-                        self.slot_used[slot] += 1
+                    ledger.occupy(slot, cap[slot], sid, key)
         seen_holds: set[tuple[int, str]] = set()
         self.good_holds: list[tuple[int, str, datetime]] = []
         for slot, reservation, until, line in self.holds:
@@ -1346,20 +1336,11 @@ class Importer:
             if (slot, reservation) in seen_holds:
                 self.problem(f, line, "reservation", "duplicate hold of this unit by this reservation")
                 continue
-            if cap[slot] == 1:
-                if slot in self.slot_service:
-                    self.problem(f, line, "unit", f"the unit is occupied by service {owner_of.get(slot)!r}")
-                    continue
-                if slot in self.slot_res:
-                    self.problem(f, line, "unit", f"the unit is already pre-occupied by {self.slot_res[slot][0]!r}")
-                    continue
-                self.slot_res[slot] = (reservation, until)
-            else:
-                if self.slot_used[slot] + self.slot_held[slot] + 1 > cap[slot]:
-                    self.problem(f, line, "unit", f"capacity exceeded: the unit carries at most {cap[slot]} "
-                                                  "services and holds")
-                    continue
-                self.slot_held[slot] += 1
+            refusal = ledger.refuse_hold(slot, cap[slot])
+            if refusal:
+                self.problem(f, line, "unit", refusal)
+                continue
+            ledger.hold(slot, cap[slot], reservation, until)
             seen_holds.add((slot, reservation))
             self.good_holds.append((slot, reservation, until))
 
@@ -1478,6 +1459,9 @@ class Importer:
         self._fast("shared_hold", ("id", "unit_id", "holder", "expires_at"),
                    [(self.ids(), sid[slot], reservation, until) for slot, reservation, until in self.good_holds
                     if self.slot_cap[slot] != 1])
+        since = self._dt(self._now)
+        self._fast("shared_use", ("unit_id", "service_id", "since"),
+                   [(sid[slot], service, since) for slot, service in self.ledger.shared_uses()], convert=False)
         self._rebuild_indexes()
 
     def _record(self, s: Any) -> None:
@@ -1675,8 +1659,7 @@ class Importer:
         card_res: list[tuple] = []
 
         def unit_rows() -> Iterator[tuple]:
-            slot_id, slot_service, slot_used, slot_res, slot_held = (
-                self.slot_id, self.slot_service, self.slot_used, self.slot_res, self.slot_held)
+            slot_id = self.slot_id
             over_all = self.slot_over
             for key, owner in self.owners.items():
                 ln, root_id = owner.ln, owner.id
@@ -1710,7 +1693,7 @@ class Importer:
                     slot = refs.get((kind, name)) if refs else None
                     if slot is None:
                         yield (text(base + i), kind, name, seq, ln, owner_id, root_id, side, tech, "free", None, None,
-                               None, capacity, 0, "in_service", None, None, None)
+                               None, capacity, 0, "in_service", None, None, None, FIRST_VERSION)
                     else:
                         yield self._unit_tuple(slot, text(base + i), kind, name, seq, ln, owner_id, root_id, side,
                                                tech, capacity, over_all.get(slot))
@@ -1746,23 +1729,9 @@ class Importer:
             admin, locked_by, reason = over.get("admin_state", "in_service"), over.get("locked_by"), over.get("admin_reason")
         else:
             admin, locked_by, reason = "in_service", None, None
-        service = reservation = until = None
-        used = 0
-        if capacity == 1:
-            service = self.slot_service.get(slot)
-            if service is not None:
-                occ = "occupied"
-            elif slot in self.slot_res:
-                reservation, until_dt = self.slot_res[slot]
-                until = self._dt(until_dt)
-                occ = "preoccupied"
-            else:
-                occ = "free"
-        else:
-            used = self.slot_used.get(slot, 0)
-            occ = "occupied" if used else ("preoccupied" if self.slot_held.get(slot) else "free")
-        return (uid, kind, name, seq, ln, owner_id, root_id, side or "", tech or "", occ, reservation, until, service,
-                capacity, used, admin, locked_by if admin == "locked" else None, reason, None)
+        occ, reservation, until, service, used = self.ledger.unit_columns(slot, capacity)
+        return (uid, kind, name, seq, ln, owner_id, root_id, side or "", tech or "", occ, reservation, self._dt(until),
+                service, capacity, used, admin, locked_by if admin == "locked" else None, reason, None, FIRST_VERSION)
 
     def _write_numbers(self) -> None:
         text = self.ids.text
@@ -1789,22 +1758,11 @@ class Importer:
                             reason = over.get("admin_reason")
                             q = self._dt(over.get("quarantine_until"))
                         uid = text(base + n - lo)
-                        if slot is None:
-                            occ, service, reservation, until = "free", None, None, None
-                        else:
-                            service = self.slot_service.get(slot)
-                            reservation = until = None
-                            if service is not None:
-                                occ = "occupied"
-                            elif slot in self.slot_res:
-                                reservation, u = self.slot_res[slot]
-                                until = self._dt(u)
-                                occ = "preoccupied"
-                            else:
-                                occ = "free"
+                        occ, reservation, until, service, _used = self.ledger.unit_columns(slot, 1)
+                        until = self._dt(until)
                         number_rows.append((uid, number, owner.id, seg_id, exchange, number[-4:], grade, level))
                         yield (uid, "number", number, n, owner.ln, seg_id, owner.id, "", "", occ, reservation, until,
-                               service, 1, 0, admin, None, reason, q)
+                               service, 1, 0, admin, None, reason, q, FIRST_VERSION)
 
         pending: list[tuple] = []
         cols = ("id", "number", "pool_id", "segment_id", "exchange_code", "tail4", "grade", "grade_level")

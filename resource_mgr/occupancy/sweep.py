@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from resource_mgr.clock import aware, utcnow
 from resource_mgr.db import Database
+from resource_mgr.occupancy.ledger import lock_query
 from resource_mgr.occupancy.models import Change, History, SharedHold, Unit
 from resource_mgr.states import Occupancy
 
@@ -48,9 +49,7 @@ def _expired_exclusive(session: Session, now: datetime, local_network_ids: Itera
     stmt = _scoped(stmt, Unit.local_network_id, local_network_ids)
     if limit:
         stmt = stmt.limit(limit)
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update(of=Unit.__table__, skip_locked=True)
-    return list(session.scalars(stmt))
+    return lock_query(session, stmt, skip_locked=True)  # a unit being changed now is swept next time
 
 
 def _expired_shared(session: Session, now: datetime, local_network_ids: Iterable[str] | None,
@@ -61,9 +60,7 @@ def _expired_shared(session: Session, now: datetime, local_network_ids: Iterable
     stmt = select(Unit).where(Unit.id.in_(ids)).order_by(Unit.id)
     if limit:
         stmt = stmt.limit(limit)
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update(of=Unit.__table__, skip_locked=True)
-    return list(session.scalars(stmt))
+    return lock_query(session, stmt, skip_locked=True)  # a unit being changed now is swept next time
 
 
 def _preoccupiers(session: Session, pairs: set[tuple[str, str]]) -> dict[tuple[str, str], str]:

@@ -1,15 +1,14 @@
-"""Occupancy transitions persisted with their history, in one transaction, and races."""
+"""Occupancy transitions persisted with their history, in one transaction."""
 from __future__ import annotations
 
-import threading
-import time
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
 
 from resource_mgr.clock import utcnow
-from resource_mgr.errors import DomainError, Expired, Locked, NoCapacity
+from resource_mgr.customers.models import Service
+from resource_mgr.errors import DomainError, Expired, Locked
 from resource_mgr.inventory import services as inv
 from resource_mgr.inventory.models import Site
 from resource_mgr.numbers import services as numbers
@@ -28,8 +27,10 @@ def world(db):
         site = inv.add_resource(s, Site(name="GZ-TH", local_network_id=ln.id))
         box = inv.create_from_template(s, template="DIST-BOX-10", local_network_id=ln.id, site_id=site.id)
         olt = inv.create_from_template(s, template="OLT-GPON-17x16", local_network_id=ln.id, site_id=site.id)
+        services = [Service(local_network_id=ln.id, product="ftth_broadband", technology="FTTH") for _ in range(6)]
+        s.add_all(services)
         uow.commit()
-        return {"ln": ln.id, "site": site.id, "box": box.id, "olt": olt.id}
+        return {"ln": ln.id, "site": site.id, "box": box.id, "olt": olt.id, "services": [x.id for x in services]}
 
 
 def box_port(db, world, seq=1) -> str:
@@ -59,7 +60,7 @@ def test_transitions_persist_with_history(db, world):
         uow.commit()
     with db.unit_of_work() as uow:
         u = uow.session.get(Unit, uid)
-        u.occupy(Change("iom", order_ref="ORD-1", at=now + timedelta(hours=1)), service_id=None, reservation_id="R1")
+        u.occupy(Change("iom", order_ref="ORD-1", at=now + timedelta(hours=1)), service_id=world["services"][0], reservation_id="R1")
         uow.commit()
     with db.read_session() as s:
         u = s.get(Unit, uid)
@@ -112,7 +113,7 @@ def test_transient_unit_history_is_flushed_with_it(db, world):
     with db.unit_of_work() as uow:
         u = Unit(kind="pair", name="9999", seq=9999, local_network_id=world["ln"], owner_id=world["box"],
                  root_id=world["box"], capacity=1, used=0, occupancy=Occupancy.FREE, admin_state=AdminState.IN_SERVICE)
-        u.occupy(Change("loader", order_ref="BULK-1", at=now), service_id=None)
+        u.occupy(Change("loader", order_ref="BULK-1", at=now), service_id=world["services"][1])
         u.lock(Change("loader", cutover_id="CUT-9", at=now))
         uow.session.add(u)
         uow.commit()
@@ -130,7 +131,7 @@ def test_choosable_treats_expired_preoccupation_as_free(db, world):
         c = Change("alice", order_ref="ORD-1", at=now - timedelta(hours=3))
         u[ids[0]].preoccupy(c, reservation_id="R1", until=now - timedelta(hours=1))  # expired
         u[ids[1]].preoccupy(c, reservation_id="R2", until=now + timedelta(hours=1))  # live
-        u[ids[2]].occupy(c, service_id=None)
+        u[ids[2]].occupy(c, service_id=world["services"][0])
         u[ids[3]].lock(Change("ops", cutover_id="CUT-1", at=now))
         u[ids[4]].mark_faulty(Change("ops", reason="broken", at=now))
         uow.commit()
@@ -147,16 +148,19 @@ def test_choosable_for_shared_units_and_numbers(db, world):
     with db.unit_of_work() as uow:
         port = uow.session.scalars(select(Unit).where(Unit.root_id == world["olt"]).order_by(Unit.id)).first()
         port.capacity = 2
-        port.occupy(Change("a", at=now), service_id=None)
+        port.occupy(Change("a", at=now), service_id=world["services"][0])
         port.preoccupy(Change("a", at=now), reservation_id="R1", until=now + timedelta(hours=1))
         uow.commit()
         port_id = port.id
     with db.read_session() as s:
-        assert s.scalar(select(Unit.id).where(Unit.id == port_id, Unit.choosable(now))) == port_id  # re-checked after lock
+        # one place used, the other held: nothing to offer (the SQL counts live holds)
+        assert s.scalar(select(Unit.id).where(Unit.id == port_id, Unit.choosable(now))) is None
+        later = now + timedelta(hours=2)  # the hold has expired: its place is offered again
+        assert s.scalar(select(Unit.id).where(Unit.id == port_id, Unit.choosable(later))) == port_id
         assert s.scalar(select(func.count()).select_from(SharedHold)) == 1
     with db.unit_of_work() as uow:
         port = uow.session.get(Unit, port_id)
-        port.occupy(Change("a", at=now), service_id=None, reservation_id="R1")
+        port.occupy(Change("a", at=now), service_id=world["services"][1], reservation_id="R1")
         uow.commit()
     with db.read_session() as s:
         assert s.scalar(select(Unit.id).where(Unit.id == port_id, Unit.choosable(now))) is None
@@ -167,8 +171,8 @@ def test_choosable_for_shared_units_and_numbers(db, world):
         pool = numbers.create_pool(uow.session, local_network_id=world["ln"], name="GZ-POOL", quarantine_days=90)
         numbers.add_segment(uow.session, pool_id=pool.id, first="87650000", last="87650009")
         n = uow.session.scalar(select(Unit).join(Number, Number.id == Unit.id).where(Number.number == "87650001"))
-        n.occupy(Change("a", at=now - timedelta(days=1)), service_id=None)
-        n.release(Change("a", at=now - timedelta(days=1)), service_id=None, quarantine_days=pool.quarantine_days)
+        n.occupy(Change("a", at=now - timedelta(days=1)), service_id=world["services"][2])
+        n.release(Change("a", at=now - timedelta(days=1)), service_id=world["services"][2], quarantine_days=pool.quarantine_days)
         uow.commit()
         nid = n.id
     with db.read_session() as s:
@@ -190,7 +194,7 @@ def test_expired_hold_taken_by_another_order_persists(db, world):
     with db.unit_of_work() as uow:
         u = uow.session.get(Unit, uid)
         with pytest.raises(Expired):
-            u.occupy(Change("a", order_ref="O1", at=now), service_id=None, reservation_id="R1")
+            u.occupy(Change("a", order_ref="O1", at=now), service_id=world["services"][0], reservation_id="R1")
         u.preoccupy(Change("b", order_ref="O2", at=now), reservation_id="R2", until=now + timedelta(hours=1))
         uow.commit()
     with db.read_session() as s:
@@ -198,65 +202,14 @@ def test_expired_hold_taken_by_another_order_persists(db, world):
     assert [h.order_ref for h in history_rows(db, uid)] == ["O1", "O2"]
 
 
-def _race(db, unit_id: str, contenders: int = 2) -> list[str]:
-    barrier = threading.Barrier(contenders)
-    results: list[str] = []
-    lock = threading.Lock()
-
-    def contend(n: int) -> None:
-        now = utcnow()
-        try:
-            barrier.wait(timeout=10)
-            with db.unit_of_work() as uow:
-                # lock, then re-check: FOR UPDATE on PostgreSQL, BEGIN IMMEDIATE on SQLite
-                u = uow.session.scalars(select(Unit).where(Unit.id == unit_id).with_for_update()).one()
-                time.sleep(0.2)  # hold the lock while the other contender tries
-                u.preoccupy(Change(f"counter{n}", order_ref=f"ORD-{n}", at=now),
-                            reservation_id=f"R{n}", until=now + timedelta(hours=1))
-                uow.commit()
-            outcome = "won"
-        except NoCapacity:
-            outcome = "no_capacity"
-        except Exception as exc:  # pragma: no cover - reported in the assertion
-            outcome = f"error {type(exc).__name__}: {exc}"
-        with lock:
-            results.append(outcome)
-
-    threads = [threading.Thread(target=contend, args=(n,)) for n in range(contenders)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    return sorted(results)
-
-
-def test_two_counters_racing_for_the_last_free_port_exactly_one_wins(db, world):
-    uid = box_port(db, world)
-    assert _race(db, uid) == ["no_capacity", "won"]
-    with db.read_session() as s:
-        assert s.get(Unit, uid).reservation_id in {"R0", "R1"}
-    assert [h.action for h in history_rows(db, uid)] == ["preoccupy"]
-
-
-def test_race_for_the_last_place_on_a_shared_port(db, world):
-    now = utcnow()
-    with db.unit_of_work() as uow:
-        port = uow.session.scalars(select(Unit).where(Unit.root_id == world["olt"]).order_by(Unit.id)).first()
-        port.capacity = 3
-        port.occupy(Change("a", at=now), service_id=None)
-        port.occupy(Change("a", at=now), service_id=None)
-        uow.commit()
-        port_id = port.id
-    assert _race(db, port_id, contenders=3) == ["no_capacity", "no_capacity", "won"]
-    with db.read_session() as s:
-        assert s.scalar(select(func.count()).select_from(SharedHold).where(SharedHold.unit_id == port_id)) == 1
+# Races between processes, which fail without the locking: test_ledger_races.py.
 
 
 def test_refused_transition_writes_nothing(db, world):
     uid = box_port(db, world)
     now = utcnow()
     with db.unit_of_work() as uow:
-        uow.session.get(Unit, uid).occupy(Change("a", order_ref="O1", at=now), service_id=None)
+        uow.session.get(Unit, uid).occupy(Change("a", order_ref="O1", at=now), service_id=world["services"][0])
         uow.commit()
     before = count(db, History)
     with db.unit_of_work() as uow:

@@ -30,7 +30,7 @@ def change(who: str = "alice", *, order: str | None = "ORD-1", cutover: str | No
 def make_unit(kind: str = "box_port", name: str = "GZ-FXH0001-01", capacity: int = 1) -> Unit:
     return Unit(id=f"U-{name}", kind=kind, name=name, seq=1, local_network_id="LN-GZ", owner_id="BOX",
                 root_id="BOX", capacity=capacity, used=0, occupancy=Occupancy.FREE,
-                admin_state=AdminState.IN_SERVICE, holds=[])
+                admin_state=AdminState.IN_SERVICE, holds=[], uses=[])
 
 
 def pon_port() -> Unit:
@@ -157,8 +157,10 @@ def test_release_preoccupation_by_its_order_only():
     u.release_preoccupation(change(when=at(hours=0.5)), reservation_id="R1")
     h = assert_one_new_entry(u, 1, "release_preoccupation")
     assert h.after["occupancy"] == "free" and u.reservation_id is None
-    # releasing a free unit is refused
-    refused(u, IllegalTransition, u.release_preoccupation, change(), reservation_id="R1")
+    # releasing it again (a retried commit) changes nothing; a reservation that never held it is refused
+    assert u.release_preoccupation(change(), reservation_id="R1") is False
+    assert len(history(u)) == 2
+    refused(u, IllegalTransition, u.release_preoccupation, change(), reservation_id="R2")
 
 
 def test_releasing_an_expired_hold_is_harmless():
@@ -251,7 +253,59 @@ def test_expire_frees_an_exclusive_unit_only_once_its_preoccupation_has_expired(
 def test_shared_release_with_nothing_used_is_refused():
     u = pon_port()
     err = refused(u, IllegalTransition, u.release, change(), service_id="S1")
-    assert "no service" in err.detail
+    assert "S1 is not on it" in err.detail and "0 of 64" in err.detail
+
+
+def test_shared_unit_knows_its_services():
+    """Occupy with S1, release S-NEVER-HERE: refused, and S1's own release still works."""
+    u = pon_port()
+    u.occupy(change(), service_id="S1")
+    err = refused(u, IllegalTransition, u.release, change(), service_id="S-NEVER-HERE")
+    assert "S-NEVER-HERE" in err.detail and "1 of 64" in err.detail
+    assert u.used == 1 and [x.service_id for x in u.uses] == ["S1"]
+    assert u.release(change(when=at(1)), service_id="S1") is True
+    assert u.used == 0 and u.uses == [] and u.effective_occupancy(at(1)) == Occupancy.FREE
+
+
+def test_occupy_and_release_are_idempotent_for_the_same_service():
+    for u in (pon_port(), make_unit()):
+        u.preoccupy(change(), reservation_id="R1", until=at(hours=2))
+        assert u.occupy(change(when=at(1)), service_id="S1", reservation_id="R1") is True
+        entries, used = len(history(u)), u.used
+        # the commit is retried: nothing changes, nothing is recorded
+        assert u.occupy(change(when=at(1)), service_id="S1", reservation_id="R1") is False
+        assert u.occupy(change(when=at(1)), service_id="S1") is False
+        assert (len(history(u)), u.used, u.occupancy) == (entries, used, Occupancy.OCCUPIED)
+        assert u.release(change(when=at(2)), service_id="S1") is True
+        assert u.release(change(when=at(2)), service_id="S1") is False
+        assert len(history(u)) == entries + 1 and u.spare(at(2)) == u.capacity
+        refused(u, IllegalTransition, u.release, change(when=at(2)), service_id="S2")
+
+
+def test_preoccupying_again_with_the_same_expiry_changes_nothing():
+    for u in (pon_port(), make_unit()):
+        assert u.preoccupy(change(), reservation_id="R1", until=at(2)) is True
+        assert u.preoccupy(change(), reservation_id="R1", until=at(2)) is False
+        assert len(history(u)) == 1
+
+
+def test_history_names_the_reservation_and_service_of_each_transition():
+    """The change need not repeat them: a shared hold's rows name their reservation."""
+    u = pon_port()
+    u.preoccupy(change(), reservation_id="R1", until=at(2))
+    u.preoccupy(change(), reservation_id="R2", until=at(2))
+    u.occupy(change(when=at(1)), service_id="S1", reservation_id="R1")
+    u.release_preoccupation(change(when=at(1)), reservation_id="R2")
+    u.release(change(when=at(1.5)), service_id="S1")
+    assert [(h.action, h.reservation_id, h.service_id) for h in history(u)] == [
+        ("preoccupy", "R1", None), ("preoccupy", "R2", None), ("occupy", "R1", "S1"),
+        ("release_preoccupation", "R2", None), ("release", None, "S1")]
+
+
+def test_occupy_needs_a_service():
+    u = make_unit()
+    err = refused(u, Invalid, u.occupy, change(), service_id=None)
+    assert err.field == "service_id"
 
 
 # -- administrative state ----------------------------------------------------------------------

@@ -13,7 +13,7 @@ from apiflask import APIBlueprint, Schema
 from apiflask.fields import Boolean, DateTime, Dict, Float, Integer, Nested, String
 from apiflask.validators import Length, OneOf
 from shapely.geometry import mapping
-from sqlalchemy import and_, case, exists, false, func, literal, or_, select, union, union_all
+from sqlalchemy import false, func, literal, or_, select, union, union_all
 from sqlalchemy.orm import Session, with_polymorphic
 
 import resource_mgr.models  # noqa: F401  (every resource kind mapped)
@@ -21,7 +21,7 @@ from resource_mgr.clock import aware, utcnow
 from resource_mgr.errors import Invalid, NotFound
 from resource_mgr.inventory.models import CrossBox, Device, Frame, LocalNetwork, Resource, Site
 from resource_mgr.numbers.models import Number
-from resource_mgr.occupancy.models import UNIT_KINDS, SharedHold, Unit
+from resource_mgr.occupancy.models import UNIT_KINDS, Unit
 from resource_mgr.states import AdminState, Occupancy
 
 from interfaces.http.api.common import PageQuery
@@ -148,17 +148,8 @@ class ResourceOut(Schema):
 # -- SQL helpers --------------------------------------------------------------------------------
 
 def effective_occupancy_sql(now: datetime) -> Any:
-    """Unit occupancy as it is now: an expired pre-occupation is free; a shared unit is occupied
-    while it carries a service, pre-occupied while a live hold exists."""
-    live_hold = exists().where(SharedHold.unit_id == Unit.id, SharedHold.expires_at > now)
-    return case(
-        (and_(Unit.capacity > 1, Unit.used > 0), literal(Occupancy.OCCUPIED.value)),
-        (and_(Unit.capacity > 1, live_hold), literal(Occupancy.PREOCCUPIED.value)),
-        (Unit.capacity > 1, literal(Occupancy.FREE.value)),
-        (and_(Unit.occupancy == Occupancy.PREOCCUPIED.value, Unit.preoccupied_until <= now),
-         literal(Occupancy.FREE.value)),
-        else_=Unit.occupancy,
-    )
+    """Unit occupancy as it is now, in SQL: the one definition of the occupancy module."""
+    return Unit.effective_occupancy(now)
 
 
 def _unit_state_filter(state: str, now: datetime) -> Any:

@@ -1,0 +1,162 @@
+"""The allocation path: every change of occupancy locks the units it changes, re-checks them
+as committed, changes them, or refuses (NoCapacity and the other domain errors).
+
+- `lock_units` locks rows in id order, so two transactions locking overlapping sets never
+  deadlock: `SELECT … FOR UPDATE` on PostgreSQL; on SQLite the unit of work already holds the
+  database write lock (`BEGIN IMMEDIATE`). Locked rows are reloaded (what another transaction
+  committed meanwhile is seen) and remembered for the rest of the transaction.
+- The `Unit` transitions call it themselves for a stored unit, so a caller cannot forget;
+  the functions below lock a whole path in one statement first (one round trip, id order).
+- `allocate` chooses free places among candidates: rows another transaction has locked are
+  skipped (`SKIP LOCKED`); only when nothing unlocked is left does it wait for them, so
+  `NoCapacity` means that nothing is left, not that a competitor was busy.
+
+Orders, cutovers, the sweep and the bulk importer (`resource_mgr.occupancy.derive`) all go
+through here.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from functools import cache
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, bindparam, event, select
+from sqlalchemy.orm import Session
+
+from resource_mgr.db import UTCDateTime
+from resource_mgr.errors import IllegalTransition, Locked, NoCapacity, NotFound, Quarantined
+from resource_mgr.occupancy.models import Change, Unit
+
+_LOCKED = "rmgr.ledger.locked"
+_CHUNK = 500
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_locks(session: Session, transaction: Any) -> None:
+    # row locks end with the transaction (a savepoint rolled back releases its own, too); the
+    # inner transaction of a flush is neither
+    if transaction.parent is None or transaction.nested:
+        session.info.pop(_LOCKED, None)
+
+
+def _locked(session: Session) -> set[str]:
+    return session.info.setdefault(_LOCKED, set())
+
+
+def _postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def is_locked(session: Session, unit_id: str) -> bool:
+    return unit_id in session.info.get(_LOCKED, ())
+
+
+def lock_query(session: Session, stmt: Select[tuple[Unit]], *, skip_locked: bool = False,
+               params: dict[str, Any] | None = None) -> list[Unit]:
+    """Run `select(Unit)…` locking the rows it returns (reloaded as committed)."""
+    stmt = stmt.execution_options(populate_existing=True)
+    if _postgres(session):
+        stmt = stmt.with_for_update(of=Unit, skip_locked=skip_locked)
+    units = list(session.scalars(stmt, params))
+    locked = _locked(session)
+    for unit in units:
+        # the collections are read again once the row is locked
+        session.expire(unit, ["holds", "uses"])
+        locked.add(unit.id)
+    return units
+
+
+def lock_units(session: Session, unit_ids: Iterable[str]) -> list[Unit]:
+    """Lock these units (in id order) and return them in id order; ids already locked in this
+    transaction cost nothing. A missing id is NotFound."""
+    wanted = sorted(set(unit_ids))
+    locked = _locked(session)
+    todo = [i for i in wanted if i not in locked]
+    for i in range(0, len(todo), _CHUNK):
+        lock_query(session, select(Unit).where(Unit.id.in_(todo[i:i + _CHUNK])).order_by(Unit.id))
+    locked = _locked(session)
+    missing = [i for i in todo if i not in locked]
+    if missing:
+        raise NotFound(f"no unit with id {missing[0]}", field="unit_id", unit_id=missing[0])
+    return [session.get(Unit, i) for i in wanted]  # all in the identity map now
+
+
+# -- a path of units at once ---------------------------------------------------------------------
+
+def preoccupy(session: Session, unit_ids: Sequence[str], change: Change, *, reservation_id: str,
+              until: datetime) -> list[Unit]:
+    """預占 every unit of a path for one reservation, or none (the caller's transaction rolls
+    back on the error)."""
+    units = lock_units(session, unit_ids)
+    for unit in units:
+        unit.preoccupy(change, reservation_id=reservation_id, until=until)
+    return units
+
+
+def occupy(session: Session, unit_ids: Sequence[str], change: Change, *, service_id: str,
+           reservation_id: str | None = None) -> list[Unit]:
+    units = lock_units(session, unit_ids)
+    for unit in units:
+        unit.occupy(change, service_id=service_id, reservation_id=reservation_id)
+    return units
+
+
+def release(session: Session, unit_ids: Sequence[str], change: Change, *, service_id: str,
+            quarantine_days: int | None = None) -> list[Unit]:
+    units = lock_units(session, unit_ids)
+    for unit in units:
+        unit.release(change, service_id=service_id, quarantine_days=quarantine_days)
+    return units
+
+
+def release_preoccupation(session: Session, unit_ids: Sequence[str], change: Change, *,
+                          reservation_id: str) -> list[Unit]:
+    units = lock_units(session, unit_ids)
+    for unit in units:
+        unit.release_preoccupation(change, reservation_id=reservation_id)
+    return units
+
+
+# -- choosing free places ----------------------------------------------------------------------
+
+@cache
+def _choosable() -> ColumnElement[bool]:
+    """`Unit.choosable` at a bound `ledger_now`, built once (building it costs more than running it)."""
+    return Unit.choosable(bindparam("ledger_now", type_=UTCDateTime))
+
+
+def allocate(session: Session, change: Change, *, among: Sequence[ColumnElement[bool]], reservation_id: str,
+             until: datetime, count: int = 1, what: str = "unit") -> list[Unit]:
+    """Pre-occupy `count` units chosen among those matching `among` (lowest seq first) that
+    may be taken now, for one reservation; a shared unit gives one place. NoCapacity when
+    fewer are left."""
+    now = change.at
+    taken: list[Unit] = []
+    refused: set[str] = set()
+
+    def candidates() -> Select[tuple[Unit]]:
+        stmt = select(Unit).where(*among, _choosable())
+        skip = {u.id for u in taken} | refused
+        if skip:
+            stmt = stmt.where(Unit.id.not_in(sorted(skip)))
+        return stmt.order_by(Unit.seq, Unit.id).limit(count - len(taken))
+
+    while len(taken) < count:
+        units = lock_query(session, candidates(), skip_locked=True, params={"ledger_now": now})
+        if not units and _postgres(session):
+            # whatever is left is locked by others: wait for them (PostgreSQL re-checks each
+            # row once its lock is released, and goes on to the next if it no longer qualifies)
+            units = lock_query(session, candidates(), params={"ledger_now": now})
+        if not units:
+            raise NoCapacity(f"no {what} has a free place left: {len(taken)} of {count} found", field="unit")
+        for unit in units:
+            try:
+                unit.preoccupy(change, reservation_id=reservation_id, until=until)
+            except (NoCapacity, Locked, Quarantined, IllegalTransition):  # changed while we waited
+                refused.add(unit.id)
+                continue
+            taken.append(unit)
+            if len(taken) == count:
+                break
+    return taken
