@@ -17,12 +17,13 @@ log = logging.getLogger("rmgr.http")
 
 PROBLEM_TYPE = "https://rmgr.example/problems/"
 CODES_BY_STATUS = {400: "invalid", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-                   405: "method_not_allowed", 409: "conflict", 413: "too_large", 415: "invalid",
+                   405: "method_not_allowed", 409: "conflict", 413: "too_large", 415: "unsupported_media_type",
                    422: "invalid", 429: "rate_limited", 503: "unavailable"}
 TITLES = {"invalid": "Invalid request", "unauthorized": "Authentication required", "forbidden": "Forbidden",
           "not_found": "Not found", "method_not_allowed": "Method not allowed", "conflict": "Conflict",
           "no_capacity": "No capacity", "locked": "Locked", "expired": "Expired", "quarantined": "Quarantined",
-          "too_large": "Request too large", "rate_limited": "Too many requests",
+          "too_large": "Request too large", "unsupported_media_type": "Unsupported media type",
+          "rate_limited": "Too many requests",
           "unavailable": "Service unavailable", "internal": "Internal error", "quota_exceeded": "Quota exceeded"}
 
 
@@ -101,7 +102,8 @@ def document_problems(spec: dict[str, Any]) -> dict[str, Any]:
                               "403": "The token lacks a role this operation needs"})
             if "requestBody" in op or method in ("post", "put", "patch"):
                 extra.update({"400": "The body is not valid JSON", "413": "The request body is too large",
-                              "415": "The body is not application/json"})
+                              "415": "The body is not of the media type the operation takes "
+                                     "(code unsupported_media_type)"})
             if "{" in path:
                 extra["404"] = "Not found, or outside the caller's local networks"
             for code, description in extra.items():
