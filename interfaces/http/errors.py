@@ -96,7 +96,9 @@ def document_problems(spec: dict[str, Any]) -> dict[str, Any]:
             if method not in _HTTP_METHODS or not isinstance(op, dict):
                 continue
             responses = op.setdefault("responses", {})
-            extra = {"429": "Too many requests for this principal or address; see Retry-After"}
+            extra = {"429": "Too many requests for this principal or address; see Retry-After",
+                     "503": "Busy (the database, or as many list reads as the server runs at once); "
+                            "see Retry-After"}
             if op.get("security", spec.get("security")):
                 extra.update({"401": "No valid bearer token (the detail says why)",
                               "403": "The token lacks a role this operation needs"})
@@ -129,7 +131,9 @@ def register_error_handlers(app: APIFlask) -> None:
     @app.errorhandler(DomainError)
     def _domain_error(error: DomainError) -> Response:
         extra = {k: v for k, v in error.extra.items() if isinstance(v, (str, int, float, list, dict, bool))}
-        headers = {"WWW-Authenticate": 'Bearer realm="rmgr"'} if error.status == 401 else None
+        headers = {"WWW-Authenticate": 'Bearer realm="rmgr"'} if error.status == 401 else {}
+        if "retry_after" in extra:  # a header, not part of the problem
+            headers["Retry-After"] = str(extra.pop("retry_after"))
         return problem(error.status, error.code, error.detail, field=error.field, headers=headers, **extra)
 
     @app.errorhandler(IntegrityError)

@@ -332,3 +332,75 @@ def test_login_answers_carry_the_login_limit_headers(db, world):
     assert other.headers.getlist("X-RateLimit-Limit") == ["1000"]
     with db.read_session() as s:  # refused logins wrote nothing
         assert s.scalar(select(func.count()).select_from(History).where(History.principal == "user:alice")) == 1
+
+
+# -- 4. a bounded cost for list reads ---------------------------------------------------------------
+
+def test_list_reads_beyond_the_bound_are_503_with_retry_after_and_health_is_not_held(db, world):
+    app = make_app(db, list_read_concurrency=1, list_read_retry_after_seconds=2)
+    gate = app.extensions["rmgr_list_read_gate"]
+    _, admin = issue(db, ["admin", "auditor"])
+    client = app.test_client()
+    assert client.get("/api/v1/resources", headers=bearer(admin)).status_code == 200
+    assert gate.try_enter()  # a list read in progress holds the only slot
+    try:
+        for path in ("/api/v1/resources?kind=number&state=free&limit=1000", "/api/v1/history?limit=1000",
+                     f"/api/v1/resources/{world['A']['box']}/units", "/api/v1/admin/tokens", "/api/v1/admin/trust"):
+            busy = client.get(path, headers=bearer(admin))
+            body = assert_problem(busy, 503, "unavailable")
+            assert busy.headers["Retry-After"] == "2" and "retry_after" not in body
+        assert client.get("/api/v1/health").status_code == 200  # not a list read: never refused
+        assert client.get(f"/api/v1/resources/{world['A']['box']}", headers=bearer(admin)).status_code == 200
+    finally:
+        gate.leave()
+    assert client.get("/api/v1/history?limit=1000", headers=bearer(admin)).status_code == 200
+
+
+def test_a_list_read_slot_is_given_back_whatever_the_answer(db, world):
+    app = make_app(db, list_read_concurrency=1)
+    _, admin = issue(db, ["admin", "auditor"])
+    client = app.test_client()
+    for _ in range(3):
+        assert client.get("/api/v1/resources?q=%00", headers=bearer(admin)).status_code == 422
+        assert client.get("/api/v1/resources", headers=bearer("rmgr_wrong")).status_code == 401
+        assert client.get("/api/v1/history?limit=0", headers=bearer(admin)).status_code == 422
+    assert client.get("/api/v1/resources", headers=bearer(admin)).status_code == 200
+
+
+def test_no_bound_when_the_setting_is_0(db, world):
+    app = make_app(db, list_read_concurrency=0)
+    gate = app.extensions["rmgr_list_read_gate"]
+    assert all(gate.try_enter() for _ in range(100))
+    _, admin = issue(db, ["auditor"])
+    assert app.test_client().get("/api/v1/history", headers=bearer(admin)).status_code == 200
+
+
+def test_a_list_read_on_postgresql_has_a_statement_timeout(db, world):
+    if db.dialect != "postgresql":
+        pytest.skip("statement_timeout is PostgreSQL's; SQLite reads are bounded by the concurrency alone")
+    app = make_app(db, list_read_statement_timeout_ms=1234)
+    _, admin = issue(db, ["admin"])
+    seen: list[str] = []
+
+    def listener(conn, cursor, statement, *args):  # noqa: ANN001
+        seen.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", listener)
+    try:
+        assert app.test_client().get("/api/v1/resources", headers=bearer(admin)).status_code == 200
+    finally:
+        event.remove(db.engine, "before_cursor_execute", listener)
+    bound = "SET LOCAL jit = off; SET LOCAL statement_timeout = 1234"
+    assert bound in seen
+    first_read = next(i for i, s in enumerate(seen) if "FROM resource" in s or "FROM unit" in s)
+    assert seen.index(bound) < first_read
+    # a statement past the timeout is a 503 `unavailable` with Retry-After, not a 500
+    short = make_app(db, list_read_statement_timeout_ms=1)
+    with db.unit_of_work() as uow:  # enough rows that counting them takes over a millisecond
+        uow.session.execute(text("INSERT INTO history (at, principal, resource_id, resource_kind, action, before, after) "
+                                 "SELECT now(), 'x', 'r', 'unit', 'bulk', '{}', '{}' FROM generate_series(1, 300000)"))
+        uow.commit()
+    _, auditor = issue(db, ["auditor"])
+    slow = short.test_client().get("/api/v1/history", headers=bearer(auditor))
+    assert_problem(slow, 503, "unavailable")
+    assert slow.headers["Retry-After"]
