@@ -46,6 +46,9 @@ class Settings(BaseModel):
     list_read_concurrency: int = Field(default=2, ge=0)
     list_read_retry_after_seconds: int = Field(default=1, ge=1)
     list_read_statement_timeout_ms: int = Field(default=15000, ge=0)
+    # Connections `rmgr serve` (waitress) keeps open at once; past it new ones, /health's too, wait
+    # unaccepted. waitress's own default, 100, is fewer than a busy integration's pool.
+    http_connection_limit: int = Field(default=500, ge=1)
     log_level: str = "INFO"
     log_json: bool = False
     secret_key: str = "dev-only-change-me"
