@@ -25,11 +25,16 @@ work: figures are noisy), SQLite, 200 clients, a connection per request, 8 serve
     0 (none), clients not waiting        5.8 / 206 ms           40,649 ms (1 probe)    7046 / 198
     2 (default), clients not waiting     5.8 / 298 ms           746 / 1,257 ms         128 / 4.2
     2 (default), --polite                6.0 / 295 ms           123 / 1,133 ms         20 / 3.8
+    2 (default), --keep-alive,
+      waitress connection_limit 100      5.5 / 226 ms           18,782 ms (1 probe)    3427 / 83
+      http_connection_limit 500          4.9 / 107 ms           772 / 2,357 ms         158 / 22
 
 Without the bound every heavy read was answered, its median after 30.4 s; with it the reads past
 the bound are refused at once (median answer 0.7 s, 0.3 s polite) and /health is answered within
 about a second. What is left is the queue of refusals in front of the server's threads: a client
-that does not wait after a 503 keeps one request in it.
+that does not wait after a 503 keeps one request in it. With keep-alive clients past waitress's
+default of 100 connections, /health was not even accepted until the load ended: hence the
+setting http_connection_limit that `rmgr serve` passes to waitress.
 
 Settings for the server can be passed as RMGR_* variables (e.g. RMGR_HEAVY_READ_CONCURRENCY=0 to
 measure without the limit). A SQLite database is a fresh file in a temporary directory; a
