@@ -54,7 +54,7 @@ def test_rmgr_serve_answers_over_http(db, database_url, admin_token, tmp_path, w
             try:
                 r = requests.get(base + "/health", timeout=2)
                 break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not up yet, or still booting under load
                 assert time.monotonic() < deadline, log.read_text()
                 time.sleep(0.2)
         assert r.status_code == 200 and r.json()["status"] == "ok"
@@ -95,7 +95,7 @@ def test_health_answers_while_more_than_a_hundred_connections_are_open(db, datab
             try:
                 requests.get(base + "/health", timeout=2)
                 break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not up yet, or still booting under load
                 assert time.monotonic() < deadline, log.read_text()
                 time.sleep(0.2)
         for _ in range(120):  # a pooled integration's keep-alive connections, open and idle
