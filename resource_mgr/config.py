@@ -55,6 +55,15 @@ class Settings(BaseModel):
     quota_golden_numbers: int = Field(default=20, ge=0)
     quota_reduced_preoccupations: int = Field(default=20, ge=1)
     quota_reduced_golden_numbers: int = Field(default=2, ge=0)
+    # HTTP under load (interfaces/http/load.py): list reads running at once per API process (0: no
+    # bound; one more is answered 503 `unavailable` with Retry-After of the next setting), and the
+    # statement timeout of a list read on PostgreSQL in milliseconds (0: none).
+    list_read_concurrency: int = Field(default=2, ge=0)
+    list_read_retry_after_seconds: int = Field(default=1, ge=1)
+    list_read_statement_timeout_ms: int = Field(default=15000, ge=0)
+    # Connections `rmgr serve` (waitress) keeps open at once; past it new ones, /health's too, wait
+    # unaccepted. waitress's own default, 100, is fewer than a busy integration's pool.
+    http_connection_limit: int = Field(default=500, ge=1)
     log_level: str = "INFO"
     log_json: bool = False
     secret_key: str = "dev-only-change-me"

@@ -96,7 +96,8 @@ def serve_app(settings: Settings, host: str, port: int, workers: int, threads: i
 
         app = create_app(settings)
         start_embedded_scheduler(app.extensions["rmgr"].db, settings)
-        waitress.serve(app, host=host, port=port, threads=threads, ident="rmgr")
+        waitress.serve(app, host=host, port=port, threads=threads, ident="rmgr",
+                       connection_limit=settings.http_connection_limit)
         return
     if platform.system() != "Linux":
         raise click.UsageError("--workers > 1 needs Linux (gunicorn); use one worker with more --threads")

@@ -11,7 +11,7 @@ from apiflask import APIFlask
 from resource_mgr.config import Settings, load_settings
 from resource_mgr.db import Database
 
-from interfaces.http import auth, errors, limits, observability
+from interfaces.http import auth, errors, inputs, limits, load, observability
 from interfaces.http.context import Runtime
 
 API_PREFIX = "/api/v1"
@@ -37,7 +37,9 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     app.extensions["rmgr"] = Runtime(settings=settings, db=database or Database(settings.database_url))
     errors.register_error_handlers(app)
     observability.install(app)  # first: request id and timing for every answer, even a 401
+    load.install(app)  # then the bound on list reads running at once: a refusal costs nothing
     auth.install(app, between=limits.install)  # authenticate, rate limit per principal, then 401/403
+    inputs.install(app)  # then media type, safe JSON, no control characters in parameters
 
     import interfaces.http.api as api_pkg
 

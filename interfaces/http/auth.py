@@ -13,7 +13,7 @@ from apiflask import APIFlask
 from flask import g, request
 
 from resource_mgr.errors import Unauthorized
-from resource_mgr.security.services import principal_for_token
+from resource_mgr.security.services import authenticate_token, record_token_use
 from resource_mgr.states import Role
 
 from interfaces.http import errors
@@ -71,12 +71,16 @@ def install(app: APIFlask, between: Callable[[APIFlask], None] | None = None) ->
         if scheme.lower() != "bearer" or not secret.strip():
             g.auth_error = Unauthorized("send Authorization: Bearer <token>")
             return
+        database = runtime().db
         try:
-            with runtime().db.read_session() as session:
-                g.principal = principal_for_token(session, secret.strip())
+            with database.read_session() as session:
+                g.principal, last_used_at = authenticate_token(session, secret.strip())
                 session.commit()
         except Unauthorized as exc:
             g.auth_error = exc
+            return
+        # Outside the read: a write only when the recorded use is a minute old, never waiting.
+        record_token_use(database, g.principal.token_id, last_used_at)
 
     if between is not None:
         between(app)

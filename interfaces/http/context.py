@@ -33,5 +33,8 @@ def unit_of_work() -> UnitOfWork:
 def read_session():
     """A session for reads, closed at the end of the request."""
     if "read_session" not in g:
+        from interfaces.http.load import bound_statement_time
+
         g.read_session = runtime().db.read_session()
+        bound_statement_time(g.read_session)
     return g.read_session

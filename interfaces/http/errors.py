@@ -17,12 +17,13 @@ log = logging.getLogger("rmgr.http")
 
 PROBLEM_TYPE = "https://rmgr.example/problems/"
 CODES_BY_STATUS = {400: "invalid", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-                   405: "method_not_allowed", 409: "conflict", 413: "too_large", 415: "invalid",
+                   405: "method_not_allowed", 409: "conflict", 413: "too_large", 415: "unsupported_media_type",
                    422: "invalid", 429: "rate_limited", 503: "unavailable"}
 TITLES = {"invalid": "Invalid request", "unauthorized": "Authentication required", "forbidden": "Forbidden",
           "not_found": "Not found", "method_not_allowed": "Method not allowed", "conflict": "Conflict",
           "no_capacity": "No capacity", "locked": "Locked", "expired": "Expired", "quarantined": "Quarantined",
-          "too_large": "Request too large", "rate_limited": "Too many requests",
+          "too_large": "Request too large", "unsupported_media_type": "Unsupported media type",
+          "rate_limited": "Too many requests",
           "unavailable": "Service unavailable", "internal": "Internal error", "quota_exceeded": "Quota exceeded"}
 
 
@@ -95,13 +96,16 @@ def document_problems(spec: dict[str, Any]) -> dict[str, Any]:
             if method not in _HTTP_METHODS or not isinstance(op, dict):
                 continue
             responses = op.setdefault("responses", {})
-            extra = {"429": "Too many requests for this principal or address; see Retry-After"}
+            extra = {"429": "Too many requests for this principal or address; see Retry-After",
+                     "503": "Busy (the database, or as many list reads as the server runs at once); "
+                            "see Retry-After"}
             if op.get("security", spec.get("security")):
                 extra.update({"401": "No valid bearer token (the detail says why)",
                               "403": "The token lacks a role this operation needs"})
             if "requestBody" in op or method in ("post", "put", "patch"):
                 extra.update({"400": "The body is not valid JSON", "413": "The request body is too large",
-                              "415": "The body is not application/json"})
+                              "415": "The body is not of the media type the operation takes "
+                                     "(code unsupported_media_type)"})
             if "{" in path:
                 extra["404"] = "Not found, or outside the caller's local networks"
             for code, description in extra.items():
@@ -127,7 +131,9 @@ def register_error_handlers(app: APIFlask) -> None:
     @app.errorhandler(DomainError)
     def _domain_error(error: DomainError) -> Response:
         extra = {k: v for k, v in error.extra.items() if isinstance(v, (str, int, float, list, dict, bool))}
-        headers = {"WWW-Authenticate": 'Bearer realm="rmgr"'} if error.status == 401 else None
+        headers = {"WWW-Authenticate": 'Bearer realm="rmgr"'} if error.status == 401 else {}
+        if "retry_after" in extra:  # a header, not part of the problem
+            headers["Retry-After"] = str(extra.pop("retry_after"))
         return problem(error.status, error.code, error.detail, field=error.field, headers=headers, **extra)
 
     @app.errorhandler(IntegrityError)

@@ -3,7 +3,9 @@
 - Key: the authenticated principal's name ("user:alice", "system:bss"); a request without a valid
   token is counted against its client address, so guessing tokens or passwords is limited too.
 - One application-wide limit per key (settings.ratelimit_default, e.g. "600/minute"), shared by all
-  endpoints; the password login (POST /api/v1/auth/token) has its own stricter limit per address.
+  endpoints; the password login (POST /api/v1/auth/token) has its own stricter limit per address,
+  and every login answer (201, 401, 429 ...) carries that limit's X-RateLimit-Limit/-Remaining/
+  -Reset, the others the app-wide limit's.
 - Storage: settings.ratelimit_storage_url — memory:// for the embedded single process, redis://
   when several API processes must share the counts.
 - A breach answers 429 problem+json (code `rate_limited`) with Retry-After in seconds.
@@ -61,6 +63,9 @@ def install(app: APIFlask) -> None:
     def _retry_after_only_when_refused(response):  # noqa: ANN001, ANN202
         if response.status_code not in (429, 503):
             response.headers.pop("Retry-After", None)
+        # A view with a limit of its own (the login) reports that limit, not the app-wide one.
+        for name, value in (g.pop("rate_limit_headers", None) or {}).items():
+            response.headers[name] = value
         return response
 
     lim.init_app(app)
@@ -101,8 +106,12 @@ def login_limit(view):  # type: ignore[no-untyped-def]
         if lim is not None and lim.enabled:
             item = parse(LOGIN_LIMIT)
             key = ("rmgr", "login", request.remote_addr or "unknown")
-            if not lim.limiter.hit(item, *key):
-                reset, _remaining = lim.limiter.get_window_stats(item, *key)
+            allowed = lim.limiter.hit(item, *key)
+            reset, remaining = lim.limiter.get_window_stats(item, *key)
+            # Every answer of the login, refused or not, carries the login limit's own figures.
+            g.rate_limit_headers = {"X-RateLimit-Limit": str(item.amount), "X-RateLimit-Remaining": str(remaining),
+                                    "X-RateLimit-Reset": str(int(reset) + 1)}
+            if not allowed:
                 retry_after = max(1, math.ceil(reset - time.time()))
                 return problem(429, "rate_limited", f"too many logins from this address ({LOGIN_LIMIT}); retry "
                                f"after {retry_after} s", headers={"Retry-After": str(retry_after)})

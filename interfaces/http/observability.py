@@ -6,8 +6,11 @@
 - Logs: one access line per request (method, path, endpoint, status, duration, principal, request id);
   JSON lines when settings.log_json, plain text otherwise; level from settings.log_level.
 - GET /metrics (Prometheus text format). Not public: it needs a token with role admin, auditor or
-  maintenance (occupancy counts are operator data); give the scraper one, e.g.
-  `rmgr token create --system nms --role maintenance --local-network '*'`. Series:
+  maintenance (occupancy counts are operator data) for every local network; give the scraper one, e.g.
+  `rmgr token create --system nms --role maintenance --local-network '*'`. A token limited to some
+  local networks is refused (403 `forbidden`, field local_networks): the series count the whole
+  province and the latency of every request, and one series name must mean one thing to
+  Prometheus, so they are not cut per caller. Series:
     rmgr_http_request_duration_seconds{endpoint,method,status}  histogram
     rmgr_units{kind,occupancy}                                   gauge, effective occupancy (an
                                                                  expired pre-occupation counts as free)
@@ -40,6 +43,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
 from resource_mgr.clock import aware, utcnow
+from resource_mgr.errors import Forbidden
 from resource_mgr.ids import new_id
 from resource_mgr.states import JobState, Role
 
@@ -232,6 +236,10 @@ def install(app: APIFlask) -> None:
     @bp.doc(hide=True)
     @require(Role.ADMIN, Role.AUDITOR, Role.MAINTENANCE)
     def metrics() -> Response:
+        if g.principal.local_network_ids is not None:
+            raise Forbidden("the metrics count every local network (and the latency of every request): "
+                            "scrape with a token for all local networks (--local-network '*')",
+                            field="local_networks")
         return Response(generate_latest(current_app.extensions["rmgr_metrics"]), mimetype=CONTENT_TYPE_LATEST)
 
     app.register_blueprint(bp)

@@ -2,21 +2,26 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import secrets
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from resource_mgr.clock import aware, utcnow
+from resource_mgr.db import Database
 from resource_mgr.errors import Conflict, Invalid, NotFound, Unauthorized
 from resource_mgr.inventory.models import LocalNetwork
 from resource_mgr.security.models import ALL_NETWORKS, ApiToken, User
 from resource_mgr.security.principal import Principal
 from resource_mgr.states import Role
+
+log = logging.getLogger("rmgr.security")
 
 TOKEN_PREFIX = "rmgr_"
 _hasher = PasswordHasher()
@@ -128,6 +133,12 @@ def revoke_token(session: Session, token_id: str) -> ApiToken:
 
 def principal_for_token(session: Session, secret: str) -> Principal:
     """The principal behind a bearer token, or Unauthorized saying why (unknown, expired, revoked)."""
+    return authenticate_token(session, secret)[0]
+
+
+def authenticate_token(session: Session, secret: str) -> tuple[Principal, datetime | None]:
+    """The principal behind a bearer token and when the token was last recorded as used (for
+    `record_token_use`), or Unauthorized saying why (unknown, expired, revoked, user disabled)."""
     token = session.scalar(select(ApiToken).where(ApiToken.token_hash == _hash_token(secret)))
     now = utcnow()
     if token is None:
@@ -143,7 +154,62 @@ def principal_for_token(session: Session, secret: str) -> Principal:
     else:
         networks = frozenset(session.scalars(select(LocalNetwork.id).where(LocalNetwork.code.in_(token.local_networks))))
     return Principal(name=token.principal, roles=frozenset(Role(r) for r in token.roles),
-                     local_network_ids=networks, token_id=token.id)
+                     local_network_ids=networks, token_id=token.id), token.last_used_at
+
+
+TOKEN_USE_RESOLUTION = timedelta(minutes=1)
+
+
+def record_token_use(database: Database, token_id: str, last_used_at: datetime | None,
+                     now: datetime | None = None) -> bool:
+    """Write the token's last_used_at when the one read at authentication is a minute old or more
+    (so at most once a minute per token, and a request whose token was recorded recently writes
+    nothing). Its own short transaction, after the read; it never waits for a lock: on SQLite a
+    busy write lock (an import, a sweep), on PostgreSQL a row lock held over 100 ms, skips the
+    write, which the next request after that tries again. Returns whether it wrote."""
+    now = now or utcnow()
+    if last_used_at is not None and now - aware(last_used_at) < TOKEN_USE_RESOLUTION:
+        return False
+    stale = or_(ApiToken.last_used_at.is_(None), ApiToken.last_used_at <= now - TOKEN_USE_RESOLUTION)
+    stmt = update(ApiToken).where(ApiToken.id == token_id, stale).values(last_used_at=now)
+    sqlite = database.dialect == "sqlite"
+    try:
+        with database.engine.connect() as conn:
+            raw = conn.connection.driver_connection
+            busy = raw.execute("PRAGMA busy_timeout").fetchone()[0] if sqlite else None
+            if sqlite:
+                raw.execute("PRAGMA busy_timeout=0")
+            try:
+                with conn.begin():
+                    if not sqlite:
+                        conn.exec_driver_sql("SET LOCAL lock_timeout = '100ms'")
+                    return conn.execute(stmt.execution_options(synchronize_session=False)).rowcount == 1
+            finally:
+                if sqlite:
+                    raw.execute(f"PRAGMA busy_timeout={int(busy)}")
+    except OperationalError as exc:  # locked: the next request records it
+        log.debug("token %s: last_used_at not written now (%s)", token_id, exc.orig)
+        return False
+
+
+def principals_confined_to(session: Session, codes: set[str], names: list[str] | None = None) -> set[str]:
+    """The principal names (of `names`, or of everyone) whose every grant lies within the local
+    networks `codes`: a user whose own networks and every token are within them, a system or other
+    principal whose every token is. A principal known by no user and no token (e.g. "cli:root"),
+    or holding a grant for all networks, is confined to nothing narrower than all. Used to scope
+    what an administrator of some local networks sees of per-principal data (trust counters)."""
+    grants: dict[str, list[list[str]]] = {}
+    tokens = select(ApiToken.principal, ApiToken.local_networks)
+    users = select(User.username, User.local_networks)
+    if names is not None:
+        tokens = tokens.where(ApiToken.principal.in_(names))
+        users = users.where(User.username.in_([n[len("user:"):] for n in names if n.startswith("user:")]))
+    for name, networks in session.execute(tokens):
+        grants.setdefault(name, []).append(list(networks or []))
+    for username, networks in session.execute(users):
+        grants.setdefault(f"user:{username}", []).append(list(networks or []))
+    return {name for name, lists in grants.items()
+            if all(nets and ALL_NETWORKS not in nets and set(nets) <= codes for nets in lists)}
 
 
 # -- audited operations (the CLI and the HTTP admin endpoints use these) ---------------------

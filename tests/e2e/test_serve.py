@@ -54,7 +54,7 @@ def test_rmgr_serve_answers_over_http(db, database_url, admin_token, tmp_path, w
             try:
                 r = requests.get(base + "/health", timeout=2)
                 break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not up yet, or still booting under load
                 assert time.monotonic() < deadline, log.read_text()
                 time.sleep(0.2)
         assert r.status_code == 200 and r.json()["status"] == "ok"
@@ -66,6 +66,46 @@ def test_rmgr_serve_answers_over_http(db, database_url, admin_token, tmp_path, w
         r = requests.get(base + "/resources", timeout=10)
         assert r.status_code == 401 and r.headers["Content-Type"].startswith("application/problem+json")
     finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+
+
+def test_health_answers_while_more_than_a_hundred_connections_are_open(db, database_url, admin_token, tmp_path):
+    """waitress accepts at most `connection_limit` connections (its default 100); past it a new one,
+    a load balancer's health probe too, waits unaccepted. `rmgr serve` takes it from the setting
+    http_connection_limit (default 500): with 120 connections open, /health still answers."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RMGR_")}
+    env.update(RMGR_DATABASE_URL=database_url, PYTHONPATH=str(ROOT))
+    log = tmp_path / "serve.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "interfaces.cli.main", "serve", "--port", str(port),
+                                 "--threads", "2"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    base = f"http://127.0.0.1:{port}/api/v1"
+    held: list[socket.socket] = []
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, log.read_text()
+            try:
+                requests.get(base + "/health", timeout=2)
+                break
+            except (requests.ConnectionError, requests.Timeout):  # not up yet, or still booting under load
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.2)
+        for _ in range(120):  # a pooled integration's keep-alive connections, open and idle
+            held.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+        time.sleep(0.5)  # let the server accept them
+        r = requests.get(base + "/health", timeout=10)
+        assert r.status_code == 200 and r.json()["status"] == "ok"
+    finally:
+        for s in held:
+            s.close()
         os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(timeout=15)

@@ -12,7 +12,7 @@ follower that asks again with the last position it saw misses nothing (docs/chan
 """
 from __future__ import annotations
 
-from datetime import timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from apiflask import APIBlueprint, Schema
@@ -70,6 +70,26 @@ def _aware(value: Any) -> Any:
     return value.replace(tzinfo=timezone.utc) if value is not None and value.tzinfo is None else value
 
 
+_SPAN = datetime.max - datetime.min
+
+
+def _offset_from_min(value: datetime) -> timedelta:
+    """The instant as a distance from 0001-01-01T00:00Z, computed without converting to UTC (which
+    overflows for 0001-01-01T00:00+01:00 or 9999-12-31T23:59-01:00)."""
+    return (value.replace(tzinfo=None) - datetime.min) - (value.utcoffset() or timedelta(0))
+
+
+def _utc_clamped(value: datetime) -> datetime:
+    """The instant in UTC; an instant before 0001-01-01Z or after 9999-12-31Z (reachable only
+    through an offset) is clamped to that bound, which selects exactly the same rows."""
+    offset = _offset_from_min(value)
+    if offset < timedelta(0):
+        return datetime.min.replace(tzinfo=timezone.utc)
+    if offset > _SPAN:
+        return datetime.max.replace(tzinfo=timezone.utc)
+    return datetime.min.replace(tzinfo=timezone.utc) + offset
+
+
 @bp.get("/history")
 @bp.input(HistoryQuery, location="query", arg_name="query")
 @bp.output(HistoryOut(many=True))
@@ -77,8 +97,10 @@ def _aware(value: Any) -> Any:
 @require(*HISTORY_READERS)
 def list_history(query: dict[str, Any]):
     since, until = _aware(query.get("since")), _aware(query.get("until"))
-    if since is not None and until is not None and until <= since:
+    if since is not None and until is not None and _offset_from_min(until) <= _offset_from_min(since):
         raise Invalid("until must be after since", field="until")
+    since = _utc_clamped(since) if since is not None else None
+    until = _utc_clamped(until) if until is not None else None
     conditions = [principal().scope_filter(History.local_network_id)]
     feed = query.get("after") is not None
     if feed:

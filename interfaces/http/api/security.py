@@ -6,7 +6,10 @@
 - GET /api/v1/admin/tokens, GET /api/v1/admin/tokens/{id}, POST /api/v1/admin/tokens/{id}/revoke
   (admin): an admin limited to some local networks sees and revokes only tokens confined to them.
 - GET /api/v1/admin/trust, GET /api/v1/admin/trust/{principal} (admin, auditor): expiry and commit
-  counts, the current quotas and whether they are reduced (resource_mgr.security.trust).
+  counts, the current quotas and whether they are reduced (resource_mgr.security.trust). A caller
+  limited to some local networks sees only principals confined to them (a user whose grants and
+  tokens all are, a system whose tokens all are: services.principals_confined_to); any other
+  principal's counters also count other networks' orders, so it is absent from the list and 404.
 Every write is in the operation log (GET /api/v1/history) under the principal who made it.
 """
 from __future__ import annotations
@@ -165,14 +168,24 @@ def revoke_token(token_id: str):
 @bp.doc(summary="Trust-based limits of every principal with history, most expiries first")
 @require(Role.ADMIN, Role.AUDITOR)
 def list_trust(query: dict[str, Any]):
-    rows = trust.list_status(read_session(), runtime().settings, reduced_only=bool(query.get("reduced")))
+    session = read_session()
+    rows = trust.list_status(session, runtime().settings, reduced_only=bool(query.get("reduced")))
+    codes = _scope_codes(session)
+    if codes is not None:
+        confined = services.principals_confined_to(session, codes, [r.principal for r in rows])
+        rows = [r for r in rows if r.principal in confined]
     page = rows[query["offset"]:query["offset"] + query["limit"]]
     return [r.as_dict() for r in page], 200, {"X-Total-Count": str(len(rows))}
 
 
 @bp.get("/admin/trust/<string:name>")
 @bp.output(TrustOut)
-@bp.doc(summary="Trust-based limits of one principal (e.g. user:alice, system:bss)")
+@bp.doc(summary="Trust-based limits of one principal (e.g. user:alice, system:bss)", responses=[404])
 @require(Role.ADMIN, Role.AUDITOR)
 def get_trust(name: str):
-    return trust.status(read_session(), name[:100], runtime().settings).as_dict()
+    session = read_session()
+    name = name[:100]
+    codes = _scope_codes(session)
+    if codes is not None and name not in services.principals_confined_to(session, codes, [name]):
+        raise NotFound(f"no principal {name} confined to your local networks", field="name")
+    return trust.status(session, name, runtime().settings).as_dict()
