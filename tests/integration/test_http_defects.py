@@ -93,15 +93,19 @@ def test_metrics_refuse_a_token_for_some_local_networks(db, app):
 # -- 2. /history with times out of the UTC range ---------------------------------------------------
 
 @pytest.mark.parametrize("params, rows", [
-    ({"since": "0001-01-01T00:00:00+01:00"}, 2),
-    ({"until": "9999-12-31T23:59:59-01:00"}, 2),
+    ({"since": "0001-01-01T00:00:00+01:00"}, "all"),
+    ({"until": "9999-12-31T23:59:59-01:00"}, "all"),
     ({"since": "9999-12-31T23:59:59-01:00"}, 0),
     ({"until": "0001-01-01T00:00:00+01:00"}, 0),
-    ({"since": "0001-01-01T00:00:00+01:00", "until": "9999-12-31T23:59:59-01:00"}, 2),
+    ({"since": "0001-01-01T00:00:00+01:00", "until": "9999-12-31T23:59:59-01:00"}, "all"),
 ])
 def test_history_times_beyond_utc_are_clamped(db, app, params, rows):
     _, auditor = issue(db, ["auditor"])
-    response = app.test_client().get("/api/v1/history", query_string=params, headers=bearer(auditor))
+    client = app.test_client()
+    if rows == "all":  # every row the auditor sees (the fixtures' own writes are logged too)
+        rows = int(client.get("/api/v1/history", headers=bearer(auditor)).headers["X-Total-Count"])
+        assert rows > 0
+    response = client.get("/api/v1/history", query_string=params, headers=bearer(auditor))
     assert response.status_code == 200, response.get_data(as_text=True)
     assert len(response.json) == rows and response.headers["X-Total-Count"] == str(rows)
 
