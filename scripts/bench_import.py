@@ -8,7 +8,7 @@ CHECKPOINT, so neither pays for the other's writes.
         --pg-admin-url postgresql://postgres@127.0.0.1/postgres
 
 Each import runs in its own process so its peak RSS is its own. The PostgreSQL database
-(rmgr_bulk_bench_<pid>) is created with PostGIS and dropped at the end.
+(rmgr_bench_imports_<pid>) is created with PostGIS and dropped at the end.
 """
 from __future__ import annotations
 
@@ -142,7 +142,7 @@ def main() -> None:
         import psycopg
 
         admin = args.pg_admin_url.replace("postgresql+psycopg://", "postgresql://")
-        dbname = f"rmgr_bulk_bench_{os.getpid()}"
+        dbname = f"rmgr_bench_imports_{os.getpid()}"
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{dbname}"')
         try:

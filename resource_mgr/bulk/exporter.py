@@ -23,7 +23,9 @@ from sqlalchemy import func, select
 
 from resource_mgr.bulk import format as fmt
 from resource_mgr.bulk.format import BundleWriter, unit_ref
-from resource_mgr.bulk.importer import FastGrader, Importer, _Owner, _Tpl
+from resource_mgr.bulk.importing.numbers import FastGrader
+from resource_mgr.bulk.importing.state import Owner as _Owner, Template as _Tpl
+from resource_mgr.bulk.importing.units import derive
 from resource_mgr.db import Database
 from resource_mgr.errors import Invalid, NotFound
 from resource_mgr.inventory import naming
@@ -246,9 +248,12 @@ class Exporter:
         """Stream every non-number unit, root by root, and compare with what the owner's template
         (or the cable's unit count) makes: same set → units=template and only the differences
         are listed; otherwise units=listed with every card and unit."""
-        helper = Importer.__new__(Importer)
-        helper.rules = self.rules
-        helper._derived_cache = {}
+        cache: dict[tuple, tuple] = {}
+
+        def helper(owner: _Owner) -> tuple:
+            if owner.derived is None:
+                owner.derived = derive(self.rules[owner.ln], owner, cache)
+            return owner.derived
         owners: dict[str, _Owner] = {}
         where = self._where(Resource.local_network_id)
         for model in (Device, CrossBox, DistributionBox):
@@ -285,7 +290,7 @@ class Exporter:
             if id_ not in self.owner_mode:
                 self._owner_units(helper, owner, [], cards.get(id_, []), card_of)
 
-    def _owner_units(self, helper: Importer, owner: _Owner | None, units: list[Any], cards: list[tuple],
+    def _owner_units(self, helper: Any, owner: _Owner | None, units: list[Any], cards: list[tuple],
                      card_of: dict[str, tuple[int, str]]) -> None:
         if owner is None:
             if units:
@@ -296,7 +301,7 @@ class Exporter:
         derived = None
         if mode in ("template", "cable"):
             try:
-                dcards, dunits, index = helper._derived(owner)
+                dcards, dunits, index = helper(owner)
             except Invalid:
                 dcards, dunits, index = [], [], {}
             same = len(dunits) == len(units) and sorted((c[1], c[2], c[3]) for c in cards) == sorted(dcards)
