@@ -40,6 +40,14 @@ class Settings(BaseModel):
     quota_golden_numbers: int = Field(default=20, ge=0)
     quota_reduced_preoccupations: int = Field(default=20, ge=1)
     quota_reduced_golden_numbers: int = Field(default=2, ge=0)
+    # Bulk imports. Where uploads (POST /imports) wait for their job; empty: rmgr-imports in the
+    # system's temp directory. Celery workers on other hosts need a shared directory here.
+    upload_dir: str = ""
+    # A bundle past these is refused: bytes its archive expands to, data rows in all its files,
+    # and how many times its own size an archive of over 64 MiB may expand (a zip bomb).
+    import_max_expanded_bytes: int = Field(default=4 * 1024 ** 3, gt=0)
+    import_max_rows: int = Field(default=40_000_000, gt=0)
+    import_max_compression_ratio: float = Field(default=100.0, gt=1)
     log_level: str = "INFO"
     log_json: bool = False
     secret_key: str = "dev-only-change-me"
@@ -70,7 +78,7 @@ class Settings(BaseModel):
 # RMGR_* variables that are read elsewhere, not settings: the test suite's database and the
 # server scripts/make_migration.py uses. Without this, running the suite with
 # RMGR_TEST_DATABASE_URL made every load_settings() fail as "unknown setting".
-NOT_SETTINGS = frozenset({"CONFIG_FILE", "TEST_DATABASE_URL", "ADMIN_DATABASE_URL"})
+NOT_SETTINGS = frozenset({"CONFIG_FILE", "TEST_DATABASE_URL", "TEST_CELERY_BROKER_URL", "ADMIN_DATABASE_URL"})
 
 
 def _read_config_file(path: Path) -> dict[str, Any]:

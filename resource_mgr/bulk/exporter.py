@@ -363,9 +363,9 @@ class Exporter:
         grader = FastGrader()
         rows = []
         stmt = (select(Number.number, Number.grade, Number.grade_level, Unit.admin_state, Unit.admin_reason,
-                       Unit.quarantine_until).join(Unit, Unit.id == Number.id)
+                       Unit.quarantine_until, Number.pool_id).join(Unit, Unit.id == Number.id)
                 .where(*self._where(Unit.local_network_id)))
-        for number, grade, level, admin, reason, q in self._stream(s, stmt):
+        for number, grade, level, admin, reason, q, pool_id in self._stream(s, stmt):
             dgrade, dlevel = grader.grade(number)
             row: dict[str, Any] = {}
             if (grade, level) != (dgrade, dlevel):
@@ -377,9 +377,10 @@ class Exporter:
             if q is not None:
                 row["quarantine_until"] = q
             if row:
-                row["number"] = number
+                # the pool names the local network: another may have the same local number
+                row.update(number=number, pool=self._k(pool_id))
                 rows.append(row)
-        self.w.write_many("numbers", sorted(rows, key=lambda r: r["number"]))
+        self.w.write_many("numbers", sorted(rows, key=lambda r: (r["number"], r["pool"] or "")))
 
     # -- relations and services ----------------------------------------------------------------
 

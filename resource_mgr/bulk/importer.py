@@ -29,13 +29,20 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import re
+import sqlite3
 import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import psycopg
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 
 from resource_mgr.bulk import format as fmt
-from resource_mgr.bulk.format import FILE_BY_NAME, BundleReader
+from resource_mgr.bulk import uploads
+from resource_mgr.bulk.format import FILE_BY_NAME, BundleReader, BundleRefused
 from resource_mgr.bulk.importing import ledger, numbers, resources, services, units
 from resource_mgr.bulk.importing.numbers import FastGrader
 from resource_mgr.bulk.importing.state import (
@@ -48,23 +55,43 @@ from resource_mgr.inventory import naming
 from resource_mgr.inventory.templates import parse_spec
 from resource_mgr.models import Customer, DeviceTemplate, LocalNetwork, NamingRule, Number, Resource
 
-__all__ = ["FastGrader", "IdMaker", "ImportReport", "ImportState", "Importer", "JOB_KIND", "Owner", "Template",
-           "import_bundle", "import_job"]
+__all__ = ["FastGrader", "IdMaker", "ImportLimits", "ImportReport", "ImportState", "Importer", "JOB_KIND", "Owner",
+           "Template", "import_bundle", "import_job"]
+
+
+@dataclass(frozen=True)
+class ImportLimits:
+    """Past these a bundle is refused (None: no limit); see the import_max_* settings."""
+
+    max_bytes: int | None = None  # bytes an archive expands to
+    max_rows: int | None = None  # data rows in all files
+    max_ratio: float | None = None  # times its own size an archive may expand
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> "ImportLimits":
+        return cls(settings.import_max_expanded_bytes, settings.import_max_rows, settings.import_max_compression_ratio)
 
 
 def import_bundle(database: Database, path: str, *, allow_partial: bool = False,
-                  progress: ProgressFn | None = None, principal: str = "system:bulk-import") -> ImportReport:
+                  progress: ProgressFn | None = None, principal: str = "system:bulk-import",
+                  limits: ImportLimits | None = None, own_process: bool = False) -> ImportReport:
     """Validate and import the bundle at `path`. Returns the report; `written` says whether
-    anything was committed. The import is one operation-log row attributed to `principal`."""
-    return Importer(database, path, allow_partial=allow_partial, progress=progress, principal=principal).run()
+    anything was committed. The import is one operation-log row attributed to `principal`.
+    `own_process`: the caller runs nothing else in this process (the CLI), so the cyclic
+    garbage collector may be off while the import runs (see Importer.run)."""
+    return Importer(database, path, allow_partial=allow_partial, progress=progress, principal=principal,
+                    limits=limits).run(own_process=own_process)
 
 
 class Importer:
     """One import: `run()` reads, checks and writes the bundle and returns the report."""
 
-    def __init__(self, database: Database, path: str, *, allow_partial: bool = False,
-                 progress: ProgressFn | None = None, principal: str = "system:bulk-import") -> None:
-        self.st = ImportState(database, str(path), principal=principal, partial=allow_partial, progress=progress)
+    def __init__(self, database: Database, path: str | Path, *, allow_partial: bool = False,
+                 progress: ProgressFn | None = None, principal: str = "system:bulk-import",
+                 limits: ImportLimits | None = None, display_name: str = "") -> None:
+        self.limits = limits or ImportLimits()
+        self.st = ImportState(database, str(path), principal=principal, partial=allow_partial, progress=progress,
+                              display_name=display_name)
 
     @property
     def principal(self) -> str:
@@ -82,25 +109,59 @@ class Importer:
     def mute_while_writing(self, value: bool) -> None:
         self.st.mute_while_writing = value
 
-    def run(self) -> ImportReport:
-        # The import keeps millions of objects alive and makes no reference cycles: the cyclic
-        # collector would only walk them again and again (a fifth of the run). It is off for
-        # the whole process while the import runs.
-        collecting = gc.isenabled()
-        gc.disable()
-        try:
-            return self._run()
-        finally:
-            if collecting:
-                gc.enable()
+    def run(self, *, own_process: bool = False) -> ImportReport:
+        """Read, check and write. Never raises for the bundle's or the database's sake: every
+        problem is in the report (a database refusal too, as a problem naming the file).
 
-    def _run(self) -> ImportReport:
+        The import keeps millions of objects alive and makes no reference cycles, so the cyclic
+        collector would only walk them again and again. The collector is process-wide: it is
+        turned off only when the caller says the process is the import's alone (`own_process`,
+        the CLI); elsewhere (jobs in the API process or a worker) the objects loaded so far are
+        frozen (gc.freeze) at the end of each phase, out of the collector's way, and thawed at
+        the end."""
+        collecting = gc.isenabled()
+        if own_process:
+            gc.disable()
+        else:
+            self.st.freeze = _freeze
+        try:
+            return self._guarded()
+        finally:
+            if own_process and collecting:
+                gc.enable()
+            elif not own_process:
+                gc.unfreeze()
+
+    def _guarded(self) -> ImportReport:
         st = self.st
         started = time.monotonic()
         try:
-            reader = BundleReader(st.path)
-        except (FileNotFoundError, OSError, ValueError) as exc:
-            st.problem(str(st.path), 0, "", str(exc))
+            return self._run(started)
+        except BundleRefused as exc:
+            for p in exc.problems:
+                st.problem(p.file, p.line, p.column, p.reason)
+        except (DBAPIError, sqlite3.Error, psycopg.Error) as exc:
+            file, column, reason = database_problem(exc)
+            st.problem(file, 0, column, reason)
+        st.report.written = False
+        st.report.seconds = time.monotonic() - started
+        st.tick(0, force=True)
+        return st.report
+
+    def _run(self, started: float) -> ImportReport:
+        st = self.st
+        try:
+            reader = BundleReader(st.path, max_bytes=self.limits.max_bytes, max_rows=self.limits.max_rows,
+                                  max_ratio=self.limits.max_ratio)
+        except (FileNotFoundError, OSError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            st.problem(st.display_name, 0, "", f"not a bundle ({reason})" if "not a bundle" not in reason else reason)
+            st.report.seconds = time.monotonic() - started
+            return st.report
+        except BundleRefused:
+            raise
+        except ValueError as exc:  # a broken archive
+            st.problem(st.display_name, 0, "", f"not a readable .zip or .tar: {exc}")
             st.report.seconds = time.monotonic() - started
             return st.report
         # On PostgreSQL (all or nothing), rows are sent as soon as their file is checked, so the
@@ -111,10 +172,12 @@ class Importer:
         with contextlib.ExitStack() as stack:
             with reader:
                 st.total = sum(reader.count_rows(f.name) for f in fmt.FILES)
+                reader.check_declared_rows(st.total)
                 _load_existing(st)
                 _validate(st, reader, stack if stream else None)
                 t1 = time.monotonic()
                 st.report.phases["read"] = t1 - started
+                st.freeze()
                 ledger.occupy(st)
                 if st.streaming():
                     # Nothing read later changes a unit: the units go now, and the server
@@ -279,6 +342,44 @@ def _write_big(st: ImportState) -> None:
     out.rebuild_indexes()
 
 
+def _freeze() -> None:
+    gc.collect(0)
+    gc.freeze()
+
+
+# what a database table is made from, to name the file a refusal is about
+_TABLE_FILES = {"local_network": "local_networks.csv", "naming_rule": "naming_rules.csv",
+                "device_template": "templates.csv", "unit": "units.csv", "number": "number_segments.csv",
+                "customer": "customers.csv", "service": "services.csv", "service_unit": "service_paths.csv",
+                "connection": "connections.csv", "coverage": "coverage.csv", "cable_span": "cable_spans.csv",
+                "shared_hold": "preoccupations.csv", "card": "cards.csv",
+                **{spec.resource_kind: spec.filename for spec in fmt.FILES if spec.resource_kind}}
+_SQLITE_CONSTRAINT = re.compile(r"constraint failed: ([\w.]+)")
+
+
+def database_problem(exc: BaseException) -> tuple[str, str, str]:
+    """(file, column, reason) for a database's refusal, without its SQL: the rows were checked,
+    so what the database refuses is mostly what someone else wrote meanwhile."""
+    orig = getattr(exc, "orig", None) or exc
+    table = column = constraint = ""
+    diag = getattr(orig, "diag", None)
+    if diag is not None:  # PostgreSQL
+        table, column, constraint = diag.table_name or "", diag.column_name or "", diag.constraint_name or ""
+        kind = (getattr(orig, "sqlstate", "") or "")[:2]
+    else:
+        m = _SQLITE_CONSTRAINT.search(str(orig))
+        if m:
+            table, _, column = m.group(1).partition(".")
+        kind = "23" if isinstance(orig, sqlite3.IntegrityError) else ""
+    what = f" ({constraint or (table + '.' + column if column else table)})" if (table or constraint) else ""
+    if kind == "23":
+        reason = (f"the database refused these rows{what}: they clash with rows written since the import began "
+                  "(or break a rule of the database); nothing was written: check and import again")
+    else:
+        reason = f"the database could not take the import ({type(orig).__name__}){what}; nothing was written"
+    return _TABLE_FILES.get(table, ""), column, reason
+
+
 def record_import(st: ImportState, session: Any) -> None:
     """The import's history: one operation-log row for the whole import (rows are not logged one
     by one), in the import's transaction."""
@@ -298,31 +399,49 @@ JOB_KIND = "import"
 
 
 def import_job(database: Database, job_id: str, progress: ProgressFn) -> dict[str, Any]:
-    """The `import` job (resource_mgr.jobs): params {"path", "allow_partial"}. Progress goes to
-    Job.done/total. On SQLite the write phase does not report progress (the import holds the
-    only write lock until it commits); on PostgreSQL it does. A bundle with bad rows fails the
-    job: `errors` says how many and the first ones, `result` holds the whole report."""
+    """The `import` job (resource_mgr.jobs): params {"upload" (a name from bulk.uploads),
+    "filename" (the client's, shown in problems), "allow_partial"}; {"path"} instead names a
+    bundle on this host (left where it is). Progress goes to Job.done/total. On SQLite the write
+    phase does not report progress (the import holds the only write lock until it commits); on
+    PostgreSQL it does. A bundle with bad rows fails the job: `errors` says how many and the
+    first ones, `result` holds the whole report. The upload is removed when the job ends, done
+    or failed (a worker killed mid-job leaves it for the job's next run).
+
+    Resumable: the import is one transaction, so a run cut short wrote nothing and the job can
+    simply run again."""
+    from resource_mgr.config import load_settings
     from resource_mgr.jobs.models import Job
 
     with database.read_session() as s:
         job = s.get(Job, job_id)
         params = dict(job.params or {}) if job is not None else {}
-    path = params.get("path")
-    if not path:
-        raise Invalid("the import job has no bundle path", field="path")
-    importer = Importer(database, path, allow_partial=bool(params.get("allow_partial")), progress=progress,
-                        principal=job.created_by if job is not None else "system:bulk-import")
-    importer.mute_while_writing = database.dialect != "postgresql"
-    report = importer.run()
-    if not report.written:
-        with database.unit_of_work(principal=importer.principal) as uow:
-            found = uow.session.get(Job, job_id)
-            if found is not None:
-                found.result = report.as_dict()
-            uow.commit()
-        first = "; ".join(str(p) for p in report.problems[:5])
-        raise Invalid(f"{report.problem_count} bad row(s); nothing was written: {first}", field="file")
-    return report.as_dict()
+    settings = load_settings()
+    upload: Path | None = None
+    if params.get("upload"):
+        path = upload = uploads.upload_path(settings, params["upload"])
+    elif params.get("path"):
+        path = Path(params["path"])
+    else:
+        raise Invalid("the import job names no bundle", field="upload")
+    try:
+        importer = Importer(database, path, allow_partial=bool(params.get("allow_partial")), progress=progress,
+                            principal=job.created_by if job is not None else "system:bulk-import",
+                            limits=ImportLimits.from_settings(settings),
+                            display_name=str(params.get("filename") or path.name))
+        importer.mute_while_writing = database.dialect != "postgresql"
+        report = importer.run()
+        if not report.written:
+            with database.unit_of_work(principal=importer.principal) as uow:
+                found = uow.session.get(Job, job_id)
+                if found is not None:
+                    found.result = report.as_dict()
+                uow.commit()
+            first = "; ".join(str(p) for p in report.problems[:5])
+            raise Invalid(f"{report.problem_count} bad row(s); nothing was written: {first}", field="file")
+        return report.as_dict()
+    finally:
+        if upload is not None:
+            upload.unlink(missing_ok=True)
 
 
 def _register_job() -> None:

@@ -15,7 +15,8 @@ from resource_mgr.numbers.grades import Grader, letter_pattern_regex
 from resource_mgr.numbers.models import Number
 from resource_mgr.states import AdminState, Occupancy
 
-NUMBER_COLS = ("id", "number", "pool_id", "segment_id", "exchange_code", "tail4", "grade", "grade_level")
+NUMBER_COLS = ("id", "local_network_id", "number", "pool_id", "segment_id", "exchange_code", "tail4", "grade",
+               "grade_level")
 _FREE, _OCCUPIED, _PREOCCUPIED = Occupancy.FREE.value, Occupancy.OCCUPIED.value, Occupancy.PREOCCUPIED.value
 _IN_SERVICE, _LOCKED = AdminState.IN_SERVICE.value, AdminState.LOCKED.value
 
@@ -68,56 +69,83 @@ def segment_row(st: ImportState, f, line, id_, ln, v):
     if hi - lo + 1 > 10_000:
         st.problem(f, line, "last", "a segment holds at most 10000 numbers")
         return None
-    if st.existing_numbers:
+    if st.existing_numbers:  # numbers are unique per local network: another may have the same
         with st.db.read_session() as s:
-            clash = s.scalar(select(Number.number).where(Number.number.between(first, last)).limit(1))
+            clash = s.scalar(select(Number.number).where(Number.local_network_id == ln,
+                                                         Number.number.between(first, last)).limit(1))
         if clash:
-            st.problem(f, line, "first", f"number {clash} already exists in the database")
+            st.problem(f, line, "first", f"number {clash} already exists in this local network")
             return None
     pool_key = v["pool"]
     width = len(first)
     base = st.ids.reserve(hi - lo + 1)
-    st.segments.append((lo, hi, width, id_, pool_key, line, base))
+    st.segments.append((lo, hi, width, id_, pool_key, line, base, ln))
     st.pool_segments[pool_key].append((lo, hi, width, id_, base))
     return (id_, first[: width - 4], first, last)
 
 
 def segment_overlaps(st: ImportState) -> None:
-    st.segments.sort()
-    for prev, cur in zip(st.segments, st.segments[1:]):
-        if cur[0] <= prev[1]:
-            st.problem("number_segments.csv", cur[5], "first",
-                       f"numbers {cur[0]}..{min(cur[1], prev[1])} overlap the segment on line {prev[5]}")
-    st.segment_firsts = [s[0] for s in st.segments]
+    """Segments may not overlap within a local network (another area code has its own numbers)."""
+    by_ln: dict[str, list[tuple]] = {}
+    for seg in sorted(st.segments):
+        by_ln.setdefault(seg[7], []).append(seg)
+    for segs in by_ln.values():
+        for prev, cur in zip(segs, segs[1:]):
+            if cur[0] <= prev[1]:
+                st.problem("number_segments.csv", cur[5], "first",
+                           f"numbers {cur[0]}..{min(cur[1], prev[1])} overlap the segment on line {prev[5]}")
+    st.segments_by_ln = by_ln
+    st.segment_firsts = {ln: [s[0] for s in segs] for ln, segs in by_ln.items()}
 
 
-def segment_of(st: ImportState, number: str) -> tuple | None:
+def segment_of(st: ImportState, number: str, ln: str) -> tuple | None:
+    """The bundle's segment of local network `ln` that makes `number`, or None."""
     if not number.isdigit():
         return None
+    firsts = st.segment_firsts.get(ln)
+    if not firsts:
+        return None
     n = int(number)
-    i = bisect.bisect_right(st.segment_firsts, n) - 1
+    i = bisect.bisect_right(firsts, n) - 1
     if i >= 0:
-        seg = st.segments[i]
+        seg = st.segments_by_ln[ln][i]
         if seg[0] <= n <= seg[1] and len(number) == seg[2]:
             return seg
     return None
 
 
 def numbers(st: ImportState, reader: BundleReader) -> None:
+    f = "numbers.csv"
     for spec, line, v in rows(st, reader, "numbers"):
         number = v["number"]
-        seg = segment_of(st, number)
-        if seg is None:
-            st.problem(spec.filename, line, "number", f"number {number!r} is in no segment of the bundle")
-            continue
-        if number in st.number_over:
-            st.problem(spec.filename, line, "number", f"duplicate number {number}")
+        if v.get("pool") is not None:  # names the local network: its pool's
+            pool = st.owners.get(v["pool"])
+            if pool is None or pool.mode != "pool":
+                st.problem(f, line, "pool", f"unknown number pool {v['pool']!r} (not defined earlier in the bundle)")
+                continue
+            seg = segment_of(st, number, pool.ln)
+            if seg is None or seg[4] != v["pool"]:
+                st.problem(f, line, "number", f"number {number!r} is in no segment of pool {v['pool']!r}")
+                continue
+        else:
+            found = [s for s in (segment_of(st, number, ln) for ln in st.segment_firsts) if s is not None]
+            if not found:
+                st.problem(f, line, "number", f"number {number!r} is in no segment of the bundle")
+                continue
+            if len(found) > 1:
+                st.problem(f, line, "number", f"number {number!r} is in segments of {len(found)} local networks: "
+                                              "name its pool")
+                continue
+            seg = found[0]
+        key = (seg[7], number)
+        if key in st.number_over:
+            st.problem(f, line, "number", f"duplicate number {number}")
             continue
         if v["admin_state"] == _LOCKED:
-            st.problem(spec.filename, line, "admin_state", "numbers are locked by cutovers, not by import")
+            st.problem(f, line, "admin_state", "numbers are locked by cutovers, not by import")
             continue
-        st.number_over[number] = {k: v[k] for k in ("grade", "grade_level", "admin_state", "admin_reason",
-                                                    "quarantine_until") if v[k] is not None}
+        st.number_over[key] = {k: v[k] for k in ("grade", "grade_level", "admin_state", "admin_reason",
+                                                 "quarantine_until") if v[k] is not None}
 
 
 def write_numbers(st: ImportState) -> None:
@@ -128,6 +156,7 @@ def write_numbers(st: ImportState) -> None:
     text = st.ids.text
     value = out.value
     number_rows: list[tuple] = []
+    number_over = st.number_over
 
     def dt(v):
         return None if v is None else value(v)
@@ -138,12 +167,13 @@ def write_numbers(st: ImportState) -> None:
             if owner is None:
                 continue
             refs = st.uref.get(pool_key, {})
+            ln = owner.ln
             for lo, hi, width, seg_id, base in segs:
                 exchange = str(lo).zfill(width)[: width - 4]
                 for n in range(lo, hi + 1):
                     number = str(n).zfill(width)
                     slot = refs.get(("number", number)) if refs else None
-                    over = st.number_over.get(number)
+                    over = number_over.get((ln, number)) if number_over else None
                     grade, level = st.grader.grade(number)
                     admin, reason, q = _IN_SERVICE, None, None
                     if over:
@@ -166,8 +196,8 @@ def write_numbers(st: ImportState) -> None:
                             occ = _PREOCCUPIED
                         else:
                             occ = _FREE
-                    number_rows.append((uid, number, owner.id, seg_id, exchange, number[-4:], grade, level))
-                    yield (uid, "number", number, n, owner.ln, seg_id, owner.id, "", "", occ, reservation, until,
+                    number_rows.append((uid, ln, number, owner.id, seg_id, exchange, number[-4:], grade, level))
+                    yield (uid, "number", number, n, ln, seg_id, owner.id, "", "", occ, reservation, until,
                            service, 1, 0, admin, None, reason, q)
 
     pending: list[tuple] = []

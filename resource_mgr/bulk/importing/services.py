@@ -52,9 +52,10 @@ def services(st: ImportState, reader: BundleReader) -> None:
             continue
         number = v["number"]
         if number is not None:
-            seg = segment_of(st, number)
+            seg = segment_of(st, number, ln)
             if seg is None:
-                st.problem(f, line, "number", f"number {number!r} is in no segment of the bundle")
+                st.problem(f, line, "number", f"number {number!r} is in no segment of the bundle in "
+                                              f"{v['local_network']}")
                 continue
             if v["state"] != _REMOVED:
                 s = slot(st, f, line, "number", fmt.unit_ref(seg[4], "number", number))

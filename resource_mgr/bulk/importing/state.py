@@ -150,6 +150,8 @@ class ImportState:
     max_rows: int | None = None  # refuse a bundle with more data rows
     max_bytes: int | None = None  # refuse an archive that expands to more
     mute_while_writing: bool = False
+    # called at the end of a phase whose objects stay to the end (Importer.run: gc.freeze)
+    freeze: Callable[[], None] = field(default=lambda: None)
     writing: bool = False
     sqlite: bool = True
     report: ImportReport = field(default_factory=ImportReport)
@@ -174,9 +176,11 @@ class ImportState:
     device_types: dict[str, str] | None = None  # device id -> type, once number pools ask
     cards: dict[str, list[tuple[int, str, int, str]]] = field(default_factory=lambda: defaultdict(list))
     existing_numbers: bool = False
-    # first, last, width, segment id, pool key, line, id counter of the first number
-    segments: list[tuple[int, int, int, str, str, int, int]] = field(default_factory=list)
-    segment_firsts: list[int] = field(default_factory=list)  # of `segments`, once sorted
+    # first, last, width, segment id, pool key, line, id counter of the first number, ln id
+    segments: list[tuple[int, int, int, str, str, int, int, str]] = field(default_factory=list)
+    # per local network (numbers are unique in theirs): its segments sorted, and their firsts
+    segments_by_ln: dict[str, list[tuple]] = field(default_factory=dict)
+    segment_firsts: dict[str, list[int]] = field(default_factory=dict)
     pool_segments: dict[str, list[tuple[int, int, int, str, int]]] = field(default_factory=lambda: defaultdict(list))
     # unit references
     uref: dict[str, dict[tuple[str, str], int]] = field(default_factory=lambda: defaultdict(dict))
@@ -189,7 +193,7 @@ class ImportState:
     slot_res: dict[int, tuple[str, datetime]] = field(default_factory=dict)
     slot_over: dict[int, dict[str, Any]] = field(default_factory=dict)
     listed: dict[str, list[tuple[int, dict[str, Any]]]] = field(default_factory=lambda: defaultdict(list))
-    number_over: dict[str, dict[str, Any]] = field(default_factory=dict)  # number -> attrs
+    number_over: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # (ln id, number) -> attrs
     customers: dict[tuple[str, str], str] = field(default_factory=dict)
     services: dict[str, tuple[str, str, str, int]] = field(default_factory=dict)  # key -> (id, ln, state, line)
     bearer_of: dict[str, str] = field(default_factory=dict)  # service key -> the key of the service it rides on

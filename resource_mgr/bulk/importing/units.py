@@ -127,7 +127,7 @@ def _resolve(st: ImportState, file: str, line: int, column: str, root: str, kind
         st.problem(file, line, column, f"unknown unit owner {root!r} (a device, frame, box, cable or "
                                        "number pool defined earlier in the bundle)")
     elif owner.mode == "pool":
-        seg = segment_of(st, name) if kind == "number" else None
+        seg = segment_of(st, name, owner.ln) if kind == "number" else None
         if seg is not None and seg[4] == root:
             st.slot_cap[slot_], st.slot_ln[slot_] = 1, owner.ln
             return seg[6] + int(name) - seg[0]

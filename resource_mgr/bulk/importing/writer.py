@@ -60,8 +60,8 @@ def copy_text(batch: list[tuple], ncols: int) -> bytes | list[tuple]:
     row in psycopg). The importer's values are str, int, float (finite), bool, datetime or None,
     whose str() is what COPY reads, and None prints as the cell `None`, turned into the NULL
     marker here. Strings are sent as they are, so the result is checked: the only backslashes
-    may be the NULL markers (as many as there are None values: a string `None` would make one
-    more) and the tabs and newlines must be exactly the separators. A batch that fails the check
+    may be the NULL markers (as many as there are None values: a string holding `None` would
+    make one more) and the tabs and newlines must be exactly the separators. A batch that fails the check
     is returned as rows, for psycopg's own formatting (`Copy.write_row`)."""
     nulls = 0
     for row in batch:
@@ -69,14 +69,9 @@ def copy_text(batch: list[tuple], ncols: int) -> bytes | list[tuple]:
     line = _line_format(ncols)
     buf = "".join([line % r for r in batch])
     if nulls:
-        # A NULL cell sits between two separators; `replace` does not overlap its matches, so
-        # a pattern that can follow itself runs twice (None\tNone\tNone: the first pass takes
-        # the 1st and 3rd). Each pass keeps the separators, so the next pattern still sees them.
-        buf = "\n" + buf
-        for sep_before, sep_after, times in (("\t", "\t", 2), ("\n", "\t", 1), ("\t", "\n", 1), ("\n", "\n", 2)):
-            for _ in range(times):
-                buf = buf.replace(f"{sep_before}None{sep_after}", f"{sep_before}\\N{sep_after}")
-        buf = buf[1:]
+        # Every `None` in the text becomes the NULL marker: the None cells, and any text holding
+        # the word, whose extra backslash then fails the check below.
+        buf = buf.replace("None", "\\N")
     if buf.count("\\") == nulls and buf.count("\t") == len(batch) * (ncols - 1) \
             and buf.count("\n") == len(batch) and "\r" not in buf:
         return buf.encode()
