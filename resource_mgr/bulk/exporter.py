@@ -27,6 +27,7 @@ from resource_mgr.bulk.importing.numbers import FastGrader
 from resource_mgr.bulk.importing.state import Owner as _Owner, Template as _Tpl
 from resource_mgr.bulk.importing.units import derive
 from resource_mgr.db import Database
+from resource_mgr.states import AdminState, Occupancy
 from resource_mgr.errors import Invalid, NotFound
 from resource_mgr.inventory import naming
 from resource_mgr.inventory.templates import parse_spec
@@ -337,9 +338,9 @@ class Exporter:
                     row["technology"] = u[6]
                 if u[7] != cap:
                     row["capacity"] = u[7]
-                if u[8] != "in_service":
+                if u[8] != AdminState.IN_SERVICE:
                     row["admin_state"] = u[8]
-                    row["locked_by"] = u[9] if u[8] == "locked" else None
+                    row["locked_by"] = u[9] if u[8] == AdminState.LOCKED else None
                 if u[10]:
                     row["admin_reason"] = u[10]
                 if row:
@@ -351,8 +352,8 @@ class Exporter:
         for u in units:
             row = dict(unit=unit_ref(root_key, u[2], u[3]), card=card_of[u[1]][1] if u[1] != owner.id else None,
                        seq=u[4], side=u[5] or None, technology=u[6] or None, capacity=u[7],
-                       admin_state=u[8] if u[8] != "in_service" else None,
-                       locked_by=u[9] if u[8] == "locked" else None, admin_reason=u[10])
+                       admin_state=u[8] if u[8] != AdminState.IN_SERVICE else None,
+                       locked_by=u[9] if u[8] == AdminState.LOCKED else None, admin_reason=u[10])
             self.unit_rows.append(row)
 
     def _units(self, s: Any) -> None:
@@ -370,9 +371,9 @@ class Exporter:
             row: dict[str, Any] = {}
             if (grade, level) != (dgrade, dlevel):
                 row.update(grade=grade, grade_level=level)
-            if admin != "in_service" and admin != "locked":
+            if admin not in (AdminState.IN_SERVICE, AdminState.LOCKED):
                 row["admin_state"] = admin
-            if reason and admin not in ("in_service", "locked"):
+            if reason and admin not in (AdminState.IN_SERVICE, AdminState.LOCKED):
                 row["admin_reason"] = reason
             if q is not None:
                 row["quarantine_until"] = q
@@ -455,7 +456,7 @@ class Exporter:
         del services, paths
         holds = []
         stmt = (select(Unit.root_id, Unit.kind, Unit.name, Unit.reservation_id, Unit.preoccupied_until)
-                .where(Unit.occupancy == "preoccupied", Unit.capacity == 1, Unit.reservation_id.is_not(None),
+                .where(Unit.occupancy == Occupancy.PREOCCUPIED, Unit.capacity == 1, Unit.reservation_id.is_not(None),
                        *self._where(Unit.local_network_id)))
         for root, kind, name, res, until in self._stream(s, stmt):
             holds.append(dict(unit=self._ref(root, kind, name), reservation=res, until=until))

@@ -51,6 +51,8 @@ from typing import Any
 import shapely
 from shapely.geometry.base import BaseGeometry
 
+from resource_mgr.states import AdminState, CustomerGrade, Product, ServiceState, Technology
+
 FORMAT_NAME = "rmgr-bulk"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -71,14 +73,14 @@ UNIT_KINDS = ("pon_port", "dsl_port", "line_port", "eth_port", "ont_port", "spli
 _UNIT_KIND_SET = frozenset(UNIT_KINDS)
 LISTABLE_UNIT_KINDS = tuple(k for k in UNIT_KINDS if k != "number")
 SIDES = ("", "feeder", "distribution", "line", "equipment")
-ADMIN_STATES = ("in_service", "locked", "faulty", "reserved")
+ADMIN_STATES = tuple(s.value for s in AdminState)
 CONNECTION_KINDS = ("jumper", "splice", "patch", "fixed")
 NAMING_KINDS = ("device", "card", "port", "device_port", "cross_box", "distribution_box", "fibre_access_terminal",
                 "frame", "terminal", "pair", "core", "box_port")
-CUSTOMER_GRADES = ("normal", "vip", "major_account")
-PRODUCTS = ("ftth_broadband", "adsl_broadband", "vdsl_broadband", "lan_broadband", "pots", "ngn_phone", "iptv", "voip")
-TECHNOLOGIES = ("FTTH", "ADSL", "VDSL", "POTS", "LAN")
-SERVICE_STATES = ("active", "suspended", "removed")
+CUSTOMER_GRADES = tuple(g.value for g in CustomerGrade)
+PRODUCTS = tuple(p.value for p in Product)
+TECHNOLOGIES = tuple(t.value for t in Technology)
+SERVICE_STATES = tuple(s.value for s in ServiceState)
 
 
 @dataclass(frozen=True)
@@ -235,7 +237,7 @@ FILES: tuple[FileSpec, ...] = (
     FileSpec("services", (
         C("key", required=True, doc="unique in the bundle"), LN,
         C("product", required=True, enum=PRODUCTS), C("technology", required=True, enum=TECHNOLOGIES),
-        C("state", enum=SERVICE_STATES, default="active"),
+        C("state", enum=SERVICE_STATES, default=ServiceState.ACTIVE.value),
         C("customer", "ref", ref="customer", doc="customer key in the same local network"),
         C("address", "ref", ref="address"), C("number", doc="local number; occupied by an active service"),
         C("order_ref"), C("created_at", "datetime"), C("removed_at", "datetime"),

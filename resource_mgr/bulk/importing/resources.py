@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from resource_mgr.bulk import format as fmt
 from resource_mgr.bulk.format import FILE_BY_NAME, BundleReader
 from resource_mgr.bulk.importing import numbers
 from resource_mgr.bulk.importing.rows import local_network, ref, ref_id, rows
@@ -134,7 +135,7 @@ def resources(st: ImportState, reader: BundleReader, name: str) -> None:
                 continue
             ln = pool[2]
             v["name"] = f"{v['first']}-{v['last']}"
-            v["status"] = "in_service"
+            v["status"] = fmt.STATUS.default
         else:
             ln = local_network(st, f, line, v["local_network"])
             if ln is None:

@@ -21,6 +21,7 @@ CONNECTION_COLS = ("id", "kind", "a_unit_id", "z_unit_id", "local_network_id", "
 _CONN_KINDS = fmt.CONNECTION_KINDS
 _FREE, _OCCUPIED, _PREOCCUPIED = Occupancy.FREE.value, Occupancy.OCCUPIED.value, Occupancy.PREOCCUPIED.value
 _IN_SERVICE, _LOCKED = AdminState.IN_SERVICE.value, AdminState.LOCKED.value
+_CARD_STATUS = fmt.STATUS.default  # a resource's status (not a unit's admin state): in service
 
 
 # -- units from their owners ---------------------------------------------------------------------
@@ -269,7 +270,7 @@ def write_units(st: ImportState) -> None:
                 for slot_no, name, _line, card_type in st.cards.get(key, ()):
                     cid = ids()
                     card_ids[name] = cid
-                    card_res.append((cid, "card", name, ln, root_id, root_id, _IN_SERVICE, now))
+                    card_res.append((cid, "card", name, ln, root_id, root_id, _CARD_STATUS, now))
                     card_rows.append((cid, slot_no, card_type))
                 slots_by = {s: k for k, s in refs.items()}
                 for s, a in st.listed.get(key, ()):
@@ -283,7 +284,7 @@ def write_units(st: ImportState) -> None:
             for slot_no, name, card_type in cards_:
                 cid = ids()
                 card_ids[slot_no] = cid
-                card_res.append((cid, "card", name, ln, root_id, root_id, _IN_SERVICE, now))
+                card_res.append((cid, "card", name, ln, root_id, root_id, _CARD_STATUS, now))
                 card_rows.append((cid, slot_no, card_type))
             base = owner.base
             for i, (card_slot, kind, name, seq, capacity, tech, side) in enumerate(units_):
