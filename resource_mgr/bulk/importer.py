@@ -31,7 +31,10 @@ import contextlib
 import gc
 import re
 import sqlite3
+import tarfile
 import time
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -143,6 +146,8 @@ class Importer:
         except (DBAPIError, sqlite3.Error, psycopg.Error) as exc:
             file, column, reason = database_problem(exc)
             st.problem(file, 0, column, reason)
+        except (zipfile.BadZipFile, tarfile.TarError, zlib.error, EOFError, UnicodeDecodeError) as exc:
+            st.problem(st.display_name, 0, "", f"the bundle cannot be read ({type(exc).__name__}: {exc})")
         st.report.written = False
         st.report.seconds = time.monotonic() - started
         st.tick(0, force=True)
@@ -160,7 +165,7 @@ class Importer:
             return st.report
         except BundleRefused:
             raise
-        except ValueError as exc:  # a broken archive
+        except (ValueError, EOFError, tarfile.TarError, zipfile.BadZipFile) as exc:  # a broken archive
             st.problem(st.display_name, 0, "", f"not a readable .zip or .tar: {exc}")
             st.report.seconds = time.monotonic() - started
             return st.report

@@ -222,3 +222,17 @@ def test_an_upload_refused_for_its_entries_is_422_naming_them(api, tmp_path):
     with io.BytesIO(b"not an archive") as fh:
         assert post(client, headers, fh, "note.txt").status_code == 422
     assert list(uploads.iterdir()) == []
+
+
+def test_a_damaged_or_undecodable_bundle_is_a_problem(db, tmp_path):
+    bundle = tmp_path / "latin1"
+    shutil.copytree(EXAMPLE, bundle)
+    (bundle / "areas.csv").write_bytes("key,local_network,name,level\nGZ/area:x,GZ,caf\xe9,district\n".encode("latin-1"))
+    report = import_bundle(db, str(bundle))
+    assert not report.written and "cannot be read (UnicodeDecodeError" in report.problems[-1].reason
+    damaged = zip_of(EXAMPLE, tmp_path / "d.zip")
+    data = bytearray(damaged.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # in a member's compressed data (the directory is at the end)
+    damaged.write_bytes(bytes(data))
+    report = import_bundle(db, str(damaged))
+    assert not report.written and report.problems  # a problem, not an exception
