@@ -8,6 +8,7 @@ from typing import Any
 
 from resource_mgr.bulk import format as fmt
 from resource_mgr.bulk.format import BundleReader, split_unit_ref
+from resource_mgr.bulk.importing.numbers import segment_of
 from resource_mgr.bulk.importing.rows import ref, rows
 from resource_mgr.bulk.importing.state import ImportState, Owner
 from resource_mgr.inventory import naming
@@ -121,8 +122,6 @@ def _resolve(st: ImportState, file: str, line: int, column: str, root: str, kind
     does not exist) and return its id counter. A template or cable unit has the counter of
     its place in the owner's block and a number that of its place in the segment's, so
     every unit's id is known whether anything refers to it or not."""
-    from resource_mgr.bulk.importing.numbers import segment_of
-
     owner = st.owners.get(root)
     if owner is None:
         st.problem(file, line, column, f"unknown unit owner {root!r} (a device, frame, box, cable or "
