@@ -64,6 +64,14 @@ class Settings(BaseModel):
     # Connections `rmgr serve` (waitress) keeps open at once; past it new ones, /health's too, wait
     # unaccepted. waitress's own default, 100, is fewer than a busy integration's pool.
     http_connection_limit: int = Field(default=500, ge=1)
+    # Bulk imports. Where uploads (POST /imports) wait for their job; empty: rmgr-imports in the
+    # system's temp directory. Celery workers on other hosts need a shared directory here.
+    upload_dir: str = ""
+    # A bundle past these is refused: bytes its archive expands to, data rows in all its files,
+    # and how many times its own size an archive of over 64 MiB may expand (a zip bomb).
+    import_max_expanded_bytes: int = Field(default=4 * 1024 ** 3, gt=0)
+    import_max_rows: int = Field(default=40_000_000, gt=0)
+    import_max_compression_ratio: float = Field(default=100.0, gt=1)
     log_level: str = "INFO"
     log_json: bool = False
     secret_key: str = "dev-only-change-me"

@@ -8,7 +8,7 @@ CHECKPOINT, so neither pays for the other's writes.
         --pg-admin-url postgresql://postgres@127.0.0.1/postgres
 
 Each import runs in its own process so its peak RSS is its own. The PostgreSQL database
-(rmgr_bulk_bench_<pid>) is created with PostGIS and dropped at the end.
+(rmgr_bench_imports_<pid>) is created with PostGIS and dropped at the end.
 """
 from __future__ import annotations
 
@@ -26,8 +26,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def one(url: str, bundle: str) -> None:
-    """Child process: schema, import, report as JSON on stdout."""
+def one(url: str, bundle: str, own_process: bool) -> None:
+    """Child process: schema, import, report as JSON on stdout. `own_process`: as the CLI runs it
+    (garbage collector off); else as a job does (collector on, objects frozen per phase)."""
     from sqlalchemy import text
 
     from resource_mgr.bulk.importer import import_bundle
@@ -40,12 +41,18 @@ def one(url: str, bundle: str) -> None:
             c.execute(text("CREATE EXTENSION IF NOT EXISTS postgis"))
     Base.metadata.create_all(db.engine)
     started = time.perf_counter()
-    report = import_bundle(db, bundle)
+    report = import_bundle(db, bundle, own_process=own_process)
     wall = time.perf_counter() - started
     db.dispose()
     print(json.dumps({"ok": report.ok, "written": report.written, "problems": report.problem_count,
                       "first_problems": [str(p) for p in report.problems[:5]], "rows": report.rows_written,
-                      "phases": {k: round(v, 1) for k, v in report.phases.items()}, "wall_s": wall, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                      "phases": {k: round(v, 1) for k, v in report.phases.items()}, "wall_s": wall, "cpu_s": _cpu(), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def _cpu() -> float:
+    """CPU seconds of this process (all its threads): steadier than wall time on a busy machine."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return round(r.ru_utime + r.ru_stime, 1)
 
 
 def checkpoint(url: str) -> None:
@@ -60,9 +67,9 @@ def checkpoint(url: str) -> None:
         print(f"  (no CHECKPOINT: {exc})", flush=True)
 
 
-def run_child(url: str, bundle: Path) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--one", url, str(bundle)], capture_output=True, text=True,
-                         cwd=ROOT)
+def run_child(url: str, bundle: Path, as_job: bool = False) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--one", url, str(bundle)] + (["--as-job"] if as_job else []),
+                         capture_output=True, text=True, cwd=ROOT)
     if out.returncode != 0:
         raise SystemExit(f"import into {url} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -105,10 +112,12 @@ def main() -> None:
     parser.add_argument("--pg-admin-url", default="postgresql://postgres@127.0.0.1/postgres",
                         help="a database to connect to for CREATE/DROP DATABASE; empty: skip PostgreSQL")
     parser.add_argument("--skip-sqlite", action="store_true", help="import into PostgreSQL only")
+    parser.add_argument("--as-job", action="store_true",
+                        help="import as a job does (garbage collector on), not as the CLI (off)")
     parser.add_argument("--one", nargs=2, metavar=("URL", "BUNDLE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        one(*args.one)
+        one(*args.one, own_process=not args.as_job)
         return
 
     args.work.mkdir(parents=True, exist_ok=True)
@@ -133,7 +142,7 @@ def main() -> None:
         Path(str(sqlite_file) + suffix).unlink(missing_ok=True)
     if not args.skip_sqlite:
         print("importing into SQLite ...", flush=True)
-        results["sqlite"] = run_child(f"sqlite:///{sqlite_file}", bundle)
+        results["sqlite"] = run_child(f"sqlite:///{sqlite_file}", bundle, args.as_job)
         for suffix in ("", "-wal", "-shm"):
             Path(str(sqlite_file) + suffix).unlink(missing_ok=True)
         os.sync()  # the SQLite file's writeback is not the PostgreSQL measurements' to pay
@@ -142,13 +151,13 @@ def main() -> None:
         import psycopg
 
         admin = args.pg_admin_url.replace("postgresql+psycopg://", "postgresql://")
-        dbname = f"rmgr_bulk_bench_{os.getpid()}"
+        dbname = f"rmgr_bench_imports_{os.getpid()}"
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{dbname}"')
         try:
             print("importing into PostgreSQL ...", flush=True)
             checkpoint(admin)
-            results["postgresql"] = run_child(admin.rsplit("/", 1)[0] + "/" + dbname, bundle)
+            results["postgresql"] = run_child(admin.rsplit("/", 1)[0] + "/" + dbname, bundle, args.as_job)
             print("PostgreSQL COPY baseline ...", flush=True)
             checkpoint(admin)
             results["copy"] = copy_baseline(admin, dbname, results["postgresql"]["rows"])
@@ -157,7 +166,8 @@ def main() -> None:
                 conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
 
     print()
-    print(f"{'':12} {'wall s':>8} {'rows':>11} {'rows/s':>10} {'peak RSS MB':>12}")
+    print("imported as a job (garbage collector on)" if args.as_job else "imported as the CLI does (garbage collector off)")
+    print(f"{'':12} {'wall s':>8} {'rows':>11} {'rows/s':>10} {'peak RSS MB':>12} {'import CPU s':>12}")
     for name in ("sqlite", "postgresql"):
         r = results.get(name)
         if r is None:
@@ -165,7 +175,7 @@ def main() -> None:
         if not r["written"]:
             print(f"{name:12} NOT WRITTEN: {r['problems']} problems, e.g. {r['first_problems']}")
             continue
-        print(f"{name:12} {r['wall_s']:8.1f} {r['rows']:11,} {r['rows'] / r['wall_s']:10,.0f} {r['peak_rss_mb']:12.0f}")
+        print(f"{name:12} {r['wall_s']:8.1f} {r['rows']:11,} {r['rows'] / r['wall_s']:10,.0f} {r['peak_rss_mb']:12.0f} {r['cpu_s']:12.1f}")
     if "copy" in results:
         c = results["copy"]
         print(f"{'pg COPY':12} {c['wall_s']:8.1f} {c['rows']:11,} {c['rows_per_s']:10,.0f} {'':>12}")

@@ -46,15 +46,19 @@ def generate_cmd(size: str, seed: int, as_of: str | None, out: str) -> None:
 COMMANDS.append(generate_cmd)
 
 
-def _database():
+def _settings():
     from resource_mgr.config import ConfigError, load_settings
-    from resource_mgr.db import Database
 
     try:
-        settings = load_settings()
+        return load_settings()
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    return Database(settings.database_url)
+
+
+def _database():
+    from resource_mgr.db import Database
+
+    return Database(_settings().database_url)
 
 
 def _bar(desc: str):
@@ -83,13 +87,17 @@ def import_cmd(path: str, allow_partial: bool, problems_out: str | None, show: i
     import json
 
     from interfaces.cli import cli_principal
-    from resource_mgr.bulk.importer import import_bundle
+    from resource_mgr.bulk.importer import ImportLimits, import_bundle
+    from resource_mgr.db import Database
 
-    database = _database()
+    settings = _settings()
+    database = Database(settings.database_url)
     bar, progress = _bar("import")
     try:
+        # this process runs nothing but the import: the garbage collector may rest meanwhile
         report = import_bundle(database, path, allow_partial=allow_partial, progress=progress,
-                               principal=cli_principal())
+                               principal=cli_principal(), limits=ImportLimits.from_settings(settings),
+                               own_process=True)
     finally:
         bar.close()
         database.dispose()

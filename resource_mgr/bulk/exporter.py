@@ -23,8 +23,11 @@ from sqlalchemy import func, select
 
 from resource_mgr.bulk import format as fmt
 from resource_mgr.bulk.format import BundleWriter, unit_ref
-from resource_mgr.bulk.importer import FastGrader, Importer, _Owner, _Tpl
+from resource_mgr.bulk.importing.numbers import FastGrader
+from resource_mgr.bulk.importing.state import Owner as _Owner, Template as _Tpl
+from resource_mgr.bulk.importing.units import derive
 from resource_mgr.db import Database
+from resource_mgr.states import AdminState, Occupancy
 from resource_mgr.errors import Invalid, NotFound
 from resource_mgr.inventory import naming
 from resource_mgr.inventory.templates import parse_spec
@@ -246,9 +249,12 @@ class Exporter:
         """Stream every non-number unit, root by root, and compare with what the owner's template
         (or the cable's unit count) makes: same set → units=template and only the differences
         are listed; otherwise units=listed with every card and unit."""
-        helper = Importer.__new__(Importer)
-        helper.rules = self.rules
-        helper._derived_cache = {}
+        cache: dict[tuple, tuple] = {}
+
+        def helper(owner: _Owner) -> tuple:
+            if owner.derived is None:
+                owner.derived = derive(self.rules[owner.ln], owner, cache)
+            return owner.derived
         owners: dict[str, _Owner] = {}
         where = self._where(Resource.local_network_id)
         for model in (Device, CrossBox, DistributionBox):
@@ -285,7 +291,7 @@ class Exporter:
             if id_ not in self.owner_mode:
                 self._owner_units(helper, owner, [], cards.get(id_, []), card_of)
 
-    def _owner_units(self, helper: Importer, owner: _Owner | None, units: list[Any], cards: list[tuple],
+    def _owner_units(self, helper: Any, owner: _Owner | None, units: list[Any], cards: list[tuple],
                      card_of: dict[str, tuple[int, str]]) -> None:
         if owner is None:
             if units:
@@ -296,7 +302,7 @@ class Exporter:
         derived = None
         if mode in ("template", "cable"):
             try:
-                dcards, dunits, index = helper._derived(owner)
+                dcards, dunits, index = helper(owner)
             except Invalid:
                 dcards, dunits, index = [], [], {}
             same = len(dunits) == len(units) and sorted((c[1], c[2], c[3]) for c in cards) == sorted(dcards)
@@ -332,9 +338,9 @@ class Exporter:
                     row["technology"] = u[6]
                 if u[7] != cap:
                     row["capacity"] = u[7]
-                if u[8] != "in_service":
+                if u[8] != AdminState.IN_SERVICE:
                     row["admin_state"] = u[8]
-                    row["locked_by"] = u[9] if u[8] == "locked" else None
+                    row["locked_by"] = u[9] if u[8] == AdminState.LOCKED else None
                 if u[10]:
                     row["admin_reason"] = u[10]
                 if row:
@@ -346,8 +352,8 @@ class Exporter:
         for u in units:
             row = dict(unit=unit_ref(root_key, u[2], u[3]), card=card_of[u[1]][1] if u[1] != owner.id else None,
                        seq=u[4], side=u[5] or None, technology=u[6] or None, capacity=u[7],
-                       admin_state=u[8] if u[8] != "in_service" else None,
-                       locked_by=u[9] if u[8] == "locked" else None, admin_reason=u[10])
+                       admin_state=u[8] if u[8] != AdminState.IN_SERVICE else None,
+                       locked_by=u[9] if u[8] == AdminState.LOCKED else None, admin_reason=u[10])
             self.unit_rows.append(row)
 
     def _units(self, s: Any) -> None:
@@ -358,23 +364,24 @@ class Exporter:
         grader = FastGrader()
         rows = []
         stmt = (select(Number.number, Number.grade, Number.grade_level, Unit.admin_state, Unit.admin_reason,
-                       Unit.quarantine_until).join(Unit, Unit.id == Number.id)
+                       Unit.quarantine_until, Number.pool_id).join(Unit, Unit.id == Number.id)
                 .where(*self._where(Unit.local_network_id)))
-        for number, grade, level, admin, reason, q in self._stream(s, stmt):
+        for number, grade, level, admin, reason, q, pool_id in self._stream(s, stmt):
             dgrade, dlevel = grader.grade(number)
             row: dict[str, Any] = {}
             if (grade, level) != (dgrade, dlevel):
                 row.update(grade=grade, grade_level=level)
-            if admin != "in_service" and admin != "locked":
+            if admin not in (AdminState.IN_SERVICE, AdminState.LOCKED):
                 row["admin_state"] = admin
-            if reason and admin not in ("in_service", "locked"):
+            if reason and admin not in (AdminState.IN_SERVICE, AdminState.LOCKED):
                 row["admin_reason"] = reason
             if q is not None:
                 row["quarantine_until"] = q
             if row:
-                row["number"] = number
+                # the pool names the local network: another may have the same local number
+                row.update(number=number, pool=self._k(pool_id))
                 rows.append(row)
-        self.w.write_many("numbers", sorted(rows, key=lambda r: r["number"]))
+        self.w.write_many("numbers", sorted(rows, key=lambda r: (r["number"], r["pool"] or "")))
 
     # -- relations and services ----------------------------------------------------------------
 
@@ -449,7 +456,7 @@ class Exporter:
         del services, paths
         holds = []
         stmt = (select(Unit.root_id, Unit.kind, Unit.name, Unit.reservation_id, Unit.preoccupied_until)
-                .where(Unit.occupancy == "preoccupied", Unit.capacity == 1, Unit.reservation_id.is_not(None),
+                .where(Unit.occupancy == Occupancy.PREOCCUPIED, Unit.capacity == 1, Unit.reservation_id.is_not(None),
                        *self._where(Unit.local_network_id)))
         for root, kind, name, res, until in self._stream(s, stmt):
             holds.append(dict(unit=self._ref(root, kind, name), reservation=res, until=until))

@@ -42,9 +42,7 @@ import csv
 import io
 import json
 import os
-import tarfile
-import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -52,6 +50,8 @@ from typing import Any
 
 import shapely
 from shapely.geometry.base import BaseGeometry
+
+from resource_mgr.states import AdminState, CustomerGrade, Product, ServiceState, Technology
 
 FORMAT_NAME = "rmgr-bulk"
 FORMAT_VERSION = 1
@@ -73,14 +73,14 @@ UNIT_KINDS = ("pon_port", "dsl_port", "line_port", "eth_port", "ont_port", "spli
 _UNIT_KIND_SET = frozenset(UNIT_KINDS)
 LISTABLE_UNIT_KINDS = tuple(k for k in UNIT_KINDS if k != "number")
 SIDES = ("", "feeder", "distribution", "line", "equipment")
-ADMIN_STATES = ("in_service", "locked", "faulty", "reserved")
+ADMIN_STATES = tuple(s.value for s in AdminState)
 CONNECTION_KINDS = ("jumper", "splice", "patch", "fixed")
 NAMING_KINDS = ("device", "card", "port", "device_port", "cross_box", "distribution_box", "fibre_access_terminal",
                 "frame", "terminal", "pair", "core", "box_port")
-CUSTOMER_GRADES = ("normal", "vip", "major_account")
-PRODUCTS = ("ftth_broadband", "adsl_broadband", "vdsl_broadband", "lan_broadband", "pots", "ngn_phone", "iptv", "voip")
-TECHNOLOGIES = ("FTTH", "ADSL", "VDSL", "POTS", "LAN")
-SERVICE_STATES = ("active", "suspended", "removed")
+CUSTOMER_GRADES = tuple(g.value for g in CustomerGrade)
+PRODUCTS = tuple(p.value for p in Product)
+TECHNOLOGIES = tuple(t.value for t in Technology)
+SERVICE_STATES = tuple(s.value for s in ServiceState)
 
 
 @dataclass(frozen=True)
@@ -217,9 +217,11 @@ FILES: tuple[FileSpec, ...] = (
     ), ("unit",), "units of listed owners, and derived units whose attributes are not the default"),
     FileSpec("numbers", (
         C("number", required=True, doc="local number made by a segment"),
+        C("pool", "ref", ref="number_pool", doc="its number pool: needed when two local networks of the "
+                                                "bundle have the number"),
         C("grade"), C("grade_level", "int", min=-99, max=99), C("admin_state", enum=ADMIN_STATES),
         C("admin_reason"), C("quarantine_until", "datetime"),
-    ), ("number",), "numbers whose grade or state is not the default"),
+    ), ("pool", "number"), "numbers whose grade or state is not the default"),
     FileSpec("connections", (
         C("kind", required=True, enum=CONNECTION_KINDS), C("a", "ref", True, ref="unit"),
         C("z", "ref", True, ref="unit"), C("container", "ref", ref="resource"),
@@ -235,7 +237,7 @@ FILES: tuple[FileSpec, ...] = (
     FileSpec("services", (
         C("key", required=True, doc="unique in the bundle"), LN,
         C("product", required=True, enum=PRODUCTS), C("technology", required=True, enum=TECHNOLOGIES),
-        C("state", enum=SERVICE_STATES, default="active"),
+        C("state", enum=SERVICE_STATES, default=ServiceState.ACTIVE.value),
         C("customer", "ref", ref="customer", doc="customer key in the same local network"),
         C("address", "ref", ref="address"), C("number", doc="local number; occupied by an active service"),
         C("order_ref"), C("created_at", "datetime"), C("removed_at", "datetime"),
@@ -489,120 +491,5 @@ class Problem:
         return f"{where} [{self.column or '-'}] {self.reason}"
 
 
-class BundleReader:
-    """Reads a bundle from a directory, a .zip or a .tar(.gz). `rows(name)` yields
-    (line number, {column: raw text}) for each data row; header problems (unknown or missing
-    required columns) are collected in `problems`. A missing file reads as empty."""
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-        self.problems: list[Problem] = []
-        self.headers: dict[str, list[str]] = {}
-        self._zip: zipfile.ZipFile | None = None
-        self._tar: tarfile.TarFile | None = None
-        self._members: dict[str, str] = {}
-        if self.path.is_dir():
-            names = [p.name for p in self.path.iterdir() if p.is_file()]
-            self._members = {n: n for n in names}
-        elif zipfile.is_zipfile(self.path):
-            self._zip = zipfile.ZipFile(self.path)
-            self._members = {Path(n).name: n for n in self._zip.namelist() if not n.endswith("/")}
-        elif self.path.is_file() and tarfile.is_tarfile(self.path):
-            self._tar = tarfile.open(self.path)
-            self._members = {Path(m.name).name: m.name for m in self._tar.getmembers() if m.isfile()}
-        else:
-            raise FileNotFoundError(f"{self.path}: not a bundle directory, .zip or .tar")
-        known = {f.filename for f in FILES} | {MANIFEST}
-        for name in sorted(self._members):
-            if name not in known and not name.startswith(".") and name.lower() not in ("readme.md", "readme.txt"):
-                self.problems.append(Problem(name, 0, "", f"unknown file; expected one of {', '.join(sorted(known))}"))
-        self.manifest: dict[str, Any] = {}
-        if MANIFEST in self._members:
-            try:
-                self.manifest = json.loads(self._open_text(MANIFEST).read())
-            except ValueError as exc:
-                self.problems.append(Problem(MANIFEST, 0, "", f"not valid JSON: {exc}"))
-            else:
-                if self.manifest.get("format") not in (None, FORMAT_NAME) or \
-                        self.manifest.get("version", FORMAT_VERSION) != FORMAT_VERSION:
-                    self.problems.append(Problem(MANIFEST, 0, "version",
-                                                 f"expected format {FORMAT_NAME} version {FORMAT_VERSION}"))
-
-    def _open_text(self, name: str) -> io.TextIOBase:
-        member = self._members[name]
-        if self._zip is not None:
-            return io.TextIOWrapper(self._zip.open(member), encoding="utf-8-sig", newline="")
-        if self._tar is not None:
-            fh = self._tar.extractfile(member)
-            assert fh is not None
-            return io.TextIOWrapper(fh, encoding="utf-8-sig", newline="")
-        return open(self.path / member, encoding="utf-8-sig", newline="")
-
-    def has(self, name: str) -> bool:
-        return FILE_BY_NAME[name].filename in self._members
-
-    def count_rows(self, name: str) -> int:
-        """Data rows of a file: from the manifest when it says, else by counting lines."""
-        spec = FILE_BY_NAME[name]
-        n = (self.manifest.get("files") or {}).get(spec.filename)
-        if isinstance(n, int):
-            return n
-        if not self.has(name):
-            return 0
-        with self._open_text(spec.filename) as fh:
-            return max(sum(1 for _ in csv.reader(fh)) - 1, 0)
-
-    def rows(self, name: str) -> Iterator[tuple[int, dict[str, str]]]:
-        for line, record in self.records(name):
-            yield line, dict(zip(self.headers[name], record))
-
-    def records(self, name: str) -> Iterator[tuple[int, list[str]]]:
-        """(line number, cells) per data row; the file's header is in `headers[name]`."""
-        spec = FILE_BY_NAME[name]
-        if not self.has(name):
-            return
-        with self._open_text(spec.filename) as fh:
-            reader = csv.reader(fh)
-            try:
-                header = next(reader)
-            except StopIteration:
-                return
-            cols = spec.by_name
-            bad = False
-            for h in header:
-                if h not in cols:
-                    self.problems.append(Problem(spec.filename, 1, h, f"unknown column; expected {', '.join(cols)}"))
-                    bad = True
-            if len(set(header)) != len(header):
-                self.problems.append(Problem(spec.filename, 1, "", "a column appears twice"))
-                bad = True
-            for c in spec.columns:
-                if c.required and c.name not in header:
-                    self.problems.append(Problem(spec.filename, 1, c.name, "required column is missing"))
-                    bad = True
-            if bad:
-                return
-            self.headers[name] = header
-            width = len(header)
-            line = 1
-            for record in reader:
-                line += 1
-                if not record:
-                    continue
-                if len(record) != width:
-                    self.problems.append(Problem(spec.filename, line, "",
-                                                 f"{len(record)} cells where the header has {width}"))
-                    continue
-                yield line, record
-
-    def close(self) -> None:
-        if self._zip is not None:
-            self._zip.close()
-        if self._tar is not None:
-            self._tar.close()
-
-    def __enter__(self) -> "BundleReader":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
+# The reader of bundles (directories and archives) lives in bundle.py; it is part of the format.
+from resource_mgr.bulk.bundle import BundleRefused, BundleReader  # noqa: E402  (it reads the specs above)

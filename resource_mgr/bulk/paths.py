@@ -42,6 +42,7 @@ from sqlalchemy.orm import Session
 from resource_mgr.customers.models import Service, ServiceUnit
 from resource_mgr.inventory.models import Connection
 from resource_mgr.occupancy.models import Unit
+from resource_mgr.states import Occupancy, ServiceState
 
 HEAD = {"FTTH": {"pon_port"}, "ADSL": {"dsl_port"}, "VDSL": {"dsl_port"}, "POTS": {"line_port"},
         "LAN": {"eth_port"}}
@@ -50,7 +51,7 @@ COPPER = {"box_port", "pair", "terminal", "dsl_port", "line_port"}
 MEDIA = {"FTTH": FIBRE, "ADSL": COPPER, "VDSL": COPPER, "POTS": COPPER | {"eth_port"},
          "LAN": {"eth_port", "box_port", "pair", "terminal"}}
 CUSTOMER_SIDE = {"box_port", "ont_port"}
-LIVE = ("active", "suspended")
+LIVE = (ServiceState.ACTIVE.value, ServiceState.SUSPENDED.value)
 STREAM = 20_000
 
 
@@ -169,7 +170,7 @@ def validate_paths(session: Session, *, local_network_id: str | None = None,
                        f"{len(sids)} services: {', '.join(sorted(sids)[:5])}",
                        "move all but one service to another free unit"):
                     return findings
-            elif occ != "occupied":
+            elif occ != Occupancy.OCCUPIED:
                 if add("unit", uid, "not_occupied", f"{kind} {name} is on the path of service {sids[0]} but is {occ}",
                        "mark it occupied by the service"):
                     return findings
@@ -183,7 +184,7 @@ def validate_paths(session: Session, *, local_network_id: str | None = None,
                 return findings
     numbers = {number: sid for sid, (_t, _p, number) in services.items() if number}
     stmt = (select(Unit.id, Unit.kind, Unit.name, Unit.service_id, Unit.capacity, Unit.used)
-            .where(Unit.occupancy == "occupied", *ln_where(Unit.local_network_id))
+            .where(Unit.occupancy == Occupancy.OCCUPIED, *ln_where(Unit.local_network_id))
             .execution_options(yield_per=STREAM))
     for uid, kind, name, holder, cap, used in session.execute(stmt):
         if uid in through:

@@ -1,7 +1,7 @@
 """Number pools (owned by a switch), segments (號段) and numbers with a grade."""
 from __future__ import annotations
 
-from sqlalchemy import ForeignKey, Index, Integer, String
+from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from resource_mgr.db import Base
@@ -32,15 +32,19 @@ class NumberSegment(Resource):
 
 
 class Number(Base):
-    """A telephone number: its occupancy and state are those of its unit (same id)."""
+    """A telephone number: its occupancy and state are those of its unit (same id). A local
+    number is unique in its local network: every area code has its own 8765 0000."""
 
     __tablename__ = "number"
     __table_args__ = (
+        UniqueConstraint("local_network_id", "number"),
         Index("ix_number_pool_grade", "pool_id", "grade_level"),
         Index("ix_number_tail4", "tail4"),
     )
     id: Mapped[str] = mapped_column(ForeignKey("unit.id", ondelete="CASCADE"), primary_key=True)
-    number: Mapped[str] = mapped_column(String(16), unique=True)  # local number, e.g. 87650000
+    # the local network of its unit and pool, kept here for the uniqueness above
+    local_network_id: Mapped[str] = mapped_column(ForeignKey("local_network.id", ondelete="CASCADE"))
+    number: Mapped[str] = mapped_column(String(16))  # local number, e.g. 87650000
     pool_id: Mapped[str] = mapped_column(ForeignKey("number_pool.id", ondelete="CASCADE"))
     segment_id: Mapped[str] = mapped_column(ForeignKey("number_segment.id", ondelete="CASCADE"))
     exchange_code: Mapped[str] = mapped_column(String(8))

@@ -11,8 +11,10 @@ from resource_mgr.inventory.services import add_resource, get
 from resource_mgr.numbers.grades import Grader
 from resource_mgr.numbers.models import Number, NumberPool, NumberSegment
 from resource_mgr.occupancy.models import Unit
+from resource_mgr.states import AdminState, Occupancy
 
 MAX_SEGMENT = 10_000  # an exchange code's block
+SWITCH_TYPES = ("pstn_switch", "ngn_softswitch", "access_gateway")  # the devices a pool may belong to
 
 
 def create_pool(session: Session, *, local_network_id: str, name: str, switch_id: str | None = None,
@@ -20,7 +22,7 @@ def create_pool(session: Session, *, local_network_id: str, name: str, switch_id
     ln = get(session, LocalNetwork, local_network_id, "local_network")
     if switch_id:
         switch = get(session, Device, switch_id, "switch_id")
-        if switch.device_type not in ("pstn_switch", "ngn_softswitch", "access_gateway"):
+        if switch.device_type not in SWITCH_TYPES:
             raise Invalid("a number pool belongs to a PSTN switch, softswitch or access gateway", field="switch_id")
     if quarantine_days < 0:
         raise Invalid("quarantine_days must not be negative", field="quarantine_days")
@@ -31,7 +33,8 @@ def create_pool(session: Session, *, local_network_id: str, name: str, switch_id
 
 def add_segment(session: Session, *, pool_id: str, first: str, last: str, grader: Grader | None = None) -> NumberSegment:
     """號段 first..last (local numbers of equal length, 7 or 8 digits, at most one exchange
-    code's block of 10,000): creates every number, graded."""
+    code's block of 10,000): creates every number, graded. Numbers are unique within the pool's
+    local network (another area code may have the same local numbers)."""
     pool = get(session, NumberPool, pool_id, "pool_id")
     if not (first.isdigit() and last.isdigit() and len(first) == len(last) and len(first) in (7, 8)):
         raise Invalid("first and last must be local numbers of 7 or 8 digits", field="first")
@@ -44,10 +47,11 @@ def add_segment(session: Session, *, pool_id: str, first: str, last: str, grader
         raise Invalid(f"a segment holds at most {MAX_SEGMENT} numbers", field="last")
     width = len(first)
     numbers = [str(n).zfill(width) for n in range(lo, hi + 1)]
-    clash = session.scalar(select(Number.number).where(Number.number.in_([numbers[0], numbers[-1]]))) or \
-        session.scalar(select(Number.number).where(Number.number.between(first, last)).limit(1))
+    ln = pool.local_network_id
+    clash = session.scalar(select(Number.number).where(Number.local_network_id == ln,
+                                                       Number.number.between(first, last)).limit(1))
     if clash:
-        raise Conflict(f"number {clash} already exists", field="first")
+        raise Conflict(f"number {clash} already exists in this local network", field="first")
     grader = grader or Grader()
     exchange = first[: width - 4]
     segment = NumberSegment(name=f"{first}-{last}", local_network_id=pool.local_network_id, parent_id=pool.id,
@@ -57,10 +61,10 @@ def add_segment(session: Session, *, pool_id: str, first: str, last: str, grader
     for number in numbers:
         grade, level = grader.grade(number)
         uid = new_id()
-        units.append(dict(id=uid, kind="number", name=number, seq=int(number), local_network_id=pool.local_network_id,
-                          owner_id=segment.id, root_id=pool.id, capacity=1, used=0, occupancy="free",
-                          admin_state="in_service", side="", technology=""))
-        rows.append(dict(id=uid, number=number, pool_id=pool.id, segment_id=segment.id,
+        units.append(dict(id=uid, kind="number", name=number, seq=int(number), local_network_id=ln,
+                          owner_id=segment.id, root_id=pool.id, capacity=1, used=0, occupancy=Occupancy.FREE,
+                          admin_state=AdminState.IN_SERVICE, side="", technology=""))
+        rows.append(dict(id=uid, local_network_id=ln, number=number, pool_id=pool.id, segment_id=segment.id,
                          exchange_code=number[: width - 4], tail4=number[-4:], grade=grade, grade_level=level))
     session.execute(Unit.__table__.insert(), units)
     session.execute(Number.__table__.insert(), rows)

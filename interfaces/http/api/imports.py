@@ -1,34 +1,35 @@
 """POST /api/v1/imports: upload a bundle (zip or tar of the bulk format, docs/data-format.md);
-it is stored, an `import` job is created and queued, and the answer is the job (202) — follow its
-progress at GET /api/v1/jobs/{id}. A bundle with bad rows fails the job; its `result` lists
-every problem (file, line, column, reason) and nothing is written."""
+it is stored under a name the server makes, an `import` job is created and queued, and the
+answer is the job (202) — follow its progress at GET /api/v1/jobs/{id}. A bundle with bad rows
+fails the job; its `result` lists every problem (file, line, column, reason) and nothing is
+written. The upload is removed when its job ends, whichever way."""
 from __future__ import annotations
 
-import os
 import tarfile
-import tempfile
 import zipfile
-from pathlib import Path
 
 from apiflask import APIBlueprint, Schema
 from apiflask.fields import Boolean, File
+from flask import request
 
-from resource_mgr.bulk.importer import JOB_KIND
+from resource_mgr.bulk import uploads
+from resource_mgr.bulk.format import BundleReader, BundleRefused
+from resource_mgr.bulk.importer import JOB_KIND, ImportLimits
 from resource_mgr.errors import Forbidden, Invalid
-from resource_mgr.ids import new_id
 from resource_mgr.jobs import services as jobs
 from resource_mgr.states import Role
 
 from interfaces.http.api.jobs import JobOut, job_out
 from interfaces.http.auth import require
 from interfaces.http.context import principal, runtime, unit_of_work
+from interfaces.http.errors import problem
 from interfaces.tasks.dispatch import enqueue
 
 bp = APIBlueprint("imports", __name__)
 
-# Where uploads wait for their job. A Celery worker on another host must see the same path
-# (a shared volume); the embedded runner and a local worker do.
-UPLOAD_DIR = Path(tempfile.gettempdir()) / "rmgr-imports"
+# The code of a body in a media type the endpoint does not read (interfaces/http/errors.py may
+# define it for every endpoint; this one needs it either way).
+UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
 
 
 class ImportIn(Schema):
@@ -37,12 +38,25 @@ class ImportIn(Schema):
                             metadata={"description": "write the good rows even if some are bad"})
 
 
+@bp.before_request
+def _multipart_only():
+    """A body that is not multipart/form-data is refused before it is parsed (415, not the
+    parser's 422 "missing data")."""
+    if request.method == "POST" and request.mimetype != "multipart/form-data":
+        return problem(415, UNSUPPORTED_MEDIA_TYPE,
+                       f"the body must be multipart/form-data with the bundle in `file`, not "
+                       f"{request.mimetype or 'a body without a Content-Type'}", field="file")
+    return None
+
+
 @bp.post("/imports")
 @bp.doc(summary="Import a bundle (bulk data) as a background job",
         description="multipart/form-data with `file` (zip or tar of the bundle) and optional "
                     "`allow_partial`. Answers 202 with the queued job; poll GET /jobs/{id}. Every row is "
-                    "checked first; by default nothing is written unless every row is good.",
-        responses=[202, 401, 403, 422])
+                    "checked first; by default nothing is written unless every row is good. An archive "
+                    "holding links, devices, names outside it (`../x`, `/x`) or two files of one name, or "
+                    "expanding past the limits, is refused (422).",
+        responses=[202, 401, 403, 415, 422])
 @bp.input(ImportIn, location="form_and_files", arg_name="body")
 @bp.output(JobOut, status_code=202)
 @require(Role.ADMIN, Role.PLANNER)
@@ -52,19 +66,30 @@ def start_import(body):
         raise Forbidden("a bulk import may create any local network: it needs a principal for all of them",
                         field="local_networks")
     upload = body["file"]
-    UPLOAD_DIR.mkdir(parents=True, exist_ok=True)
-    name = os.path.basename(upload.filename or "bundle")
-    path = UPLOAD_DIR / f"{new_id()}-{name}"
-    upload.save(path)
-    if not (zipfile.is_zipfile(path) or tarfile.is_tarfile(path)):
-        path.unlink(missing_ok=True)
-        raise Invalid("file must be a .zip or .tar(.gz) of the bundle's CSV files", field="file")
+    filename = uploads.client_filename(upload.filename)
     rt = runtime()
-    with unit_of_work() as uow:
-        job = jobs.create_job(uow.session, JOB_KIND, {"path": str(path), "filename": name,
-                                                      "allow_partial": bool(body.get("allow_partial"))},
-                              created_by=me.name)
-        out = job_out(uow.session, job)
-        enqueue(uow, rt.db, rt.settings, job.id)
-        uow.commit()
+    name, path = uploads.new_upload(rt.settings)
+    upload.save(path)
+    try:
+        if not (zipfile.is_zipfile(path) or tarfile.is_tarfile(path)):
+            raise Invalid("file must be a .zip or .tar(.gz) of the bundle's CSV files", field="file")
+        limits = ImportLimits.from_settings(rt.settings)
+        try:  # the archive's entries and declared sizes, checked now (the job checks them again)
+            BundleReader(path, max_bytes=limits.max_bytes, max_rows=limits.max_rows,
+                         max_ratio=limits.max_ratio).close()
+        except BundleRefused as exc:
+            raise Invalid(f"the archive is refused: {exc}", field="file",
+                          errors=[p.as_dict() for p in exc.problems[:100]]) from None
+        except (OSError, ValueError, EOFError, tarfile.TarError, zipfile.BadZipFile):
+            raise Invalid("file is not a readable .zip or .tar(.gz)", field="file") from None
+        with unit_of_work() as uow:
+            job = jobs.create_job(uow.session, JOB_KIND, {"upload": name, "filename": filename,
+                                                          "allow_partial": bool(body.get("allow_partial"))},
+                                  created_by=me.name)
+            out = job_out(uow.session, job)
+            enqueue(uow, rt.db, rt.settings, job.id)
+            uow.commit()
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
     return out, 202, {"Location": f"/api/v1/jobs/{out['id']}"}
