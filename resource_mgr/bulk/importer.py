@@ -91,10 +91,10 @@ class Importer:
 
     def __init__(self, database: Database, path: str | Path, *, allow_partial: bool = False,
                  progress: ProgressFn | None = None, principal: str = "system:bulk-import",
-                 limits: ImportLimits | None = None, display_name: str = "") -> None:
+                 limits: ImportLimits | None = None, display_name: str = "", job_id: str | None = None) -> None:
         self.limits = limits or ImportLimits()
         self.st = ImportState(database, str(path), principal=principal, partial=allow_partial, progress=progress,
-                              display_name=display_name)
+                              display_name=display_name, job_id=job_id)
 
     @property
     def principal(self) -> str:
@@ -397,11 +397,21 @@ def record_import(st: ImportState, session: Any) -> None:
                  local_network_id=networks[0] if len(networks) == 1 else None, before=None,
                  after={"bundle": st.display_name, "counts": dict(st.report.counts),
                         "local_networks": sorted(st.ln), "local_network_ids": networks})
+    if st.job_id is not None:
+        # The job learns that its import committed in the same transaction, so a runner that dies
+        # between this commit and the job's end does not make the next runner import it again.
+        from sqlalchemy import update
+
+        from resource_mgr.jobs.models import Job
+
+        session.execute(update(Job).where(Job.id == st.job_id).values(
+            result={COMMITTED: True, "counts": dict(st.report.counts)}))
 
 
 # -- the job ---------------------------------------------------------------------------------------
 
 JOB_KIND = "import"
+COMMITTED = "import_committed"  # in Job.result: the import of this job is in the database
 
 
 def import_job(database: Database, job_id: str, progress: ProgressFn) -> dict[str, Any]:
@@ -413,14 +423,16 @@ def import_job(database: Database, job_id: str, progress: ProgressFn) -> dict[st
     first ones, `result` holds the whole report. The upload is removed when the job ends, done
     or failed (a worker killed mid-job leaves it for the job's next run).
 
-    Resumable: the import is one transaction, so a run cut short wrote nothing and the job can
-    simply run again."""
+    Idempotent: the import is one transaction, so a run cut short wrote nothing and the job can
+    simply run again; the transaction also marks the job (`COMMITTED` in its result), so a run
+    after a committed import only reports it."""
     from resource_mgr.config import load_settings
     from resource_mgr.jobs.models import Job
 
     with database.read_session() as s:
         job = s.get(Job, job_id)
         params = dict(job.params or {}) if job is not None else {}
+        earlier = dict(job.result or {}) if job is not None else {}
     settings = load_settings()
     upload: Path | None = None
     if params.get("upload"):
@@ -429,11 +441,16 @@ def import_job(database: Database, job_id: str, progress: ProgressFn) -> dict[st
         path = Path(params["path"])
     else:
         raise Invalid("the import job names no bundle", field="upload")
+    if earlier.get(COMMITTED):  # an earlier runner committed the import and died before the job's end
+        if upload is not None:
+            upload.unlink(missing_ok=True)
+        return {**earlier, "message": "the import had been committed by an earlier run of this job; "
+                                      "nothing was imported again"}
     try:
         importer = Importer(database, path, allow_partial=bool(params.get("allow_partial")), progress=progress,
                             principal=job.created_by if job is not None else "system:bulk-import",
                             limits=ImportLimits.from_settings(settings),
-                            display_name=str(params.get("filename") or path.name))
+                            display_name=str(params.get("filename") or path.name), job_id=job_id)
         importer.mute_while_writing = database.dialect != "postgresql"
         report = importer.run()
         if not report.written:

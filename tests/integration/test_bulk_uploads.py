@@ -236,3 +236,25 @@ def test_a_damaged_or_undecodable_bundle_is_a_problem(db, tmp_path):
     damaged.write_bytes(bytes(data))
     report = import_bundle(db, str(damaged))
     assert not report.written and report.problems  # a problem, not an exception
+
+
+def test_a_job_run_again_after_its_import_committed_imports_nothing_twice(db):
+    """The runner dies between the import's commit and the job's end; the next runner finds the
+    mark the import's own transaction left on the job and only reports it."""
+    from resource_mgr.bulk.importer import COMMITTED, import_job
+    from resource_mgr.jobs import services as jobs
+    from resource_mgr.jobs.models import Job
+
+    with db.unit_of_work() as uow:
+        job = jobs.create_job(uow.session, "import", {"path": str(EXAMPLE)})
+        uow.commit()
+    first = import_job(db, job.id, lambda done, total: None)
+    with db.read_session() as s:
+        assert s.get(Job, job.id).result[COMMITTED] is True  # written with the import's rows
+        services = s.scalar(select(func.count()).select_from(Service))
+    assert services > 0 and first["written"]
+
+    again = import_job(db, job.id, lambda done, total: None)
+    assert again[COMMITTED] and "nothing was imported again" in again["message"]
+    with db.read_session() as s:
+        assert s.scalar(select(func.count()).select_from(Service)) == services

@@ -148,6 +148,7 @@ class ImportState:
     progress: ProgressFn | None = None
     # the name shown in problems and the history row (an upload's own name, never a server path)
     display_name: str = ""
+    job_id: str | None = None  # the job the import runs for: marked in the import's own transaction
     max_rows: int | None = None  # refuse a bundle with more data rows
     max_bytes: int | None = None  # refuse an archive that expands to more
     mute_while_writing: bool = False
