@@ -17,6 +17,19 @@ class AdminState(StrEnum):
     RESERVED = "reserved"  # 預留 for planning
 
 
+class ResourceStatus(StrEnum):
+    """A resource's (a device, a box, a cable ...) place in its life: its units have their own."""
+    IN_SERVICE = "in_service"
+    PLANNED = "planned"
+    RETIRED = "retired"
+
+
+class TokenState(StrEnum):
+    ACTIVE = "active"
+    EXPIRED = "expired"
+    REVOKED = "revoked"
+
+
 class ReservationState(StrEnum):
     PREOCCUPIED = "preoccupied"
     COMMITTED = "committed"

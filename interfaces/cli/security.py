@@ -24,7 +24,7 @@ from resource_mgr.db import Database
 from interfaces.cli import cli_principal
 from resource_mgr.errors import DomainError
 from resource_mgr.security import services
-from resource_mgr.states import Role
+from resource_mgr.states import Role, TokenState
 
 ROLE_CHOICE = click.Choice(sorted(r.value for r in Role))
 
@@ -151,7 +151,7 @@ def token_revoke(token_id: str) -> None:
 
 @token_group.command("list")
 @click.option("--principal", default=None, help='e.g. "system:bss" or "user:alice"')
-@click.option("--state", type=click.Choice(["active", "expired", "revoked"]), default=None)
+@click.option("--state", type=click.Choice([s.value for s in TokenState]), default=None)
 @click.option("--json", "as_json", is_flag=True)
 def token_list(principal: str | None, state: str | None, as_json: bool) -> None:
     rows = _run(lambda s: [services.token_view(t) for t in services.list_tokens(s, principal=principal, state=state)])

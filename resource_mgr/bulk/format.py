@@ -51,7 +51,7 @@ from typing import Any
 import shapely
 from shapely.geometry.base import BaseGeometry
 
-from resource_mgr.states import AdminState, CustomerGrade, Product, ServiceState, Technology
+from resource_mgr.states import AdminState, CustomerGrade, Product, ResourceStatus, ServiceState, Technology
 
 FORMAT_NAME = "rmgr-bulk"
 FORMAT_VERSION = 1
@@ -61,7 +61,7 @@ MANIFEST = "manifest.json"
 
 LEVELS = ("province", "local_network", "district", "street")
 SITE_TYPES = ("exchange", "machine_room", "outdoor")
-STATUSES = ("in_service", "planned", "retired")
+STATUSES = tuple(s.value for s in ResourceStatus)
 DEVICE_TYPES = ("pstn_switch", "ngn_softswitch", "access_gateway", "dslam", "olt", "splitter", "lan_switch", "ont")
 TEMPLATE_KINDS = ("device", "cross_box", "distribution_box", "frame")
 FRAME_TYPES = ("mdf", "odf")
@@ -129,7 +129,7 @@ def C(name: str, type: str = "str", required: bool = False, **kw: Any) -> Column
 KEY = C("key", required=True, doc="stable external key, unique across all resource files")
 LN = C("local_network", "ref", True, ref="local_network", doc="local network code")
 NAME = C("name", required=True)
-STATUS = C("status", enum=STATUSES, default="in_service")
+STATUS = C("status", enum=STATUSES, default=ResourceStatus.IN_SERVICE.value)
 POINT = C("location", "point", doc="WKT POINT (lon lat)")
 
 

@@ -61,6 +61,7 @@ from resource_mgr.bulk.format import BundleWriter
 from resource_mgr.geo.spatial import EARTH_RADIUS_M, M_PER_DEG_LAT
 from resource_mgr.inventory.templates import DEFAULT_TEMPLATES
 from resource_mgr.numbers.grades import Grader
+from resource_mgr.states import AdminState
 
 # -- sizes and the city ------------------------------------------------------------------------
 
@@ -746,7 +747,7 @@ class _Exchange:
                     if room is not None and wants(room):
                         outs[(g - 1) // r2].append(([port, core, out], room))
                 elif rng.random() < 0.01:
-                    self.unit_attr(rng.choice((port, core)), admin_state="faulty", admin_reason=rng.choice(FAULTS))
+                    self.unit_attr(rng.choice((port, core)), admin_state=AdminState.FAULTY.value, admin_reason=rng.choice(FAULTS))
                     self.c.stats.faulty_units += 1
         for s2, o in zip(s2_keys, outs):
             s2s.append((s2, b, o))
@@ -884,7 +885,7 @@ class _Exchange:
         for i in range(len(feeder)):
             if rng.random() < 0.006:
                 faulty.add(i)
-                self.unit_attr(feeder[i][1], admin_state="faulty", admin_reason=rng.choice(FAULTS))
+                self.unit_attr(feeder[i][1], admin_state=AdminState.FAULTY.value, admin_reason=rng.choice(FAULTS))
                 self.c.stats.faulty_units += 1
         free_feeder = [f for i, f in enumerate(feeder) if i not in faulty][::-1]
         dterm = 0
@@ -933,7 +934,7 @@ class _Exchange:
                     self.lines_by_tech[tech].append((room.address, path, room))
             for port, pair, dt in ports:  # some idle ports and pairs are faulty
                 if rng.random() < 0.01:
-                    self.unit_attr(rng.choice((port, pair)), admin_state="faulty", admin_reason=rng.choice(FAULTS))
+                    self.unit_attr(rng.choice((port, pair)), admin_state=AdminState.FAULTY.value, admin_reason=rng.choice(FAULTS))
                     stats.faulty_units += 1
 
     def _loop_m(self, primary: str, dist: str) -> float:
@@ -1137,7 +1138,7 @@ class _Exchange:
             if n[-4] == n[-3] == n[-2] == n[-1]:  # AAAA and better: held back by the business office
                 g = self.c.grade(n)
                 if g[1] >= 6:
-                    self.w.write("numbers", {"number": n, "admin_state": "reserved", "admin_reason": "靓号预留"})
+                    self.w.write("numbers", {"number": n, "admin_state": AdminState.RESERVED.value, "admin_reason": "靓号预留"})
                     continue
             if rng.random() < 0.03:
                 until = self.c.as_of + timedelta(days=rng.randint(1, 89))

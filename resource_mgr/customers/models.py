@@ -19,7 +19,7 @@ class Customer(Base):
     local_network_id: Mapped[str] = mapped_column(ForeignKey("local_network.id"))
     external_ref: Mapped[str] = mapped_column(String(64))  # the BSS customer id
     name: Mapped[str] = mapped_column(String(200))
-    grade: Mapped[str] = mapped_column(String(20), default=CustomerGrade.NORMAL)
+    grade: Mapped[CustomerGrade] = mapped_column(String(20), default=CustomerGrade.NORMAL)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     @property
@@ -45,7 +45,7 @@ class Service(Base):
     local_network_id: Mapped[str] = mapped_column(ForeignKey("local_network.id"))
     product: Mapped[str] = mapped_column(String(30))
     technology: Mapped[str] = mapped_column(String(10))
-    state: Mapped[str] = mapped_column(String(12), default=ServiceState.ACTIVE)
+    state: Mapped[ServiceState] = mapped_column(String(12), default=ServiceState.ACTIVE)
     customer_id: Mapped[str | None] = mapped_column(ForeignKey("customer.id"))
     address_id: Mapped[str | None] = mapped_column(ForeignKey("address.id"))
     number: Mapped[str | None] = mapped_column(String(16))

@@ -18,6 +18,7 @@ from resource_mgr.clock import utcnow
 from resource_mgr.db import Base, UTCDateTime
 from resource_mgr.geo import Geometry
 from resource_mgr.ids import new_id
+from resource_mgr.states import ResourceStatus
 
 ID = String(26)
 
@@ -82,7 +83,7 @@ class Resource(Base):
     parent_id: Mapped[str | None] = mapped_column(ForeignKey("resource.id", ondelete="CASCADE"))
     # Where the name must be unique: the parent, or the local network for top-level resources.
     scope_id: Mapped[str] = mapped_column(ID)
-    status: Mapped[str] = mapped_column(String(20), default="in_service")  # in_service, planned, retired
+    status: Mapped[ResourceStatus] = mapped_column(String(20), default=ResourceStatus.IN_SERVICE)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     local_network: Mapped[LocalNetwork] = relationship(lazy="joined", innerjoin=True)

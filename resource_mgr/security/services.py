@@ -19,7 +19,7 @@ from resource_mgr.errors import Conflict, Invalid, NotFound, Unauthorized
 from resource_mgr.inventory.models import LocalNetwork
 from resource_mgr.security.models import ALL_NETWORKS, ApiToken, User
 from resource_mgr.security.principal import Principal
-from resource_mgr.states import Role
+from resource_mgr.states import Role, TokenState
 
 log = logging.getLogger("rmgr.security")
 
@@ -225,8 +225,9 @@ def _token_network_id(session: Session, codes: list[str]) -> str | None:
 def token_view(token: ApiToken) -> dict[str, object]:
     """What may be shown about a token: never its hash or secret."""
     now = utcnow()
-    state = ("revoked" if token.revoked_at is not None else
-             "expired" if token.expires_at is not None and aware(token.expires_at) <= now else "active")
+    state = (TokenState.REVOKED if token.revoked_at is not None else
+             TokenState.EXPIRED if token.expires_at is not None and aware(token.expires_at) <= now else
+             TokenState.ACTIVE).value
     iso = lambda v: aware(v).isoformat() if v else None  # noqa: E731
     return {"id": token.id, "prefix": token.prefix, "principal": token.principal, "description": token.description,
             "roles": list(token.roles), "local_networks": list(token.local_networks), "state": state,
@@ -280,7 +281,7 @@ def revoke_token_audited(session: Session, actor: Principal | str, token_id: str
     token = revoke_token(session, token_id)
     audit.record(session, actor, resource_id=token.id, resource_kind="api_token", action="token_revoke",
                  local_network_id=_token_network_id(session, token.local_networks), before={"state": was},
-                 after={"state": "revoked", "principal": token.principal, "prefix": token.prefix})
+                 after={"state": TokenState.REVOKED.value, "principal": token.principal, "prefix": token.prefix})
     return token
 
 

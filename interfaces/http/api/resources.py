@@ -22,7 +22,7 @@ from resource_mgr.errors import Invalid, NotFound
 from resource_mgr.inventory.models import CrossBox, Device, Frame, LocalNetwork, Resource, Site
 from resource_mgr.numbers.models import Number
 from resource_mgr.occupancy.models import UNIT_KINDS, Unit
-from resource_mgr.states import AdminState, Occupancy
+from resource_mgr.states import AdminState, Occupancy, ResourceStatus
 
 from interfaces.http.api.common import PageQuery
 from interfaces.http.auth import READERS, require
@@ -30,7 +30,11 @@ from interfaces.http.context import principal, read_session
 
 bp = APIBlueprint("resources", __name__)
 
-RESOURCE_STATUSES = ("in_service", "planned", "retired")
+RESOURCE_STATUSES = tuple(s.value for s in ResourceStatus)
+def _no_units() -> dict[str, int]:
+    return {"total": 0, **{o.value: 0 for o in Occupancy}}
+
+
 STATES = sorted({*(o.value for o in Occupancy), *(a.value for a in AdminState), *RESOURCE_STATUSES})
 CONTAINER_KINDS = {"device", "card", "frame", "cable", "cross_box", "distribution_box", "number_pool",
                    "number_segment"}
@@ -204,8 +208,7 @@ class Shaper:
         self.codes = dict(session.execute(select(LocalNetwork.id, LocalNetwork.code)).all())
 
     def unit_counts(self, ids: list[str]) -> dict[str, dict[str, int]]:
-        counts: dict[str, dict[str, int]] = defaultdict(lambda: {"total": 0, "free": 0, "preoccupied": 0,
-                                                                  "occupied": 0})
+        counts: dict[str, dict[str, int]] = defaultdict(_no_units)
         if not ids:
             return counts
         occ = effective_occupancy_sql(self.now).label("occ")
@@ -254,7 +257,7 @@ class Shaper:
         if hasattr(r, "route"):
             out["route"] = geojson(r.route)
         if r.kind in CONTAINER_KINDS:
-            out["units"] = dict(counts.get(r.id) or {"total": 0, "free": 0, "preoccupied": 0, "occupied": 0})
+            out["units"] = dict(counts.get(r.id) or _no_units())
         return out
 
     def units(self, items: list[Unit]) -> list[dict[str, Any]]:

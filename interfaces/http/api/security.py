@@ -25,7 +25,7 @@ from resource_mgr.errors import NotFound
 from resource_mgr.inventory.models import LocalNetwork
 from resource_mgr.security import services, trust
 from resource_mgr.security.models import ALL_NETWORKS, ApiToken
-from resource_mgr.states import Role
+from resource_mgr.states import Role, TokenState
 
 from interfaces.http.api.common import PageQuery
 from interfaces.http.auth import public, require
@@ -35,7 +35,7 @@ from interfaces.http.limits import login_limit
 bp = APIBlueprint("security", __name__)
 
 ROLE_NAMES = sorted(r.value for r in Role)
-TOKEN_STATES = ["active", "expired", "revoked"]
+TOKEN_STATES = [s.value for s in TokenState]
 
 
 class LoginIn(Schema):
