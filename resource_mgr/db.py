@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import contextvars
+import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import DateTime, MetaData, create_engine, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -68,7 +70,38 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE" if _sqlite_immediate.get() else "BEGIN")
 
         return engine
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    engine = create_engine(url, pool_recycle=_RECYCLE_SECONDS, **kwargs)
+    _ping_when_idle(engine)
+    return engine
+
+
+# A connection that has just been used is alive: pinging it at every checkout (pool_pre_ping)
+# costs every unit of work a round trip. Connections die while idle (a server restart, a
+# firewall's idle timeout), so only one idle for a while is pinged; a dead one is replaced
+# (DisconnectionError makes the pool retry with a new connection). pool_recycle bounds a
+# connection's age.
+_PING_AFTER_IDLE_SECONDS = 2.0
+_RECYCLE_SECONDS = 1800
+_IDLE_SINCE = "rmgr_idle_since"
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_conn: Any, record: Any) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get(_IDLE_SINCE)
+        if since is None or time.monotonic() - since < _PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            cursor = dbapi_conn.cursor()
+            cursor.execute("SELECT 1")
+            cursor.close()
+            dbapi_conn.rollback()
+        except Exception as exc:
+            raise DisconnectionError("the pooled connection is dead") from exc
 
 
 class Database:

@@ -9,7 +9,7 @@ from resource_mgr.clock import utcnow
 from resource_mgr.db import Database
 from resource_mgr.errors import NoCapacity
 
-HOLD = 0.3  # seconds between reading the unit and changing it: every contender reads it meanwhile
+HOLD = 0.3  # seconds between reading the unit and changing it, and again before committing
 
 
 def contend(url: str, barrier: Any, results: Any, n: int, op: str, args: dict[str, Any]) -> None:
@@ -38,6 +38,9 @@ def contend(url: str, barrier: Any, results: Any, n: int, op: str, args: dict[st
                 time.sleep(HOLD)
                 ledger.allocate(s, change, among=[Unit.owner_id == args["owner_id"]], reservation_id=f"R{n}",
                                 until=now + timedelta(hours=1))
+            # and commits a moment after changing it: without the lock, every contender has
+            # re-read the unit as free by then
+            time.sleep(HOLD)
             uow.commit()
         outcome = "won"
     except NoCapacity:

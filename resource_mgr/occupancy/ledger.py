@@ -22,10 +22,10 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, bindparam, event, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, attributes
 
 from resource_mgr.db import UTCDateTime
-from resource_mgr.errors import IllegalTransition, Locked, NoCapacity, NotFound, Quarantined
+from resource_mgr.errors import Conflict, IllegalTransition, Locked, NoCapacity, NotFound, Quarantined
 from resource_mgr.occupancy.models import Change, Unit
 
 _LOCKED = "rmgr.ledger.locked"
@@ -38,6 +38,33 @@ def _forget_locks(session: Session, transaction: Any) -> None:
     # inner transaction of a flush is neither
     if transaction.parent is None or transaction.nested:
         session.info.pop(_LOCKED, None)
+
+
+@event.listens_for(Session, "before_flush")
+def _refuse_stale_writes(session: Session, _context: Any, _instances: Any) -> None:
+    """A unit written without going through a transition (an edit of its capacity, say) is
+    locked here and its version compared with the copy's: a copy another transaction changed
+    meanwhile is refused as a Conflict, before the write, so the version counter's
+    StaleDataError cannot reach a client. Units the transitions locked are current already."""
+    locked = session.info.get(_LOCKED, set())
+    versions: dict[str, int] = {}
+    for obj in (*session.dirty, *session.deleted):
+        if isinstance(obj, Unit) and obj.id not in locked and (obj in session.deleted or session.is_modified(obj)):
+            state = attributes.instance_state(obj)
+            version = state.committed_state.get("version", state.dict.get("version"))
+            if version is not None:
+                versions[obj.id] = version
+    if not versions:
+        return
+    stmt = select(Unit.id, Unit.version).where(Unit.id.in_(sorted(versions))).order_by(Unit.id)
+    if _postgres(session):
+        stmt = stmt.with_for_update(of=Unit)
+    current = {uid: v for uid, v in session.execute(stmt.execution_options(autoflush=False))}
+    for unit_id, version in versions.items():
+        if current.get(unit_id) != version:
+            raise Conflict(f"unit {unit_id} was changed by another transaction since it was read: "
+                           "read it again", field="unit_id", unit_id=unit_id)
+    _locked(session).update(versions)
 
 
 def _locked(session: Session) -> set[str]:
@@ -142,9 +169,19 @@ def allocate(session: Session, change: Change, *, among: Sequence[ColumnElement[
             stmt = stmt.where(Unit.id.not_in(sorted(skip)))
         return stmt.order_by(Unit.seq, Unit.id).limit(count - len(taken))
 
+    postgres = _postgres(session)
     while len(taken) < count:
+        if postgres:
+            # A row changed since the statement's snapshot is locked before PostgreSQL re-checks
+            # it, and stays locked when it no longer qualifies. Waiting while holding such rows
+            # (locked in seq order, in passing) can close a cycle with another waiter: the
+            # savepoint lets us drop them before we wait. Flushed first, so that rolling back
+            # to it undoes nothing of ours.
+            session.flush()
+            session.connection().exec_driver_sql("SAVEPOINT ledger_allocate")
         units = lock_query(session, candidates(), skip_locked=True, params={"ledger_now": now})
-        if not units and _postgres(session):
+        if not units and postgres:
+            session.connection().exec_driver_sql("ROLLBACK TO SAVEPOINT ledger_allocate")
             # whatever is left is locked by others: wait for them (PostgreSQL re-checks each
             # row once its lock is released, and goes on to the next if it no longer qualifies)
             units = lock_query(session, candidates(), params={"ledger_now": now})

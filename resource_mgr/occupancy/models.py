@@ -598,3 +598,7 @@ class Unit(Base):
     def unreserve(self, change: Change) -> None:
         self._lock()
         self._set_admin("unreserve", change, {AdminState.RESERVED}, AdminState.IN_SERVICE)
+
+
+# the allocation path registers its session hooks (the stale-write check) with the model
+from resource_mgr.occupancy import ledger as _ledger  # noqa: E402,F401

@@ -9,12 +9,11 @@ from types import SimpleNamespace
 import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError, StatementError
-from sqlalchemy.orm.exc import StaleDataError
 
 from resource_mgr.bulk.importer import import_bundle
 from resource_mgr.clock import utcnow
 from resource_mgr.customers.models import Service
-from resource_mgr.errors import IllegalTransition, NoCapacity, NotFound
+from resource_mgr.errors import Conflict, IllegalTransition, NoCapacity, NotFound
 from resource_mgr.inventory import services as inv
 from resource_mgr.inventory.models import Site
 from resource_mgr.occupancy import ledger
@@ -53,7 +52,7 @@ def _history(db, unit_id: str) -> list[History]:
 
 # -- a stale copy cannot win -----------------------------------------------------------------
 
-def test_a_write_from_a_stale_copy_fails(db, world):
+def test_a_write_from_a_stale_copy_is_a_conflict(db, world):
     uid = world.ports[0]
     stale = db.read_session()
     copy = stale.get(Unit, uid)
@@ -63,8 +62,9 @@ def test_a_write_from_a_stale_copy_fails(db, world):
                          until=utcnow() + timedelta(hours=1))
         uow.commit()
     copy.admin_reason = "written without a transition, from what was read before"
-    with pytest.raises(StaleDataError):
+    with pytest.raises(Conflict) as refused:  # a domain error (409), not StaleDataError (a 500)
         stale.commit()
+    assert refused.value.code == "conflict" and refused.value.extra == {"unit_id": uid}
     stale.close()
     with db.read_session() as s:
         u = s.get(Unit, uid)

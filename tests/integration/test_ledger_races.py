@@ -1,10 +1,12 @@
 """Races for the last places, between OS processes (each its own engine), on the backend under
-test. Every contender reads the unit first and changes it a moment later, so without the lock
-(PostgreSQL `FOR UPDATE`, SQLite `BEGIN IMMEDIATE`) they all see it free: these tests fail when
-the locking is taken out. Checked by hand: without `with_for_update` in
-`resource_mgr.occupancy.ledger.lock_query` all four fail on PostgreSQL (the version counter
-turns the lost updates into StaleDataError; without it too, a 2-place port takes 4 services);
-without `BEGIN IMMEDIATE` in resource_mgr/db.py all four fail on SQLite ("database is locked")."""
+test. Every contender reads the unit first, changes it a moment later and commits a moment after
+that, so without the lock (PostgreSQL `FOR UPDATE`, SQLite `BEGIN IMMEDIATE`) they all see it
+free: these tests fail when the locking is taken out. Checked by hand (three runs each): without
+`with_for_update` in `resource_mgr.occupancy.ledger.lock_query` all four fail on PostgreSQL (the
+version counter turns the lost updates into StaleDataError; without it too, a 2-place port takes
+4 services); without `BEGIN IMMEDIATE` in resource_mgr/db.py all four fail on SQLite ("database
+is locked"). Before the pause before the commit, the first one sometimes passed without the lock:
+a transition re-reads the unit, so the window was only re-read to commit."""
 from __future__ import annotations
 
 import multiprocessing
