@@ -87,7 +87,7 @@ def copy_baseline(admin_url: str, dbname: str, rows: int) -> dict:
     with data.open("w") as fh:
         for n in range(rows):
             fh.write(f"{ids()}\tpair\t{n % 2400:04d}\t{n % 2400}\t{ln}\t{owner}\t{root}\t\tcopper\tfree\t\\N\t\\N\t\\N\t1\t0\t"
-                     "in_service\t\\N\t\\N\t\\N\n")
+                     "in_service\t\\N\t\\N\t\\N\t1\n")  # the unit columns, version last
     url = admin_url.rsplit("/", 1)[0] + "/" + dbname
     with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as conn:
         conn.execute("DROP TABLE IF EXISTS bench_copy")
