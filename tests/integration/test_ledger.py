@@ -12,10 +12,8 @@ from sqlalchemy.exc import IntegrityError, StatementError
 
 from resource_mgr.bulk.importer import import_bundle
 from resource_mgr.clock import utcnow
-from resource_mgr.customers.models import Service
 from resource_mgr.errors import Conflict, IllegalTransition, NoCapacity, NotFound
-from resource_mgr.inventory import services as inv
-from resource_mgr.inventory.models import Site
+from tests.ledger_world import build_world
 from resource_mgr.occupancy import ledger
 from resource_mgr.occupancy.models import Change, History, SharedHold, SharedUse, Unit
 from resource_mgr.occupancy.sweep import sweep
@@ -26,23 +24,7 @@ EXAMPLE = Path(__file__).parents[1] / "data" / "bulk_example"
 
 @pytest.fixture
 def world(db):
-    """A 10-port distribution box, a GPON OLT (PON ports of capacity 64) and six services."""
-    with db.unit_of_work() as uow:
-        s = uow.session
-        inv.seed_default_templates(s)
-        ln = inv.create_local_network(s, code="GZ", name="廣州", area_code="20")
-        site = inv.add_resource(s, Site(name="GZ-TH", local_network_id=ln.id))
-        box = inv.create_from_template(s, template="DIST-BOX-10", local_network_id=ln.id, site_id=site.id)
-        olt = inv.create_from_template(s, template="OLT-GPON-17x16", local_network_id=ln.id, site_id=site.id)
-        services = [Service(local_network_id=ln.id, product="ftth_broadband", technology="FTTH") for _ in range(6)]
-        s.add_all(services)
-        uow.commit()
-    with db.read_session() as s:
-        ports = list(s.scalars(select(Unit.id).where(Unit.owner_id == box.id).order_by(Unit.seq)))
-        pons = list(s.scalars(select(Unit.id).where(Unit.root_id == olt.id, Unit.kind == "pon_port")
-                              .order_by(Unit.id)))
-    return SimpleNamespace(ln=ln.id, box=box.id, olt=olt.id, ports=ports, pons=pons,
-                           services=[x.id for x in services])
+    return build_world(db)
 
 
 def _history(db, unit_id: str) -> list[History]:

@@ -16,8 +16,7 @@ from sqlalchemy import func, select
 
 from ledger_workers import contend
 from resource_mgr.customers.models import Service
-from resource_mgr.inventory import services as inv
-from resource_mgr.inventory.models import Site
+from tests.ledger_world import build_world
 from resource_mgr.occupancy.models import Change, History, SharedHold, SharedUse, Unit
 
 CONTENDERS = 4
@@ -25,21 +24,7 @@ CONTENDERS = 4
 
 @pytest.fixture
 def world(db):
-    with db.unit_of_work() as uow:
-        s = uow.session
-        inv.seed_default_templates(s)
-        ln = inv.create_local_network(s, code="GZ", name="廣州", area_code="20")
-        site = inv.add_resource(s, Site(name="GZ-TH", local_network_id=ln.id))
-        box = inv.create_from_template(s, template="DIST-BOX-10", local_network_id=ln.id, site_id=site.id)
-        olt = inv.create_from_template(s, template="OLT-GPON-17x16", local_network_id=ln.id, site_id=site.id)
-        services = [Service(local_network_id=ln.id, product="ftth_broadband", technology="FTTH")
-                    for _ in range(CONTENDERS + 2)]
-        s.add_all(services)
-        uow.commit()
-    with db.read_session() as s:
-        ports = list(s.scalars(select(Unit.id).where(Unit.owner_id == box.id).order_by(Unit.seq)))
-        pon = s.scalar(select(Unit.id).where(Unit.root_id == olt.id, Unit.kind == "pon_port").order_by(Unit.id))
-    return {"box": box.id, "ports": ports, "pon": pon, "services": [x.id for x in services]}
+    return build_world(db, services=CONTENDERS + 2)
 
 
 def race(db, op: str, **args) -> list[str]:

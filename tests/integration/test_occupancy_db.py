@@ -7,30 +7,17 @@ import pytest
 from sqlalchemy import func, select
 
 from resource_mgr.clock import utcnow
-from resource_mgr.customers.models import Service
 from resource_mgr.errors import DomainError, Expired, Locked
-from resource_mgr.inventory import services as inv
-from resource_mgr.inventory.models import Site
 from resource_mgr.numbers import services as numbers
 from resource_mgr.numbers.models import Number
+from tests.ledger_world import build_world
 from resource_mgr.occupancy.models import Change, History, SharedHold, Unit
 from resource_mgr.states import AdminState, Occupancy
 
 
 @pytest.fixture
 def world(db):
-    """A local network with a site, a 10-port distribution box and a GPON OLT."""
-    with db.unit_of_work() as uow:
-        s = uow.session
-        inv.seed_default_templates(s)
-        ln = inv.create_local_network(s, code="GZ", name="廣州", area_code="20")
-        site = inv.add_resource(s, Site(name="GZ-TH", local_network_id=ln.id))
-        box = inv.create_from_template(s, template="DIST-BOX-10", local_network_id=ln.id, site_id=site.id)
-        olt = inv.create_from_template(s, template="OLT-GPON-17x16", local_network_id=ln.id, site_id=site.id)
-        services = [Service(local_network_id=ln.id, product="ftth_broadband", technology="FTTH") for _ in range(6)]
-        s.add_all(services)
-        uow.commit()
-        return {"ln": ln.id, "site": site.id, "box": box.id, "olt": olt.id, "services": [x.id for x in services]}
+    return build_world(db)
 
 
 def box_port(db, world, seq=1) -> str:
