@@ -14,7 +14,7 @@ each service on it has a `SharedUse` row (`used` counts them) and each pending o
 Safe by construction: a transition on a stored unit first locks its row and reloads it
 (`resource_mgr.occupancy.ledger.lock_units`: `SELECT … FOR UPDATE` on PostgreSQL, the unit of
 work's `BEGIN IMMEDIATE` on SQLite), so it re-checks what is committed, not what was read
-earlier. A version counter makes any write from a stale copy fail (StaleDataError), and CHECK
+earlier. A version counter makes any write from a stale copy fail (a `Conflict`, see ledger.py), and CHECK
 constraints keep the columns consistent whatever writes them.
 """
 from __future__ import annotations

@@ -10,7 +10,6 @@ import zipfile
 
 from apiflask import APIBlueprint, Schema
 from apiflask.fields import Boolean, File
-from flask import request
 
 from resource_mgr.bulk import uploads
 from resource_mgr.bulk.format import BundleReader, BundleRefused
@@ -22,31 +21,18 @@ from resource_mgr.states import Role
 from interfaces.http.api.jobs import JobOut, job_out
 from interfaces.http.auth import require
 from interfaces.http.context import principal, runtime, unit_of_work
-from interfaces.http.errors import problem
 from interfaces.tasks.dispatch import enqueue
 
 bp = APIBlueprint("imports", __name__)
 
-# The code of a body in a media type the endpoint does not read (interfaces/http/errors.py may
-# define it for every endpoint; this one needs it either way).
-UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
+# A body that is not multipart/form-data is answered 415 `unsupported_media_type` before the view,
+# as for every endpoint with a body (interfaces/http/inputs.py).
 
 
 class ImportIn(Schema):
     file = File(required=True, metadata={"description": "the bundle: a .zip or .tar(.gz) of the CSV files"})
     allow_partial = Boolean(load_default=False,
                             metadata={"description": "write the good rows even if some are bad"})
-
-
-@bp.before_request
-def _multipart_only():
-    """A body that is not multipart/form-data is refused before it is parsed (415, not the
-    parser's 422 "missing data")."""
-    if request.method == "POST" and request.mimetype != "multipart/form-data":
-        return problem(415, UNSUPPORTED_MEDIA_TYPE,
-                       f"the body must be multipart/form-data with the bundle in `file`, not "
-                       f"{request.mimetype or 'a body without a Content-Type'}", field="file")
-    return None
 
 
 @bp.post("/imports")
