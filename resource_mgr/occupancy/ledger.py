@@ -16,7 +16,7 @@ through here.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -111,38 +111,34 @@ def lock_units(session: Session, unit_ids: Iterable[str]) -> list[Unit]:
 
 # -- a path of units at once ---------------------------------------------------------------------
 
-def preoccupy(session: Session, unit_ids: Sequence[str], change: Change, *, reservation_id: str,
-              until: datetime) -> list[Unit]:
-    """預占 every unit of a path for one reservation, or none (the caller's transaction rolls
-    back on the error)."""
+def _each(session: Session, unit_ids: Sequence[str], transition: Callable[[Unit], Any]) -> list[Unit]:
+    """Lock the units (in id order) and apply one transition to each, in the caller's
+    transaction: all of them or, on the first refusal, none (the caller rolls back)."""
     units = lock_units(session, unit_ids)
     for unit in units:
-        unit.preoccupy(change, reservation_id=reservation_id, until=until)
+        transition(unit)
     return units
+
+
+def preoccupy(session: Session, unit_ids: Sequence[str], change: Change, *, reservation_id: str,
+              until: datetime) -> list[Unit]:
+    """預占 every unit of a path for one reservation."""
+    return _each(session, unit_ids, lambda u: u.preoccupy(change, reservation_id=reservation_id, until=until))
 
 
 def occupy(session: Session, unit_ids: Sequence[str], change: Change, *, service_id: str,
            reservation_id: str | None = None) -> list[Unit]:
-    units = lock_units(session, unit_ids)
-    for unit in units:
-        unit.occupy(change, service_id=service_id, reservation_id=reservation_id)
-    return units
+    return _each(session, unit_ids, lambda u: u.occupy(change, service_id=service_id, reservation_id=reservation_id))
 
 
 def release(session: Session, unit_ids: Sequence[str], change: Change, *, service_id: str,
             quarantine_days: int | None = None) -> list[Unit]:
-    units = lock_units(session, unit_ids)
-    for unit in units:
-        unit.release(change, service_id=service_id, quarantine_days=quarantine_days)
-    return units
+    return _each(session, unit_ids, lambda u: u.release(change, service_id=service_id, quarantine_days=quarantine_days))
 
 
 def release_preoccupation(session: Session, unit_ids: Sequence[str], change: Change, *,
                           reservation_id: str) -> list[Unit]:
-    units = lock_units(session, unit_ids)
-    for unit in units:
-        unit.release_preoccupation(change, reservation_id=reservation_id)
-    return units
+    return _each(session, unit_ids, lambda u: u.release_preoccupation(change, reservation_id=reservation_id))
 
 
 # -- choosing free places ----------------------------------------------------------------------

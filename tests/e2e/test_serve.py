@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import platform
-import signal
 import socket
 import subprocess
 import sys
@@ -15,6 +14,8 @@ import requests
 
 from resource_mgr.inventory.services import create_local_network
 from resource_mgr.security import services as security
+
+from tests.job_helpers import stop
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -66,12 +67,7 @@ def test_rmgr_serve_answers_over_http(db, database_url, admin_token, tmp_path, w
         r = requests.get(base + "/resources", timeout=10)
         assert r.status_code == 401 and r.headers["Content-Type"].startswith("application/problem+json")
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
+        stop(proc)
 
 
 def test_health_answers_while_more_than_a_hundred_connections_are_open(db, database_url, admin_token, tmp_path):
@@ -106,9 +102,4 @@ def test_health_answers_while_more_than_a_hundred_connections_are_open(db, datab
     finally:
         for s in held:
             s.close()
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
+        stop(proc)

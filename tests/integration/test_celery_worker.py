@@ -23,6 +23,7 @@ from resource_mgr.occupancy.models import Change, History, Unit
 from resource_mgr.states import JobState, Occupancy
 
 from interfaces.tasks import dispatch
+from tests.job_helpers import stop
 
 ROOT = Path(__file__).resolve().parents[2]
 BROKER = os.environ.get("RMGR_TEST_CELERY_BROKER_URL", "redis://127.0.0.1:6379/7")
@@ -87,16 +88,6 @@ def start_worker(database_url: str, log: Path, name: str, **env: str) -> subproc
     return start_celery(database_url, log, "worker", "--pool=solo", "--loglevel=INFO", "--without-gossip",
                         "--without-mingle", "--without-heartbeat", "--include", "job_kinds",
                         "-n", f"{name}-{os.getpid()}@%h", **env)
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
 
 
 @pytest.fixture

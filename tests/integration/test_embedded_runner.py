@@ -24,6 +24,7 @@ from resource_mgr.states import JobState
 
 import job_kinds
 from job_kinds import STEPS, marks
+from tests.job_helpers import load, stop
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST = {"RMGR_JOB_LEASE_SECONDS": "3", "RMGR_JOB_REAP_INTERVAL_SECONDS": "1", "RMGR_JOB_SEND_GRACE_SECONDS": "1",
@@ -56,21 +57,6 @@ def start(args: list[str], database_url: str, log: Path, **extra: str) -> subpro
     with open(log, "w") as out:
         return subprocess.Popen(args, cwd=ROOT, env=env_for(database_url, **extra), stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, sig)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
-
-
-def load(db, job_id: str) -> Job:
-    with db.read_session() as s:
-        return s.get(Job, job_id)
 
 
 def until(what, timeout: float, why) -> None:

@@ -18,6 +18,7 @@ from resource_mgr.jobs.leases import JobPolicy
 from resource_mgr.jobs.models import Job
 from resource_mgr.jobs.problems import clean_text
 from resource_mgr.states import JobState
+from tests.job_helpers import load, new_job
 
 import job_kinds  # noqa: F401  (registers test_steps)
 
@@ -55,18 +56,6 @@ jobs.register("test_count", _count, rerun="idempotent")
 jobs.register("test_unsafe", _unsafe)  # the default: never run twice
 jobs.register("test_duplicate", _duplicate, rerun="idempotent")
 jobs.register("test_missing_file", _missing_file, rerun="idempotent")
-
-
-def new_job(db, kind: str, **params) -> str:
-    with db.unit_of_work() as uow:
-        job = jobs.create_job(uow.session, kind, params, created_by="user:test")
-        uow.commit()
-    return job.id
-
-
-def load(db, job_id: str) -> Job:
-    with db.read_session() as s:
-        return s.get(Job, job_id)
 
 
 def set_job(db, job_id: str, **values) -> None:

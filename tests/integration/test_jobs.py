@@ -20,6 +20,7 @@ from resource_mgr.occupancy.models import Change, History, SharedHold, Unit
 from resource_mgr.states import JobState, Occupancy
 
 from interfaces.tasks import dispatch
+from tests.job_helpers import load, new_job
 
 calls: list[str] = []
 
@@ -51,18 +52,6 @@ def _slow(db, job_id, progress):
 for _kind, _handler in {"test_ok": _ok, "test_boom": _boom, "test_interrupt": _interrupted,
                         "test_slow": _slow}.items():
     jobs.register(_kind, _handler)
-
-
-def new_job(db, kind: str, **params) -> str:
-    with db.unit_of_work() as uow:
-        job = jobs.create_job(uow.session, kind, params, created_by="user:test")
-        uow.commit()
-    return job.id
-
-
-def load(db, job_id: str) -> Job:
-    with db.read_session() as s:
-        return s.get(Job, job_id)
 
 
 def test_a_job_runs_once_and_records_its_result(db):
