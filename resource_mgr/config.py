@@ -72,6 +72,18 @@ class Settings(BaseModel):
     import_max_expanded_bytes: int = Field(default=4 * 1024 ** 3, gt=0)
     import_max_rows: int = Field(default=40_000_000, gt=0)
     import_max_compression_ratio: float = Field(default=100.0, gt=1)
+    # -- design (path design, optical budget, loop rates: resource_mgr/design) --
+    # -- end of design --
+    # -- addresses (address tree, search, serving boxes: resource_mgr/addresses) --
+    # -- end of addresses --
+    # -- coverage (qualification, TMF645: resource_mgr/coverage) --
+    # -- end of coverage --
+    # -- orders (reservations and services: resource_mgr/orders) --
+    # -- end of orders --
+    # -- numbers (search, golden numbers: resource_mgr/numbers) --
+    # -- end of numbers --
+    # -- events (outbox and webhooks: resource_mgr/events) --
+    # -- end of events --
     log_level: str = "INFO"
     log_json: bool = False
     secret_key: str = "dev-only-change-me"
