@@ -170,3 +170,29 @@ def test_the_migration_indexes_existing_addresses(empty_url):  # noqa: F811
             assert ids(hits) == ["A1"] and total == 1
     finally:
         database.dispose()
+
+
+def test_bundle_parent_and_search_key_round_trip(db, tmp_path):
+    """addresses.csv `parent` is the tree; the importer normalises the key; export writes both."""
+    import csv
+
+    from sqlalchemy import select
+
+    from resource_mgr.bulk.exporter import export_bundle
+    from resource_mgr.bulk.importer import import_bundle
+    from tests.bulk_helpers import EXAMPLE
+
+    assert import_bundle(db, str(EXAMPLE)).ok
+    with db.read_session() as s:
+        unit = s.scalar(select(Address).where(Address.name == "天河路1號A棟1單元"))
+        building = s.scalar(select(Address).where(Address.name == "天河路1號A棟"))
+        assert unit.parent_id == building.id and unit.level == "unit" and building.parent_id is None
+        assert building.search_key == "天河路1号a栋"  # the file's key, normalised
+        assert unit.search_key == "天河路1号a栋1单元"  # none in the file: made from the name
+        hits, _ = search_addresses(s, "天河路1号A座1单元", local_network_ids=None)
+        assert hits[0].address.id == unit.id
+    export_bundle(db, tmp_path / "out")
+    with (tmp_path / "out" / "addresses.csv").open(encoding="utf-8", newline="") as fh:
+        exported = {r["name"]: r for r in csv.DictReader(fh)}
+    assert exported["天河路1號A棟1單元"]["parent"] == exported["天河路1號A棟"]["key"]
+    assert exported["天河路1號A棟"]["parent"] == ""
