@@ -19,6 +19,7 @@ Copper (`copper`), box port k ... head port k, with the jumpers made or not:
     box port k ─fixed─ distribution pair k ─fixed─ cross box distribution terminal k
       ─(jumper)─ feeder terminal k ─fixed─ primary pair k ─fixed─ MDF line terminal k
       ─(jumper)─ MDF equipment terminal k ─fixed─ DSLAM (or switch) port k
+    (all 8 ports of the small DSLAM / switch have their equipment terminal on the 8-pair MDF)
 
 Units are reached by `w.unit(root_id, kind, seq)`; `w.take(unit_id)` occupies a unit by a new
 service, `w.hold(unit_id, until=...)` pre-occupies it for a reservation, `w.set(unit_id, ...)`
@@ -192,6 +193,11 @@ class DesignWorld:
             n.ports.append(port)
             n.riser_cores.append(core)
         n.__dict__.update({k: v for k, v in vars(n.trees[0]).items()})  # tree 1 at the top: f.pon, f.s2 ...
+        for k in range(1, 9):  # every head port has its equipment terminal
+            et, hp = self.unit(mdf, "terminal", k, "equipment"), self.unit(dslam, kind, k)
+            self.link(et, hp)
+        n.all_ets = [self.unit(mdf, "terminal", k, "equipment") for k in range(1, 9)]
+        n.all_heads = [self.unit(dslam, kind, k) for k in range(1, 9)]
         n.building = building or self.address(self._name("building-"))
         return n
 
@@ -216,7 +222,6 @@ class DesignWorld:
             self.link(pair, dt)
             self.link(ft, pp)
             self.link(pp, lt)
-            self.link(et, hp)
             if k <= jumpered:
                 self.link(dt, ft, "jumper", cross)
             if k <= mdf_jumpered:
@@ -224,5 +229,10 @@ class DesignWorld:
             for lst, v in ((n.ports, port), (n.pairs, pair), (n.dts, dt), (n.fts, ft), (n.ppairs, pp),
                            (n.lts, lt), (n.ets, et), (n.heads, hp)):
                 lst.append(v)
+        for k in range(1, 9):  # every head port has its equipment terminal
+            et, hp = self.unit(mdf, "terminal", k, "equipment"), self.unit(dslam, kind, k)
+            self.link(et, hp)
+        n.all_ets = [self.unit(mdf, "terminal", k, "equipment") for k in range(1, 9)]
+        n.all_heads = [self.unit(dslam, kind, k) for k in range(1, 9)]
         n.building = building or self.address(self._name("building-"))
         return n

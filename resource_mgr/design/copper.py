@@ -169,8 +169,8 @@ def candidates(tr: Tracer, tech: str, boxes: list[Any], settings: Settings,
             ok = loop <= settings.design_pots_max_loop_m
             c.facts["max_down_mbps"] = None
         else:
-            rate = rate_for_loop(loop, tech, settings)
-            c.facts["max_down_mbps"] = round(rate, 1)
+            rate = round(rate_for_loop(loop, tech, settings), 1)  # the rate said is the rate judged
+            c.facts["max_down_mbps"] = rate
             ok = rate > 0 and (min_down_mbps is None or rate >= min_down_mbps)
         if not ok:
             reasons.append("loop_too_long")
