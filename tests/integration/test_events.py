@@ -292,3 +292,23 @@ def test_embedded_the_committed_events_start_a_job_that_delivers_them(db, world,
         assert kinds and all(j.created_by == delivery.CREATED_BY for j in kinds)
     finally:
         events.install_kick(db.engine, None)
+
+
+def test_finished_deliveries_and_their_events_are_forgotten_after_keep_days(db, world, receiver):
+    subscribe(db, receiver.url)
+    receiver.fail_first = 1
+    old_ok = emit(db, "fault.opened", world["GZ"], fault_id="F1")
+    old_failing = emit(db, "fault.opened", world["GZ"], fault_id="F2")
+    no_subscriber_left = emit(db, "fault.cleared", world["FS"], fault_id="F3")
+    give_up = DeliveryPolicy(timeout_seconds=2, retry_base_seconds=60, max_attempts=1, keep_days=1)
+    delivery.deliver_due(db, give_up)  # F1 given up (503), F2 delivered
+    with db.unit_of_work() as uow:
+        uow.session.query(Delivery).filter(Delivery.event_id == no_subscriber_left).delete()
+        uow.commit()
+    pending_one = emit(db, "fault.opened", world["GZ"], fault_id="F4")
+    assert delivery.purge(db, give_up) == 0  # nothing is a day old yet
+    assert delivery.purge(db, give_up, now=utcnow() + timedelta(days=2)) == 5
+    with db.read_session() as s:
+        assert s.scalars(select(Event.id)).all() == [pending_one]  # still wanted by its pending delivery
+        assert [r.event_id for r in s.scalars(select(Delivery))] == [pending_one]
+    assert {old_ok, old_failing}
