@@ -190,13 +190,16 @@ def reserve(session: Session, *, principal: Principal, settings: Settings, now: 
             bearer = None
         p = plan(prods, technology or (service.technology if action == "move" and service else None), bearer=bearer)
         _hold_path(session, res, p, address, change, settings, now, bearer=bearer)
+        if service is not None and service.number and chosen is None:
+            res.number, res.number_unit_id = service.number, None  # kept unless another exchange serves
         _hold_number(session, res, p, chosen, service, change, settings, now)
         if service is not None:  # move / change: commit gives back what the new path does not reuse
             keep = set(res.held_unit_ids())
             old = [su.unit_id for su in service.path]
-            res.release = {"unit_ids": [u for u in old if u not in keep]}
+            release: dict[str, Any] = {"unit_ids": [u for u in old if u not in keep]}
             if service.number and res.number != service.number:
-                res.release.update(number=service.number, number_unit_id=_number_unit(session, service))
+                release.update(number=service.number, number_unit_id=_number_unit(session, service))
+            res.release = release  # a new value: a JSON column does not see changes in place
     glue.record(session, res, "reserve", principal=principal.name, at=now, before={})
     glue.emit(session, "reservation.preoccupied", res, data=reservation_summary(res), occurred_at=now)
     session.flush()
@@ -217,10 +220,11 @@ def _number_unit(session: Session, service: Service) -> str | None:
 
 def _plan_remove(session: Session, res: Reservation, service: Service) -> None:
     res.technology, res.design, res.unit_ids = service.technology, None, []
-    res.release = {"unit_ids": [su.unit_id for su in service.path]}
+    release: dict[str, Any] = {"unit_ids": [su.unit_id for su in service.path]}
     if service.number:
         res.number = service.number
-        res.release.update(number=service.number, number_unit_id=_number_unit(session, service))
+        release.update(number=service.number, number_unit_id=_number_unit(session, service))
+    res.release = release  # a new value: a JSON column does not see changes in place
 
 
 def _hold_path(session: Session, res: Reservation, p: Plan, address: Address | None, change: Change,
@@ -231,8 +235,8 @@ def _hold_path(session: Session, res: Reservation, p: Plan, address: Address | N
         res.unit_ids, res.design = [], None
         return
     design = glue.design_path(session, address_id=address.id, technology=p.technology, settings=settings, now=now)
-    res.unit_ids, res.design = list(design.unit_ids), design.as_json()
-    res.design["line_port_switch_id"] = getattr(design, "line_port_switch_id", None)
+    res.unit_ids = list(design.unit_ids)
+    res.design = {**design.as_json(), "line_port_switch_id": getattr(design, "line_port_switch_id", None)}
     _preoccupy(session, res.unit_ids, change, res)
 
 
@@ -254,11 +258,11 @@ def _hold_number(session: Session, res: Reservation, p: Plan, chosen: Number | N
         pools_for_switch(session, switch) if switch else [])
     pool_ids = [pl.id for pl in pools]
     if service is not None and service.number and chosen is None:
-        # move / change: the number stays when the new line is served by the same exchange
+        # move / change: the number stays when the new line is served by the same exchange (a
+        # change keeps it anyway: the customer asked for another line, not another number)
         current = session.scalar(select(Number).where(Number.local_network_id == service.local_network_id,
                                                       Number.number == service.number))
         if current is not None and (not pool_ids or current.pool_id in pool_ids or res.action == "change"):
-            res.number, res.number_unit_id = current.number, None  # occupied by the service already
             return
     if chosen is not None:
         if pool_ids and chosen.pool_id not in pool_ids:
@@ -405,8 +409,8 @@ def redesign(session: Session, *, principal: Principal, settings: Settings, now:
         ledger.release_preoccupation(session, dropped, change, reservation_id=res.id)
     _preoccupy(session, new_ids, change, res)  # the kept ones are held already: unchanged
     old_design = res.design or {}
-    res.unit_ids, res.design = new_ids, design.as_json()
-    res.design["line_port_switch_id"] = old_design.get("line_port_switch_id")
+    res.unit_ids = new_ids
+    res.design = {**design.as_json(), "line_port_switch_id": old_design.get("line_port_switch_id")}
     res.updated_at = now
     data = {**reservation_summary(res), "replaced": sorted(gone), "dropped": dropped,
             "added": [u for u in new_ids if u not in held], "mark_faulty": mark_faulty, "reason": reason}
