@@ -1,6 +1,6 @@
-"""A small hand-built network for the orders tests, and a stand-in for the path design while
-helper `design`'s branch is not merged (`install_design`: used only when resource_mgr.design is
-missing). The stand-in follows design_path's contract on this world: FTTH = [a free port of the
+"""A small hand-built network for the orders tests, and a stand-in for the path design on it, so
+these tests look at the orders' own rules (idempotency, lifecycle, numbers, expiry, bad input)
+whatever the real design prefers. The stand-in follows design_path's contract on this world: FTTH = [a free port of the
 fibre box covering the address, a PON port with room]; POTS = [a free port of the copper box,
 a free switch line port]; it locks what it chooses and never takes a held, locked or faulty unit.
 
@@ -10,8 +10,6 @@ a free switch line port]; it locks what it chooses and never takes a held, locke
 """
 from __future__ import annotations
 
-import sys
-import types
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -87,7 +85,7 @@ def _pick(session, now: datetime, avoid, *where) -> Unit | None:
 
 
 def design_path(session, *, address_id, technology, settings, now, min_down_mbps=None, avoid=frozenset(),
-                keep=(), lock=False) -> Design:
+                keep=(), lock=False, reservation_id=None) -> Design:
     from resource_mgr.inventory.models import Device, DistributionBox
 
     medium = "fibre" if technology == "FTTH" else "copper"
@@ -120,14 +118,9 @@ def design_path(session, *, address_id, technology, settings, now, min_down_mbps
                   line_port_switch_id=head.root_id if technology == "POTS" else None)
 
 
-def install_design() -> bool:
-    """Use the stand-in when the real design is not in this build; True when it did."""
-    try:
-        import resource_mgr.design  # noqa: F401
-        return False
-    except ImportError:
-        module = types.ModuleType("resource_mgr.design")
-        module.design_path = design_path  # type: ignore[attr-defined]
-        module.NoDesign = NoDesign  # type: ignore[attr-defined]
-        sys.modules["resource_mgr.design"] = module
-        return True
+def install_design(monkeypatch) -> None:
+    """Put the stand-in in place of the real design for one test (this world is too small for
+    the real one: no splitters, cores or frames); tests/e2e/test_orders_design.py runs the real one."""
+    import resource_mgr.design
+
+    monkeypatch.setattr(resource_mgr.design, "design_path", design_path)

@@ -16,14 +16,16 @@ from resource_mgr.states import Technology
 
 
 def design_path(session: Session, *, address_id: str, technology: Technology, settings: Settings, now: datetime,
-                avoid: frozenset[str] = frozenset(), keep: Sequence[str] = ()) -> Any:
-    """The best complete path now, its chosen units locked and re-checked (`lock=True`)."""
+                avoid: frozenset[str] = frozenset(), keep: Sequence[str] = (), reservation_id: str | None = None) -> Any:
+    """The best complete path now, its chosen units locked and re-checked (`lock=True`); the
+    units `reservation_id` holds count as free (a redesign keeps them)."""
     try:
         from resource_mgr.design import design_path as design
     except ImportError:
         raise Unavailable("path design is not installed in this build") from None
+    extra = {"reservation_id": reservation_id} if reservation_id else {}
     return design(session, address_id=address_id, technology=technology, settings=settings, now=now,
-                  avoid=avoid, keep=keep, lock=True)
+                  avoid=avoid, keep=keep, lock=True, **extra)
 
 
 def emit(session: Session, type_: str, reservation: Reservation, *, service_id: str | None = None,

@@ -400,7 +400,7 @@ def redesign(session: Session, *, principal: Principal, settings: Settings, now:
     gone = frozenset(replace)
     keep = [u for u in res.unit_ids if u not in gone]
     design = glue.design_path(session, address_id=res.address_id, technology=Technology(res.technology),
-                              settings=settings, now=now, avoid=gone, keep=keep)
+                              settings=settings, now=now, avoid=gone, keep=keep, reservation_id=res.id)
     new_ids = list(design.unit_ids)
     if gone & set(new_ids):
         raise NoCapacity("the design could not do without the units to replace", field="replace")

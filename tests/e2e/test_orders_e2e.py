@@ -17,11 +17,10 @@ from resource_mgr.orders.models import Reservation
 from resource_mgr.states import Occupancy
 from tests.orders_world import build, install_design
 
-install_design()
-
 
 @pytest.fixture
-def world(live_server):
+def world(live_server, monkeypatch):
+    install_design(monkeypatch)
     return build(live_server.db, live_server.networks)
 
 
