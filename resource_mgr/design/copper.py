@@ -15,7 +15,7 @@ from resource_mgr.design.model import Work
 from resource_mgr.design.policy import Candidate
 from resource_mgr.design.rates import equivalent_loop_m, rate_for_loop
 from resource_mgr.design.trace import Tracer, U
-from resource_mgr.design.walk import Chain, units_of_owners, walk
+from resource_mgr.design.walk import Chain, box_reasons, units_of_owners, walk
 
 HEAD_KIND = {"ADSL": "dsl_port", "VDSL": "dsl_port", "POTS": "line_port"}
 NEW = "jumper"  # a jumper to make counts like one that exists
@@ -104,8 +104,7 @@ def candidates(tr: Tracer, tech: str, boxes: list[Any], settings: Settings,
     ports = units_of_owners(tr, list(rank), "box_port")
     reasons: list[str] = []
     free = [p for p in ports if tr.room(p) > 0]
-    if ports and not free:
-        reasons.append("box_full")
+    reasons += box_reasons(tr, ports, free)
     w = walk(tr, [Chain([p]) for p in free], is_head=_any_head, is_open=_is_open, medium="copper")
     done, at_dt, at_lt = [], [], []
     for chain in w.done:
@@ -170,8 +169,8 @@ def candidates(tr: Tracer, tech: str, boxes: list[Any], settings: Settings,
             ok = loop <= settings.design_pots_max_loop_m
             c.facts["max_down_mbps"] = None
         else:
-            rate = rate_for_loop(loop, tech, settings)
-            c.facts["max_down_mbps"] = round(rate, 1)
+            rate = round(rate_for_loop(loop, tech, settings), 1)  # the rate said is the rate judged
+            c.facts["max_down_mbps"] = rate
             ok = rate > 0 and (min_down_mbps is None or rate >= min_down_mbps)
         if not ok:
             reasons.append("loop_too_long")

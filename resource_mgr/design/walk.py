@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from resource_mgr.design.errors import BLOCKED_BY_KIND
 from resource_mgr.design.trace import Tracer, U
+from resource_mgr.states import AdminState
 
 THROUGH = "through"  # a pass through a splitter, not a connection
 MAX_LEVELS = 24
@@ -44,6 +45,8 @@ class Walked:
 
 
 def blocked_reason(u: U, medium: str) -> str:
+    if u.admin_state == AdminState.LOCKED:
+        return "locked"
     if u.kind == "terminal":
         return "fibre_full" if medium == "fibre" else "cable_full"
     return BLOCKED_BY_KIND.get(u.kind, "unavailable_unit")
@@ -99,6 +102,13 @@ def walk(tr: Tracer, starts: Iterable[Chain], *, is_head: Callable[[U], bool],
         else:
             out.blocked.append(("not_wired", chain))
     return out
+
+
+def box_reasons(tr: Tracer, ports: list[U], free: list[U]) -> list[str]:
+    """Why a box gives no path before the walk starts: no free port (locked ones said apart)."""
+    if not ports or free:
+        return []
+    return ["box_locked"] if any(p.admin_state == AdminState.LOCKED for p in ports) else ["box_full"]
 
 
 def units_of_owners(tr: Tracer, owner_ids: list[str], kind: str) -> list[U]:
