@@ -144,6 +144,18 @@ class Settings(BaseModel):
     # -- numbers (search, golden numbers: resource_mgr/numbers) --
     # -- end of numbers --
     # -- events (outbox and webhooks: resource_mgr/events) --
+    # A webhook POST waits this long for an answer; past it the attempt failed (and is retried).
+    event_delivery_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Retries back off exponentially: base × 2^(attempt − 1) seconds, never more than the max delay.
+    event_retry_base_seconds: float = Field(default=5.0, gt=0)
+    event_retry_max_delay_seconds: float = Field(default=1800.0, gt=0)
+    # A delivery is given up (failed, listed for admins) after this many attempts or this many
+    # hours after it was queued, whichever comes first.
+    event_max_attempts: int = Field(default=50, ge=1)
+    event_give_up_hours: float = Field(default=24.0, gt=0)
+    # How often due retries (and events whose kick was lost) are looked for: Celery beat, or the
+    # embedded scheduler.
+    event_poll_seconds: float = Field(default=5.0, gt=0)
     # -- end of events --
     log_level: str = "INFO"
     log_json: bool = False

@@ -92,3 +92,10 @@ class Role(StrEnum):
     PLANNER = "planner"
     ADMIN = "admin"
     AUDITOR = "auditor"
+
+
+class DeliveryState(StrEnum):
+    """An event's delivery to one subscription (resource_mgr/events)."""
+    PENDING = "pending"  # not acknowledged yet: due at next_attempt_at
+    DELIVERED = "delivered"  # a 2xx acknowledged it
+    FAILED = "failed"  # given up after the last attempt (attempts or give-up time used)

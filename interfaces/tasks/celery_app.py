@@ -28,6 +28,7 @@ log = logging.getLogger("rmgr.tasks")
 RUN_JOB = "rmgr.run_job"
 SWEEP_EXPIRED = "rmgr.sweep_expired"
 REAP_JOBS = "rmgr.reap_jobs"
+DELIVER_EVENTS = "rmgr.deliver_events"
 SEND_RETRY = {"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1}
 
 _databases: dict[str, Database] = {}
@@ -39,7 +40,15 @@ def _database(url: str) -> Database:
     with _db_lock:
         if url not in _databases:
             _databases[url] = Database(url)
+            _install_event_delivery(_databases[url])
         return _databases[url]
+
+
+def _install_event_delivery(db: Database) -> None:
+    """Events emitted by a task (an expiry sweep) start their delivery job after its commit."""
+    from interfaces.tasks.dispatch import install_event_delivery
+
+    install_event_delivery(db, settings)  # this process's settings: its broker
 
 
 def _policy(app: Celery) -> Any:
@@ -83,12 +92,27 @@ def reap_jobs(self) -> dict[str, int]:  # noqa: ANN001
     return reaped.as_dict()
 
 
+def deliver_events(self) -> str | None:  # noqa: ANN001
+    """Deliver the event deliveries now due (sent by beat every `event_poll_seconds`): when any
+    is due and no delivery job is queued or running, one is made and run here."""
+    from resource_mgr.events import delivery
+    from resource_mgr.jobs.services import run_job
+
+    db = _database(self.app.conf.rmgr_database_url)
+    with db.unit_of_work(principal=delivery.CREATED_BY) as uow:
+        job_id = delivery.new_job(uow.session, delivery.DeliveryPolicy.from_dict(self.app.conf.rmgr_event_policy),
+                                  only_if_due=True)
+        uow.commit()
+    return None if job_id is None else run_job(db, job_id, policy=_policy(self.app))
+
+
 def make_celery(settings: Settings) -> Celery:
     """A Celery app for these settings. Without a broker (embedded default) it uses the in-memory
     transport, so importing this module never needs Redis; dispatch.enqueue does not send tasks
     then, it runs jobs in a thread of the serving process. The tasks are the module's functions,
     shared by every app made here; each reads its database from its own app's configuration
     (Celery keeps one callable per task name)."""
+    from resource_mgr.events.delivery import DeliveryPolicy
     from resource_mgr.jobs.leases import JobPolicy
 
     app = Celery("rmgr", broker=settings.celery_broker_url or "memory://",
@@ -108,14 +132,17 @@ def make_celery(settings: Settings) -> Celery:
         enable_utc=True,
         rmgr_database_url=settings.database_url,
         rmgr_job_policy=JobPolicy.from_settings(settings).as_dict(),
+        rmgr_event_policy=DeliveryPolicy.from_settings(settings).as_dict(),
         beat_schedule={
             "sweep-expired-preoccupations": {"task": SWEEP_EXPIRED, "schedule": float(settings.sweep_interval_seconds)},
             "reap-jobs": {"task": REAP_JOBS, "schedule": float(settings.job_reap_interval_seconds)},
+            "deliver-events": {"task": DELIVER_EVENTS, "schedule": float(settings.event_poll_seconds)},
         },
     )
     app.task(name=RUN_JOB, bind=True)(run_job)
     app.task(name=SWEEP_EXPIRED, bind=True)(sweep_expired)
     app.task(name=REAP_JOBS, bind=True)(reap_jobs)
+    app.task(name=DELIVER_EVENTS, bind=True)(deliver_events)
     return app
 
 

@@ -4,7 +4,7 @@ the job has committed, so a worker never looks for a job that is not there yet.
 
 Without a broker there is no Celery beat either: every serving process runs an embedded
 scheduler thread, and the one holding the scheduler lease (a row in the database) runs the
-periodic work: the job reaper and the expiry sweep. So `rmgr serve --workers N` sweeps once,
+periodic work: the job reaper, the expiry sweep and the poll for event deliveries due. So `rmgr serve --workers N` sweeps once,
 not N times, and when that process dies another takes the lease over (docs/jobs.md)."""
 from __future__ import annotations
 
@@ -125,6 +125,31 @@ def enqueue(uow: UnitOfWork | None, db: Database, settings: Settings, job_id: st
         uow.after_commit(lambda: submit(db, settings, job_id))
 
 
+# -- event delivery (resource_mgr/events) ----------------------------------------------------------
+
+def start_event_delivery(db: Database, settings: Settings, *, only_if_due: bool = False) -> str | None:
+    """Make sure a delivery job will look at the outbox: none is made when one queued (not yet
+    started, so it sees what is committed now) will, or, polling (`only_if_due`), when nothing
+    is due or one is running. Returns the id of the job sent, if one was made."""
+    from resource_mgr.events import delivery
+
+    with db.unit_of_work(principal=delivery.CREATED_BY) as uow:
+        job_id = delivery.new_job(uow.session, delivery.DeliveryPolicy.from_settings(settings),
+                                  only_if_due=only_if_due)
+        uow.commit()
+    if job_id is not None:
+        submit(db, settings, job_id)
+    return job_id
+
+
+def install_event_delivery(db: Database, settings: Settings) -> None:
+    """After a unit of work on `db` that emitted events commits, start a delivery job (the
+    serving process and the Celery worker call this for their database)."""
+    from resource_mgr.events.services import install_kick
+
+    install_kick(db.engine, lambda: start_event_delivery(db, settings))
+
+
 # -- the embedded scheduler -----------------------------------------------------------------------
 
 def _sweep_due(db: Database, settings: Settings) -> bool:
@@ -191,6 +216,9 @@ def scheduler_tick(db: Database, settings: Settings, owner: str, state: dict[str
         _reap(db, settings)
     if _sweep_due(db, settings):
         _start_sweep(db, settings, owner)
+    if state.get("events_at") is None or now - state["events_at"] >= settings.event_poll_seconds:
+        state["events_at"] = now
+        start_event_delivery(db, settings, only_if_due=True)  # retries now due, kicks that were lost
     return True
 
 
@@ -205,7 +233,7 @@ def start_embedded_scheduler(db: Database, settings: Settings) -> threading.Thre
 
     owner = leases.process_owner()
     tick = max(0.2, min(settings.scheduler_lease_seconds / 3, settings.job_reap_interval_seconds,
-                        settings.sweep_interval_seconds))
+                        settings.sweep_interval_seconds, settings.event_poll_seconds))
 
     def loop() -> None:
         state: dict[str, Any] = {}

@@ -71,7 +71,7 @@ class JobKind:
 
 # Modules that register job kinds when imported; `handler_for` imports them on first use so a
 # worker process knows every kind without importing the HTTP layer.
-KIND_MODULES: list[str] = ["resource_mgr.occupancy.sweep", "resource_mgr.bulk.importer"]
+KIND_MODULES: list[str] = ["resource_mgr.occupancy.sweep", "resource_mgr.bulk.importer", "resource_mgr.events.delivery"]
 
 _registry: dict[str, JobKind] = {}
 _loaded = False

@@ -47,8 +47,9 @@ def test_the_celery_module_imports_without_a_broker_running():
         cwd=ROOT, env=clean_env(RMGR_CELERY_BROKER_URL="redis://127.0.0.1:1/0"), capture_output=True, text=True,
         timeout=60)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["redis://127.0.0.1:1/0", "True", "True", "1", "['rmgr.reap_jobs',", "'rmgr.run_job',",
-                                  "'rmgr.sweep_expired']", "['reap-jobs',", "'sweep-expired-preoccupations']"]
+    assert out.stdout.split() == ["redis://127.0.0.1:1/0", "True", "True", "1", "['rmgr.deliver_events',",
+                                  "'rmgr.reap_jobs',", "'rmgr.run_job',", "'rmgr.sweep_expired']", "['deliver-events',",
+                                  "'reap-jobs',", "'sweep-expired-preoccupations']"]
 
 
 def test_an_unreachable_broker_is_503_and_the_job_is_not_left_queued(db):
