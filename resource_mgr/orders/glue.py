@@ -32,8 +32,8 @@ def emit(session: Session, type_: str, reservation: Reservation, *, service_id: 
          data: dict[str, Any] | None = None, occurred_at: datetime | None = None) -> None:
     """An event to BSS and IOM, written in this transaction (sent after the commit)."""
     try:
-        from resource_mgr.events import emit as outbox
-    except ImportError:  # the events feature is not in this build: nothing to send
+        from resource_mgr.events.services import emit as outbox
+    except ModuleNotFoundError:  # the events feature is not in this build: nothing to send
         return
     outbox(session, type_, local_network_id=reservation.local_network_id, order_ref=reservation.order_ref,
            reservation_id=reservation.id, service_id=service_id or reservation.service_id, data=data or {},

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 
 from resource_mgr.clock import utcnow
 from resource_mgr.customers.models import Service
+from resource_mgr.events.models import Event
 from resource_mgr.numbers.models import Number
 from resource_mgr.occupancy.models import History, Unit
 from resource_mgr.orders.expiry import expire_due
@@ -95,6 +96,11 @@ def test_ftth_new_install_reserve_replay_commit_route(live_server, world):
         assert rows and all(h.reservation_id == res["id"] and h.order_ref == "BSS-1#1" for h in rows)
         assert {h.action for h in s.scalars(select(History).where(History.resource_id == res["id"]))} == {
             "reserve", "commit"}
+        # the events, in the same transactions, each naming the order
+        events = s.scalars(select(Event).order_by(Event.created_at, Event.id)).all()
+        assert [e.type for e in events] == ["reservation.preoccupied", "reservation.committed", "service.created"]
+        assert {(e.reservation_id, e.order_ref) for e in events} == {(res["id"], "BSS-1#1")}
+        assert events[-1].service_id == sid
     # another city's principal sees nothing of it
     assert live_server.get(f"/reservations/{res['id']}", token="sales_fs").status_code == 404
     assert live_server.get(f"/services/{sid}", token="sales_fs").status_code == 404
@@ -175,6 +181,9 @@ def test_cancel_releases_everything_and_is_idempotent(live_server, world):
     assert all(v[0] == "free" for v in units(live_server, held).values())
     with live_server.db.read_session() as s:
         assert s.scalar(select(Number).where(Number.number == res["number"])).unit.occupancy == Occupancy.FREE
+    with live_server.db.read_session() as s:
+        assert s.scalars(select(Event.type).where(Event.reservation_id == res["id"]).order_by(Event.created_at)).all() \
+            == ["reservation.preoccupied", "reservation.cancelled"]
     again = live_server.post(f"/reservations/{res['id']}/cancel", token="sales_gz", json={})
     assert again.status_code == 200 and again.json()["state"] == "cancelled"
     commit = live_server.post(f"/reservations/{res['id']}/commit", token="dispatch_gz", json={"work_order_ref": "W"})
@@ -241,6 +250,8 @@ def test_expiry_marks_the_reservation_and_commit_of_an_expired_one(live_server, 
         ended = expire_due(uow.session, later)
         uow.commit()
     assert ended == {a["id"]: a["principal"]}
+    with live_server.db.read_session() as s:
+        assert s.scalar(select(Event.type).where(Event.reservation_id == a["id"], Event.type == "reservation.expired"))
     got = live_server.get(f"/reservations/{a['id']}").json()
     assert got["state"] == "expired"
     assert units(live_server, a["unit_ids"])[a["unit_ids"][0]][0] == "free"
