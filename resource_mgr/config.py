@@ -131,6 +131,15 @@ class Settings(BaseModel):
     # -- coverage (qualification, TMF645: resource_mgr/coverage) --
     # -- end of coverage --
     # -- orders (reservations and services: resource_mgr/orders) --
+    # How long a reservation holds its units, per action, unless the request's ttl_hours says
+    # otherwise (at most orders_max_ttl_hours). A new install's default is preoccupy_ttl_hours.
+    orders_ttl_move_hours: int = Field(default=72, gt=0)
+    orders_ttl_change_hours: int = Field(default=72, gt=0)
+    orders_ttl_remove_hours: int = Field(default=168, gt=0)
+    orders_max_ttl_hours: int = Field(default=720, gt=0)
+    # A use case that meets a deadlock, a serialization failure or a stale row is run again from
+    # the start this many times (with a short random pause) before the client sees 503.
+    orders_retry_attempts: int = Field(default=8, ge=1)
     # -- end of orders --
     # -- numbers (search, golden numbers: resource_mgr/numbers) --
     # -- end of numbers --

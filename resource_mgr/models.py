@@ -10,4 +10,5 @@ from resource_mgr.inventory.models import (  # noqa: F401
 from resource_mgr.jobs.models import Job  # noqa: F401
 from resource_mgr.numbers.models import Number, NumberPool, NumberSegment  # noqa: F401
 from resource_mgr.occupancy.models import History, SharedHold, Unit  # noqa: F401
+from resource_mgr.orders.models import Reservation  # noqa: F401
 from resource_mgr.security.models import ApiToken, User  # noqa: F401

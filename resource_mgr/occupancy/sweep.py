@@ -148,6 +148,18 @@ def count_expired(session: Session, now: datetime, local_network_ids: Iterable[s
     return int(session.scalar(exclusive) or 0) + int(session.scalar(shared) or 0)
 
 
+def expire_reservations(session: Session, now: datetime, limit: int | None = None,
+                        local_network_ids: Iterable[str] | None = None) -> dict[str, str]:
+    """Reservations past their expiry marked expired (resource_mgr.orders, when installed), their
+    units freed: {reservation id: its principal}. Counted per reservation, even when a unit it held
+    was taken over by another order before the sweep ran."""
+    try:
+        expiry = importlib.import_module("resource_mgr.orders.expiry")
+    except ImportError:
+        return {}
+    return expiry.expire_due(session, now, limit=limit, local_network_ids=local_network_ids)
+
+
 def run_sweep_job(db: Database, job_id: str, progress: Any) -> dict[str, Any]:
     """Job handler: sweep in batches, one unit of work each, progress between them. Params:
     `local_network_ids` (a list, or absent for every local network)."""
@@ -163,7 +175,12 @@ def run_sweep_job(db: Database, job_id: str, progress: Any) -> dict[str, Any]:
     trust_recorded = False
     while True:
         with db.unit_of_work(principal=SWEEPER) as uow:
-            batch = sweep(uow.session, utcnow(), local_network_ids=ids, limit=BATCH)
+            now = utcnow()
+            # reservations first: what they held is freed naming them; the sweep frees the rest
+            ended = expire_reservations(uow.session, now, BATCH, ids)
+            batch = sweep(uow.session, now, local_network_ids=ids, limit=BATCH)
+            batch.by_reservation = {**batch.by_reservation, **ended}
+            batch.reservations |= set(ended)
             fresh = Counter(p for r, p in batch.by_reservation.items() if r not in seen and p)
             if fresh:
                 trust_recorded = record_trust(uow.session, dict(fresh)) or trust_recorded
@@ -172,7 +189,7 @@ def run_sweep_job(db: Database, job_id: str, progress: Any) -> dict[str, Any]:
             seen.setdefault(reservation_id, principal)
         units += batch.units
         progress(units, max(total, units))
-        if batch.units < BATCH:
+        if batch.units < BATCH and len(ended) < BATCH:
             break
     by_principal = Counter(p for p in seen.values() if p)
     return {"message": f"freed {units} unit(s) of {len(seen)} expired pre-occupation(s)",

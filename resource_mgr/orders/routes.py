@@ -1,0 +1,52 @@
+"""A service's end-to-end route from its stored path: ordered hops, customer side first.
+Helper `design` builds hops the same way for a design (`resource_mgr.design.Hop`); this reads
+the names for a stored path in three queries, whatever its length."""
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, with_polymorphic
+
+from resource_mgr.customers.models import Service, ServiceUnit
+from resource_mgr.inventory.models import Cable, CrossBox, Device, Frame, Resource, Site
+from resource_mgr.occupancy.models import Unit
+
+
+def hops(session: Session, unit_ids: list[str]) -> list[dict[str, Any]]:
+    """[{"unit_id", "kind", "name", "device", "site", "cable", "shared"}...] in the given order."""
+    if not unit_ids:
+        return []
+    units = {u.id: u for u in session.scalars(select(Unit).where(Unit.id.in_(unit_ids)))}
+    kinds = with_polymorphic(Resource, [Device, Frame, CrossBox, Cable])
+    roots = {r.id: r for r in session.scalars(select(kinds).where(kinds.id.in_({u.root_id for u in units.values()})))}
+    site_ids = {getattr(r, "site_id", None) for r in roots.values()} - {None}
+    sites = dict(session.execute(select(Site.id, Site.name).where(Site.id.in_(site_ids))).all()) if site_ids else {}
+    out = []
+    for uid in unit_ids:
+        unit = units.get(uid)
+        if unit is None:
+            continue
+        root = roots.get(unit.root_id)
+        out.append({
+            "unit_id": unit.id, "kind": unit.kind, "name": unit.name,
+            "device": root.name if root is not None else None,
+            "site": sites.get(getattr(root, "site_id", None)),
+            "cable": root.name if root is not None and root.kind == "cable" else None,
+            "shared": unit.capacity > 1,
+        })
+    return out
+
+
+def service_route(session: Session, service: Service) -> dict[str, Any]:
+    """The route of a service; one riding on a bearer (IPTV, VoIP) shows its bearer's."""
+    carrier, seen = service, set()
+    while carrier.bearer_id and carrier.id not in seen:
+        seen.add(carrier.id)
+        carrier = session.get(Service, carrier.bearer_id) or carrier
+    ids = list(session.scalars(select(ServiceUnit.unit_id).where(ServiceUnit.service_id == carrier.id)
+                               .order_by(ServiceUnit.seq)))
+    out: dict[str, Any] = {"service_id": service.id, "hops": hops(session, ids)}
+    if carrier.id != service.id:
+        out["bearer_id"] = carrier.id
+    return out
