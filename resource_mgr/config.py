@@ -77,6 +77,17 @@ class Settings(BaseModel):
     # -- addresses (address tree, search, serving boxes: resource_mgr/addresses) --
     # -- end of addresses --
     # -- coverage (qualification, TMF645: resource_mgr/coverage) --
+    # An address_text resolves to the best search hit when its text is what was typed, or it
+    # scores at least coverage_text_min_score and (unless alone) that much ahead of the next;
+    # otherwise 404 with up to coverage_text_suggestions suggestions.
+    coverage_text_min_score: float = Field(default=0.8, ge=0)
+    coverage_text_margin: float = Field(default=0.1, ge=0)
+    coverage_text_suggestions: int = Field(default=5, ge=1, le=50)
+    # Device types whose line ports carry an NGN phone over copper (comma-separated).
+    coverage_ngn_line_device_types: str = "access_gateway"
+    # A location with no standard address near it: how far to look for the nearest box.
+    coverage_location_fibre_m: float = Field(default=300.0, gt=0)
+    coverage_location_copper_m: float = Field(default=300.0, gt=0)
     # -- end of coverage --
     # -- orders (reservations and services: resource_mgr/orders) --
     # -- end of orders --
