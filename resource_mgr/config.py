@@ -75,6 +75,16 @@ class Settings(BaseModel):
     # -- design (path design, optical budget, loop rates: resource_mgr/design) --
     # -- end of design --
     # -- addresses (address tree, search, serving boxes: resource_mgr/addresses) --
+    # Drop-length limits (DOMAIN-FACTS: ~100 m inside buildings, ~300 m aerial): an address with
+    # no coverage in its tree is served by boxes of that medium within this distance of its point.
+    addresses_drop_limit_fibre_m: float = Field(default=100.0, gt=0)
+    addresses_drop_limit_copper_m: float = Field(default=300.0, gt=0)
+    # A location resolves to the nearest standard address within this distance.
+    addresses_resolve_point_m: float = Field(default=100.0, gt=0)
+    # A location belongs to the local network of the nearest address or site within this distance.
+    addresses_local_network_radius_m: float = Field(default=5000.0, gt=0)
+    # Search: a fuzzy match (no exact substring match) needs this share of the query's trigrams.
+    addresses_fuzzy_min_share: float = Field(default=0.5, gt=0, le=1)
     # -- end of addresses --
     # -- coverage (qualification, TMF645: resource_mgr/coverage) --
     # An address_text resolves to the best search hit when its text is what was typed, or it

@@ -51,7 +51,10 @@ def create_schema(database: Database) -> None:
 
 def _data_tables(database: Database) -> list[str]:
     """The live tables that hold rows, children before parents (SQLite enforces foreign keys)."""
-    live = set(inspect(database.engine).get_table_names()) - KEEP_TABLES
+    # FTS5 shadow tables (address_fts_data, ...) are the search table's own: emptying them
+    # directly would corrupt it; the address rows' triggers empty address_fts.
+    live = {t for t in inspect(database.engine).get_table_names()
+            if not t.startswith(migrate.SEARCH_TABLE_PREFIX)} - KEEP_TABLES
     known = [t.name for t in reversed(Base.metadata.sorted_tables) if t.name in live]
     return sorted(live - set(known)) + known
 

@@ -166,7 +166,10 @@ FILES: tuple[FileSpec, ...] = (
     _resource("addresses", "address", C("area", "ref", ref="area"), C("district", default=""),
               C("road", default=""), C("number", default=""), C("building", default=""), C("unit", default=""),
               C("floor", default=""), C("room", default=""),
-              C("search_key", doc="normalised text; default: the name without spaces"), POINT,
+              C("search_key", doc="normalised text for the search; default: made from the name "
+                                  "(resource_mgr/addresses/normalise.py); a given one is normalised too"), POINT,
+              parent=C("parent", "ref", ref="address",
+                       doc="the address containing it (building ⊃ unit ⊃ floor ⊃ room; parents first)"),
               doc="標準地址: name is the full text"),
     _resource("manholes", "manhole", C("location", "point", True), doc="人井"),
     _resource("poles", "pole", C("location", "point", True), doc="電杆"),

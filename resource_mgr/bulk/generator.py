@@ -11,11 +11,13 @@ buildings, parks, and a few old quarters with no fibre yet. For every exchange t
 builds, in this order, and streams straight to the BundleWriter (memory is one exchange):
 
 - space: the exchange site, outdoor fibre cabinets (sites), standard addresses for every
-  building, unit (單元) and room with points and normalised search keys;
+  building, unit (單元) and room with points and normalised search keys, as a tree (a room's
+  parent is its unit, a unit's its building; an office building has no units);
 - fibre: GPON / XGS-PON OLTs (templates), ODFs, feeder cables, first-stage splitters (1:4 or 1:8,
   in a street cabinet or at the exchange), distribution cables to the buildings, second-stage
   splitters (1:16 or 1:8, total 1:64) at each building, in-building distribution cables to the
-  fibre access terminals (FAT 8/16/24) on each unit, coverage FAT ↔ unit and room addresses;
+  fibre access terminals (FAT 8/16/24) on each unit, coverage FAT ↔ unit (an office: its
+  building), which the unit's rooms inherit down the address tree;
 - copper: MDFs, primary cables (100–1200 pairs) to cross boxes (300/600/1200), distribution
   cables to boxes (10/20/30) on each unit, equipment terminals pre-wired to DSLAM and switch
   ports, jumpers (cross box, MDF) for every working line;
@@ -40,9 +42,8 @@ core and second-stage input up to the second-stage ratio. Everything else is exc
 Deterministic: the same size, seed and `as_of` give byte-identical files (no clock, no hash
 randomisation: every choice comes from random.Random seeded per exchange).
 
-What the format cannot say yet (see /tmp/bulk_requests.txt): an address parent (room → unit →
-building), so coverage is written for the unit address and for each of its rooms; a bearer
-service for IPTV / VoIP riding on broadband, so their paths are empty.
+What the format cannot say yet: a bearer service for IPTV / VoIP riding on broadband, so their
+paths are empty.
 """
 from __future__ import annotations
 
@@ -50,13 +51,13 @@ import math
 import random
 import re
 import time
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from resource_mgr.addresses.normalise import normalise
 from resource_mgr.bulk.format import BundleWriter
 from resource_mgr.geo.spatial import EARTH_RADIUS_M, M_PER_DEG_LAT
 from resource_mgr.inventory.templates import DEFAULT_TEMPLATES
@@ -149,17 +150,12 @@ class Stats:
 
 # -- small helpers -----------------------------------------------------------------------------
 
-_PUNCT = re.compile(r"[\s\-_,.，。、/\\()（）#号]+")
 
 
 def search_key(text: str) -> str:
-    """Normalised address text for partial matching: NFKC (full-width digits → ASCII), lower
-    case, no spaces or punctuation, without the province and city prefix."""
-    key = unicodedata.normalize("NFKC", text).lower()
-    for prefix in (PROVINCE + "省", CITY):
-        if key.startswith(prefix):
-            key = key[len(prefix):]
-    return _PUNCT.sub("", key)
+    """The address search's normal form (resource_mgr/addresses/normalise.py): what the importer
+    would make from the name, written out so that the bundle says it."""
+    return normalise(text)
 
 
 def _std(sizes: tuple[int, ...], need: int) -> int:
@@ -473,7 +469,7 @@ class _Exchange:
                 label = f"{'ABCDEFGHJK'[b % 10]}座" if office else f"{b + 1}栋"
                 btext = pre + label
                 bkey = f"{self.E}-A{self.next('addr')}"
-                self._address(bkey, btext, road, number, label, "", "", "", b_ll)
+                self._address(bkey, btext, road, number, label, "", "", "", b_ll, None)
                 nu = rng.randint(*units_rng)
                 floors = rng.randint(*floors_rng)
                 per_floor = rng.randint(*rooms_rng)
@@ -486,23 +482,24 @@ class _Exchange:
                         ukey = bkey
                     else:
                         ukey = f"{self.E}-A{self.next('addr')}"
-                        self._address(ukey, btext + ulabel, road, number, label, ulabel, "", "", u_ll)
+                        self._address(ukey, btext + ulabel, road, number, label, ulabel, "", "", u_ll, bkey)
                     rooms = []
                     for f in range(1, floors + 1):
                         for r in range(1, per_floor + 1):
                             room = f"{f}{r:02d}室"
                             rkey = f"{self.E}-A{self.next('addr')}"
                             rtext = btext + ulabel + room
-                            self._address(rkey, rtext, road, number, label, ulabel, str(f), room, u_ll)
+                            self._address(rkey, rtext, road, number, label, ulabel, str(f), room, u_ll, ukey)
                             rooms.append(_Room(rkey, rtext, f))
                     units.append(_Unit(ukey, u_ll, rooms, b_ll if office else u_ll))
                 cell.buildings.append(_Building(b_ll, (ix, row * self.k), units, office, bkey))
         stats.addresses += self.seqs.get("addr", 0)
 
     def _address(self, key: str, text: str, road: str, number: str, building: str, unit: str, floor: str,
-                 room: str, point: tuple[float, float]) -> None:
+                 room: str, point: tuple[float, float], parent: str | None) -> None:
         self.w.write("addresses", {
-            "key": key, "local_network": LN_CODE, "name": text, "area": self.street_key, "district": self.district,
+            "key": key, "local_network": LN_CODE, "name": text, "parent": parent, "area": self.street_key,
+            "district": self.district,
             "road": road, "number": number, "building": building, "unit": unit, "floor": floor, "room": room,
             "search_key": search_key(text), "location": _wkt_point(point)})
 
@@ -725,11 +722,10 @@ class _Exchange:
                 "medium": "fibre", "capacity": size, "template": f"FAT-{size}", "location": _wkt_point(fat_ll)})
             self.c.stats.fats += 1
             unit.fats.append((fat, size, band[0].floor, band[-1].floor))
-            d = round(_haversine(*fat_ll, *unit.point), 1)
+            # Coverage at the unit (an office's: its building), as operators keep it; its rooms
+            # inherit it down the address tree (resource_mgr/addresses/serving.py).
             w.write("coverage", {"box": fat, "address": unit.address,
                                  "distance_m": round(_haversine(*fat_ll, *unit.address_point), 1)})
-            for room in band:
-                w.write("coverage", {"box": fat, "address": room.address, "distance_m": d})
             feed = s2_keys[min(g // r2, len(s2_keys) - 1)] if s2_keys else None
             riser = self.cable(name=f"{self.name}-GL{self.next('gl'):04d}", medium="fibre", stage="distribution",
                                count=size, a_end=feed, z_end=fat, coords=[b.point, fat_ll], segs=[])
@@ -895,11 +891,8 @@ class _Exchange:
                 "key": bkey, "local_network": LN_CODE, "name": f"{self.name}-FXH{int(bkey.split('-Q')[1]):04d}",
                 "medium": "copper", "capacity": bsize, "template": f"DIST-BOX-{bsize}", "location": _wkt_point(box_ll)})
             stats.copper_boxes += 1
-            d = round(_haversine(*box_ll, *unit.point), 1)
             w.write("coverage", {"box": bkey, "address": unit.address,
                                  "distance_m": round(_haversine(*box_ll, *unit.address_point), 1)})
-            for room in band:
-                w.write("coverage", {"box": bkey, "address": room.address, "distance_m": d})
             coords, segs = self.route(cross, b.entry)
             dcab = self.cable(name=f"{self.name}-DL{self.next('dl'):04d}", medium="copper", stage="distribution",
                               count=bsize, conductor=0.4, a_end=jkey, z_end=bkey,

@@ -136,7 +136,13 @@ class Address(Resource):
     the full text; `search_key` its normalised form for matching partial input."""
 
     __tablename__ = "address"
-    __table_args__ = (_gist("address", "location"), Index("ix_address_search_key", "search_key"))
+    __table_args__ = (
+        _gist("address", "location"), Index("ix_address_search_key", "search_key"),
+        # Partial-text search (resource_mgr/addresses/search.py): pg_trgm on PostgreSQL; SQLite
+        # keeps the FTS5 trigram table `address_fts` in step by triggers (made by the migration).
+        Index("ix_address_search_key_trgm", "search_key", postgresql_using="gin",
+              postgresql_ops={"search_key": "gin_trgm_ops"}).ddl_if(dialect="postgresql"),
+    )
     id: Mapped[str] = _child_id()
     area_id: Mapped[str | None] = mapped_column(ForeignKey("area.id"))
     district: Mapped[str] = mapped_column(String(50), default="")
@@ -153,6 +159,15 @@ class Address(Resource):
     @property
     def text(self) -> str:
         return self.name
+
+    @property
+    def level(self) -> str:
+        """Where the address sits in the tree (building ⊃ unit ⊃ floor ⊃ room), from its most
+        specific part; "street" for a road number with no building."""
+        for level in ("room", "floor", "unit", "building"):
+            if getattr(self, level):
+                return level
+        return "street"
 
 
 # --- Infrastructure (基礎設施) ---------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from resource_mgr.addresses.normalise import normalise
 from resource_mgr.bulk import format as fmt
 from resource_mgr.bulk.format import FILE_BY_NAME, BundleReader
 from resource_mgr.bulk.importing import numbers
@@ -94,7 +95,8 @@ def templates(st: ImportState, reader: BundleReader) -> None:
                                            v["vendor"] or "", v["spec"], v["version"] or 1))
 
 
-_PARENT_COL = {"areas": ("parent", ("area",)), "duct_segments": ("duct", ("duct",)),
+_PARENT_COL = {"areas": ("parent", ("area",)), "addresses": ("parent", ("address",)),
+               "duct_segments": ("duct", ("duct",)),
                "number_segments": ("pool", ("number_pool",))}
 CHILD_COLS = {
     "area": ("id", "level", "code"),
@@ -185,7 +187,7 @@ def _address(st, f, line, id_, ln, v):
     ok, area = ref_id(st, f, line, "area", v["area"], ("area",), ln)
     if not ok:
         return None
-    search_key = v["search_key"] if v["search_key"] is not None else "".join(v["name"].split()).lower()
+    search_key = normalise(v["search_key"] if v["search_key"] is not None else v["name"])
     return (id_, area, *(v[c] or "" for c in ("district", "road", "number", "building", "unit", "floor", "room")),
             search_key, v["location"])
 

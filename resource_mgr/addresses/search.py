@@ -1,0 +1,140 @@
+"""Standard-address search: what a counter clerk types → the standard addresses, best first.
+
+The query is normalised like the stored `search_key` (normalise.py) and cut into terms: text
+runs (汾江路, 丽日花园) and numbers with their part word (88号, 3栋, 2单元, 301室).
+
+1. Exact stage: the addresses whose key contains every term, in any order. The terms of three
+   characters or more go through the backend's trigram index — pg_trgm GIN on PostgreSQL,
+   the FTS5 trigram table `address_fts` on SQLite (kept in step by triggers) — shorter ones
+   (3栋) only filter what the index found. Never a scan of the table. Ranked in SQL by a score:
+   +1 for each part the query names that the address has exactly (number, building, unit,
+   room), plus up to 0.5 for how much of the key the query covers (so a building comes before
+   its rooms when no room is asked for). The total is the count of matches.
+2. Fuzzy stage, only when nothing matched exactly (a typo, a city without 市, words in another
+   order): up to `FUZZY_CANDIDATES` addresses sharing the most trigrams with the query (pg_trgm
+   `<%` word similarity; FTS5 OR of the trigrams ranked by bm25), kept when at least
+   `addresses_fuzzy_min_share` of the query's trigrams are in the key, scored by that share plus
+   the same bonuses. Nothing left: an empty list.
+
+A query shorter than three characters once normalised matches nothing (no index can answer it
+without scanning).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Float, String, case, func, literal, select, text
+from sqlalchemy.orm import Session
+
+from resource_mgr.addresses.normalise import Query, field_variants, parse_query, trigrams
+from resource_mgr.config import Settings
+from resource_mgr.errors import Invalid
+from resource_mgr.inventory.models import Address, LocalNetwork
+
+FUZZY_CANDIDATES = 200
+MIN_INDEXED = 3  # the trigram indexes need three characters
+_PARTS = ("number", "building", "unit", "room")
+
+
+@dataclass(frozen=True)
+class AddressHit:
+    address: Address
+    score: float
+
+
+def search_addresses(session: Session, q: str, *, local_network_ids: set[str] | None,
+                     local_network: str | None = None, limit: int = 10, offset: int = 0,
+                     settings: Settings | None = None) -> tuple[list[AddressHit], int]:
+    if q is None or not q.strip():
+        raise Invalid("q must not be empty", field="q")
+    query = parse_query(q)
+    if len(query.key) < MIN_INDEXED:
+        return [], 0
+    scope = []
+    if local_network_ids is not None:
+        scope.append(Address.local_network_id.in_(sorted(local_network_ids)))
+    if local_network:
+        ln = session.scalar(select(LocalNetwork.id).where(
+            (LocalNetwork.code == local_network) | (LocalNetwork.id == local_network)))
+        if ln is None:
+            raise Invalid(f"unknown local network {local_network!r}", field="local_network")
+        scope.append(Address.local_network_id == ln)
+    postgres = session.get_bind().dialect.name == "postgresql"
+    where = [*_contains_all(query, postgres), *scope]
+    total = session.scalar(select(func.count()).select_from(Address).where(*where)) or 0
+    if total:
+        score = _score_sql(query)
+        rows = session.execute(
+            select(Address, score.label("score")).where(*where)
+            .order_by(score.desc(), func.length(Address.search_key), Address.name, Address.id)
+            .limit(limit).offset(offset)).all()
+        return [AddressHit(a, round(float(s), 4)) for a, s in rows], total
+    hits = _fuzzy(session, query, scope, postgres, (settings or Settings()).addresses_fuzzy_min_share)
+    return hits[offset:offset + limit], len(hits)
+
+
+def _contains_all(query: Query, postgres: bool) -> list:
+    long = [t for t in query.terms if len(t) >= MIN_INDEXED] or [query.key]
+    short = [t for t in query.terms if len(t) < MIN_INDEXED]
+    like = [Address.search_key.like(f"%{t}%") for t in short]  # terms hold no % or _ (normalised)
+    if postgres:  # the GIN trigram index answers LIKE '%…%' of three characters or more
+        return [*(Address.search_key.like(f"%{t}%") for t in long), *like]
+    match = " AND ".join(_phrase(t) for t in long)
+    return [Address.id.in_(_fts(match)), *like]
+
+
+def _phrase(term: str) -> str:
+    return '"' + term.replace('"', '""') + '"'
+
+
+def _fts(match: str):
+    return text("SELECT id FROM address_fts WHERE address_fts MATCH :m").bindparams(m=match).columns(id=String)
+
+
+def _score_sql(query: Query):
+    # search_key is never empty for a match (it contains the query), so the division is safe.
+    score = literal(len(query.key) * 0.5, Float) / func.length(Address.search_key)
+    for part in _PARTS:
+        value = getattr(query, part)
+        if value is not None:
+            column = getattr(Address, part)
+            score = score + case((func.lower(column).in_([v.lower() for v in field_variants(part, value)]), 1.0),
+                                 else_=0.0)
+    return score
+
+
+def _bonus(query: Query, address: Address) -> float:
+    total = 0.0
+    for part in _PARTS:
+        value = getattr(query, part)
+        if value is not None and (getattr(address, part) or "").lower() in \
+                {v.lower() for v in field_variants(part, value)}:
+            total += 1.0
+    return total
+
+
+def _fuzzy(session: Session, query: Query, scope: list, postgres: bool, min_share: float) -> list[AddressHit]:
+    grams = query.trigrams
+    if not grams:
+        return []
+    if postgres:
+        session.execute(select(func.set_config("pg_trgm.word_similarity_threshold", str(min_share), True)))
+        sim = func.word_similarity(literal(query.key), Address.search_key)
+        stmt = (select(Address).where(literal(query.key).op("<%")(Address.search_key), *scope)
+                .order_by(sim.desc(), Address.id).limit(FUZZY_CANDIDATES))
+    else:
+        match = " OR ".join(_phrase(g) for g in sorted(grams))
+        ranked = text("SELECT id FROM address_fts WHERE address_fts MATCH :m ORDER BY rank LIMIT :n") \
+            .bindparams(m=match, n=FUZZY_CANDIDATES * 5).columns(id=String).subquery()
+        stmt = select(Address).join(ranked, ranked.c.id == Address.id).where(*scope)
+    hits = []
+    for a in session.scalars(stmt):
+        share = len(grams & trigrams(a.search_key)) / len(grams)
+        if share >= min_share:
+            cover = 0.5 * min(1.0, len(query.key) / max(len(a.search_key), 1))
+            hits.append(AddressHit(a, round(share + cover + _bonus(query, a), 4)))
+    hits.sort(key=lambda h: (-h.score, len(h.address.search_key), h.address.name, h.address.id))
+    return hits[:FUZZY_CANDIDATES]
+
+
+__all__ = ["AddressHit", "search_addresses"]
