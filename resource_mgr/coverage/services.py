@@ -8,7 +8,6 @@ NGN phone an access gateway line port or a fibre line, IPTV and VoIP a broadband
 from __future__ import annotations
 
 import math
-import unicodedata
 from datetime import datetime
 from typing import Any, Sequence
 
@@ -16,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from resource_mgr.addresses import (
-    address_json, local_network_of_point, nearest_boxes, resolve_point, search_addresses,
+    address_json, ancestors, local_network_of_point, nearest_boxes, normalise, resolve_point, search_addresses,
 )
 from resource_mgr.config import Settings
 from resource_mgr.customers.models import Service
@@ -101,31 +100,34 @@ def resolve_address(session: Session, *, local_network_ids: set[str] | frozenset
     return _by_point(session, location, scope, settings, field_prefix + "location")
 
 
-def _normal(text: str) -> str:
-    return "".join(ch for ch in unicodedata.normalize("NFKC", text).lower() if not ch.isspace())
-
-
 def _by_text(session: Session, text: str, scope: set[str] | None, settings: Settings, field: str) -> Address:
     if not text.strip():
         raise Invalid("address_text is empty", field=field)
     hits, _total = search_addresses(session, text.strip(), local_network_ids=scope,
-                                    limit=settings.coverage_text_suggestions)
-    if hits and _confident(text, hits, settings):
-        return hits[0].address
+                                    limit=settings.coverage_text_suggestions, settings=settings)
+    best = _confident(session, text, hits, settings)
+    if best is not None:
+        return best
     raise NotFound(f"no standard address matches {text.strip()[:100]!r} closely enough"
                    + ("; see the suggestions" if hits else ""), field=field,
                    suggestions=[address_json(h.address) for h in hits])
 
 
-def _confident(text: str, hits: list[Any], settings: Settings) -> bool:
-    """The best hit is the address meant: its text is what was typed, or it is the only hit and
-    scores well, or it scores well and clearly ahead of the next one."""
+def _confident(session: Session, text: str, hits: list[Any], settings: Settings) -> Address | None:
+    """The address meant, if the hits say so: one whose whole text is what was typed; else the
+    best, when it scores well and every hit close to it lies inside it (its units and rooms:
+    typing a unit's address finds its rooms too)."""
+    key = normalise(text)
+    for hit in hits:
+        if hit.address.search_key == key:
+            return hit.address
+    if not hits or hits[0].score < settings.coverage_text_min_score:
+        return None
     best = hits[0]
-    if _normal(best.address.text) == _normal(text):
-        return True
-    if best.score < settings.coverage_text_min_score:
-        return False
-    return len(hits) == 1 or best.score - hits[1].score >= settings.coverage_text_margin
+    close = [h for h in hits[1:] if best.score - h.score < settings.coverage_text_margin]
+    if all(best.address.id in ancestors(session, h.address.id)[1:] for h in close):
+        return best.address
+    return None
 
 
 def _by_point(session: Session, location: Any, scope: set[str] | None, settings: Settings,
@@ -136,10 +138,10 @@ def _by_point(session: Session, location: Any, scope: set[str] | None, settings:
         raise Invalid("location must be {\"lon\": number, \"lat\": number}", field=field) from None
     if not (math.isfinite(lon) and math.isfinite(lat) and -180 <= lon <= 180 and -90 <= lat <= 90):
         raise Invalid("location: lon must be within -180..180 and lat within -90..90", field=field)
-    network = local_network_of_point(session, (lon, lat))
+    network = local_network_of_point(session, (lon, lat), settings=settings)
     if network is None or (scope is not None and network not in scope):
         raise Invalid("the location is outside every local network you may work in", field=field)
-    address = resolve_point(session, (lon, lat), local_network_ids={network})
+    address = resolve_point(session, (lon, lat), local_network_ids={network}, settings=settings)
     return address if address is not None else (lon, lat)
 
 
@@ -181,7 +183,8 @@ def _ngn_line(session: Session, technologies: dict[Technology, Any], settings: S
     switch_id = pots.design.line_port_switch_id if pots.available and pots.design is not None else None
     if switch_id:
         device = session.get(Device, switch_id)
-        if device is not None and device.device_type in {t.strip() for t in settings.coverage_ngn_line_device_types.split(",")}:
+        types = {t.strip() for t in settings.coverage_ngn_line_device_types.split(",")}
+        if device is not None and device.device_type in types:
             return "copper"
     return None
 
@@ -274,7 +277,7 @@ def _no_address_answer(session: Session, point: tuple[float, float], wanted: lis
                        local_network_ids: set[str] | frozenset[str] | None, settings: Settings) -> dict[str, Any]:
     """Nothing can be designed without a standard address; say which boxes are near the point,
     so the counter knows whether registering the address is worth it."""
-    network = local_network_of_point(session, point)
+    network = local_network_of_point(session, point, settings=settings)
     near: dict[str, Any] = {}
     for medium, max_m in (("fibre", settings.coverage_location_fibre_m), ("copper", settings.coverage_location_copper_m)):
         boxes = nearest_boxes(session, point, medium=medium, max_m=max_m, local_network_ids={network}, limit=1)
