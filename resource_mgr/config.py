@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -73,6 +73,48 @@ class Settings(BaseModel):
     import_max_rows: int = Field(default=40_000_000, gt=0)
     import_max_compression_ratio: float = Field(default=100.0, gt=1)
     # -- design (path design, optical budget, loop rates: resource_mgr/design) --
+    # Which of several possible paths: "fill" the fullest shared head (PON port, DSLAM) first,
+    # or "spread" over the emptiest; and whether paths needing no jumper come first.
+    design_policy: Literal["fill", "spread"] = "fill"
+    design_prefer_wired: bool = True
+    # ONTs per PON port at most, whatever the port's capacity says (a GPON port addresses 128).
+    design_max_onts_per_pon: int = Field(default=64, ge=1, le=1024)
+    # Optical budget classes (dB) and which class an OLT's optics are: by the OLT's model first
+    # (Device.model), else by its technology (Device.technology), else the default class.
+    design_optic_classes: dict[str, float] = {"B+": 28.0, "C+": 32.0, "C++": 35.0}
+    design_optic_class_by_technology: dict[str, str] = {"GPON": "C+", "XGS-PON": "C+"}
+    design_optic_class_by_model: dict[str, str] = {}
+    design_optic_class_default: str = "C+"
+    # Losses of a would-be path: PLC splitter insertion loss by ratio (max), fibre per km, each
+    # connection by its kind (patch/jumper: a connector pair; splice/fixed: a fusion splice), the
+    # connectors at both ends (OLT port, ONT), and the safety margin.
+    design_splitter_loss_db: dict[str, float] = {
+        "2": 4.3, "4": 7.4, "8": 10.7, "16": 13.9, "32": 17.2, "64": 21.5, "128": 25.5}
+    design_fibre_db_per_km: float = Field(default=0.35, ge=0)
+    design_connection_loss_db: dict[str, float] = {"patch": 0.75, "jumper": 0.75, "splice": 0.1, "fixed": 0.1}
+    design_end_connectors: int = Field(default=2, ge=0)
+    design_connector_db: float = Field(default=0.75, ge=0)
+    design_margin_db: float = Field(default=3.0, ge=0)
+    # Top downstream rate a subscriber gets per PON technology, and on a LAN switch port (Mbit/s).
+    design_pon_rate_mbps: dict[str, float] = {"GPON": 1000.0, "XGS-PON": 10000.0}
+    design_lan_rate_mbps: float = Field(default=1000.0, gt=0)
+    # DSL downstream by loop length on 0.4 mm pairs: [metres, Mbit/s] points, interpolated;
+    # past the last point the technology does not reach. Other gauges count by their loop
+    # resistance (ohm/km) against 0.4 mm: a 0.5 mm metre is 95/148 of a 0.4 mm metre.
+    design_adsl_rate_table: list[tuple[float, float]] = [
+        (300, 25), (600, 24), (900, 23), (1200, 22), (1500, 21), (1800, 19), (2100, 16), (3000, 8),
+        (4500, 3), (5200, 1.5)]
+    design_vdsl_rate_table: list[tuple[float, float]] = [(300, 90), (500, 60), (1000, 37), (1500, 20)]
+    design_loop_ohm_per_km: dict[str, float] = {"0.4": 148.0, "0.5": 95.0, "0.6": 65.8, "0.9": 29.2}
+    design_pots_max_loop_m: float = Field(default=6000.0, gt=0)
+    # Head ports a technology may use, by the port's technology; the LAN switch of a building
+    # stands within this distance of the building's point.
+    design_head_technologies: dict[str, list[str]] = {
+        "ADSL": ["ADSL2+"], "VDSL": ["VDSL2"], "POTS": ["PSTN", "NGN"]}
+    design_lan_switch_max_m: float = Field(default=60.0, gt=0)
+    # Serving boxes looked at per design, and how far free_capacity counts (qualify).
+    design_max_boxes: int = Field(default=10, ge=1)
+    design_free_capacity_cap: int = Field(default=200, ge=1)
     # -- end of design --
     # -- addresses (address tree, search, serving boxes: resource_mgr/addresses) --
     # Drop-length limits (DOMAIN-FACTS: ~100 m inside buildings, ~300 m aerial): an address with

@@ -1,0 +1,191 @@
+"""design_path and qualify: the one path design that orders and coverage both use."""
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from resource_mgr.clock import aware
+from resource_mgr.config import Settings
+from resource_mgr.design import copper, fibre, lan
+from resource_mgr.design.errors import NoDesign, sentence
+from resource_mgr.design.model import Design, Hop, TechnologyAnswer
+from resource_mgr.design.policy import Candidate, count_fitting, sort_key
+from resource_mgr.design.rates import rate_for_loop
+from resource_mgr.design.trace import Tracer
+from resource_mgr.errors import NotFound
+from resource_mgr.inventory.models import Resource
+from resource_mgr.occupancy import ledger
+from resource_mgr.occupancy.models import Unit
+from resource_mgr.states import AdminState, Occupancy, Technology
+
+try:  # the address helper's serving boxes and tree, once merged
+    from resource_mgr.addresses import ancestors, serving_boxes  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - until resource_mgr.addresses exists
+    from resource_mgr.design.serving import ancestors, serving_boxes
+
+MEDIUM = {"FTTH": "fibre", "ADSL": "copper", "VDSL": "copper", "POTS": "copper"}
+LOCK_ATTEMPTS = 3
+
+
+class _Search:
+    """The candidates for one address and technology, best first, and why others failed."""
+
+    def __init__(self, session: Session, *, address_id: str, technology: str, settings: Settings, now: datetime,
+                 min_down_mbps: float | None, avoid: frozenset[str], keep: Sequence[str],
+                 reservation_id: str | None) -> None:
+        self.tech = Technology(technology).value
+        self.address_id = address_id
+        self.settings, self.now, self.min_down_mbps = settings, now, min_down_mbps
+        self.tr = Tracer(session, now=now, settings=settings, avoid=avoid, reservation_id=reservation_id)
+        self.boxes: list[Any] = []
+        self.reasons: list[str] = []
+        self.facts: dict[str, Any] = {}
+        cands: list[Candidate] = []
+        medium = MEDIUM.get(self.tech)
+        if medium is None:
+            chain = ancestors(session, address_id)
+            if not chain:
+                raise NotFound(f"no address with id {address_id}", field="address_id")
+            cands, self.reasons = lan.candidates(self.tr, chain, settings, settings.design_free_capacity_cap)
+        else:
+            self.boxes = serving_boxes(session, address_id, medium=medium, settings=settings,
+                                       limit=settings.design_max_boxes)
+            if not self.boxes:
+                if session.get(Resource, address_id) is None:
+                    raise NotFound(f"no address with id {address_id}", field="address_id")
+                self.reasons = ["no_serving_box"]
+            elif self.tech == "FTTH":
+                cands, self.reasons, self.facts = fibre.candidates(self.tr, self.boxes, settings)
+            else:
+                cands, self.reasons, self.facts = copper.candidates(self.tr, self.tech, self.boxes, settings,
+                                                                    min_down_mbps)
+        keep_set = frozenset(keep)
+        self.candidates = sorted(cands, key=lambda c: sort_key(c, self.tr, settings, keep_set))
+
+    def box_json(self, box_id: str | None) -> dict[str, Any] | None:
+        box = next((b for b in self.boxes if b.box_id == box_id), None) or (self.boxes[0] if self.boxes else None)
+        if box is None:
+            return None
+        return {"id": box.box_id, "name": box.name, "distance_m": box.distance_m, "via": box.via}
+
+    def no_design(self) -> NoDesign:
+        counted = Counter(self.reasons)
+        reasons = sorted(counted, key=lambda r: -counted[r]) or ["no_serving_box"]
+        alternatives: list[dict[str, Any]] = []
+        loop = self.facts.get("loop_m")
+        if "loop_too_long" in reasons and loop is not None:
+            rate = self.facts.get("max_down_mbps")
+            if self.tech in ("ADSL", "VDSL") and rate:
+                alternatives.append({"kind": "rate", "technology": self.tech, "max_down_mbps": rate,
+                                     "loop_m": loop})
+            if self.tech == "VDSL":
+                adsl = rate_for_loop(loop, "ADSL", self.settings)
+                if adsl > 0 and (self.min_down_mbps is None or adsl >= self.min_down_mbps):
+                    alternatives.append({"kind": "technology", "technology": "ADSL",
+                                         "max_down_mbps": round(adsl, 1), "loop_m": loop})
+        return NoDesign(self.tech, reasons, alternatives=alternatives,
+                        box_id=self.boxes[0].box_id if self.boxes else None,
+                        medium=MEDIUM.get(self.tech, ""), tech=self.tech)
+
+    def design(self, c: Candidate) -> Design:
+        tr = self.tr
+        sites = {u.site_id for u in c.units if u.site_id}
+        names = dict(tr.session.execute(select(Resource.id, Resource.name).where(Resource.id.in_(sorted(sites)))).all()) \
+            if sites else {}
+        tr.queries += 1
+        hops = [Hop(unit_id=u.id, kind=u.kind, name=u.name, device=u.root_name, site=names.get(u.site_id),
+                    cable=u.root_name if u.kind in ("pair", "core") else None, shared=u.shared) for u in c.units]
+        head = c.units[-1]
+        d = Design(technology=self.tech, address_id=self.address_id, box_id=c.box_id, hops=hops, work=list(c.work))
+        if self.tech == "FTTH":
+            d.loss_db, d.optic_class, d.budget_db = (c.facts["loss_db"], c.facts["optic_class"],
+                                                     c.facts["budget_db"])
+            d.max_down_mbps = fibre.head_rate(head, self.settings)
+        elif self.tech == "LAN":
+            d.max_down_mbps = self.settings.design_lan_rate_mbps
+        else:
+            d.loop_m = c.facts.get("loop_m")
+            d.max_down_mbps = c.facts.get("max_down_mbps")
+            if self.tech == "POTS":
+                d.line_port_switch_id = head.root_id
+        return d
+
+
+def _still_free(u: Unit, now: datetime, reservation_id: str | None, settings: Settings) -> bool:
+    """The re-check of a locked, reloaded unit (as the ledger will judge it, plus the ONT cap)."""
+    if u.admin_state != AdminState.IN_SERVICE:
+        return False
+    if u.shared:
+        holds = u.active_holds(now)
+        if reservation_id and any(h.holder == reservation_id for h in holds):
+            return True
+        cap = min(u.capacity, settings.design_max_onts_per_pon) if u.kind == "pon_port" else u.capacity
+        return u.used + len(holds) < cap
+    if u.occupancy == Occupancy.PREOCCUPIED and reservation_id and u.reservation_id == reservation_id:
+        return True
+    return u.occupancy == Occupancy.FREE or (
+        u.occupancy == Occupancy.PREOCCUPIED and aware(u.preoccupied_until) <= now)
+
+
+def design_path(session: Session, *, address_id: str, technology: Technology | str, settings: Settings,
+                now: datetime, min_down_mbps: float | None = None, avoid: frozenset[str] = frozenset(),
+                keep: Sequence[str] = (), lock: bool = False, reservation_id: str | None = None) -> Design:
+    """The best complete path now, or NoDesign saying why (see the package docstring).
+    `reservation_id`: units that reservation holds count as free (a redesign or a retry)."""
+    avoid = frozenset(avoid)
+    for _attempt in range(LOCK_ATTEMPTS):
+        search = _Search(session, address_id=address_id, technology=technology, settings=settings, now=now,
+                         min_down_mbps=min_down_mbps, avoid=avoid, keep=keep, reservation_id=reservation_id)
+        if not search.candidates:
+            raise search.no_design()
+        best = search.candidates[0]
+        if not lock:
+            return search.design(best)
+        locked = ledger.lock_units(session, best.ids)
+        taken = {u.id for u in locked if not _still_free(u, now, reservation_id, settings)}
+        if not taken:
+            return search.design(best)
+        avoid = avoid | taken  # changed since we read it: design again around it
+    raise search.no_design()
+
+
+def qualify(session: Session, *, address_id: str, technology: Technology | str, settings: Settings,
+            now: datetime, min_down_mbps: float | None = None) -> TechnologyAnswer:
+    """Can the address get this technology now, how many more, how fast; built on the same
+    search as design_path (available ⇔ design_path would succeed)."""
+    search = _Search(session, address_id=address_id, technology=technology, settings=settings, now=now,
+                     min_down_mbps=min_down_mbps, avoid=frozenset(), keep=(), reservation_id=None)
+    tech = search.tech
+    if not search.candidates:
+        err = search.no_design()
+        return TechnologyAnswer(technology=tech, available=False, free_capacity=0,
+                                serving_box=search.box_json(None), max_down_mbps=search.facts.get("max_down_mbps"),
+                                reason=err.detail, reason_zh=err.reason_zh, reasons=err.reasons, design=None,
+                                alternatives=err.alternatives)
+    best = search.candidates[0]
+    design = search.design(best)
+    free = count_fitting(search.candidates, search.tr, settings.design_free_capacity_cap)
+    en, zh = _available_text(tech, design)
+    return TechnologyAnswer(technology=tech, available=True, free_capacity=free,
+                            serving_box=search.box_json(best.box_id), max_down_mbps=design.max_down_mbps,
+                            reason=en, reason_zh=zh, reasons=[], design=design, alternatives=[])
+
+
+def _available_text(tech: str, d: Design) -> tuple[str, str]:
+    if tech == "FTTH":
+        return (f"FTTH available: optical loss {d.loss_db} dB within the {d.optic_class} budget of {d.budget_db} dB",
+                f"可裝FTTH：光損耗{d.loss_db} dB，在{d.optic_class}預算{d.budget_db} dB之內")
+    if tech in ("ADSL", "VDSL"):
+        return (f"{tech} available: loop {d.loop_m} m gives up to {d.max_down_mbps} Mbit/s",
+                f"可裝{tech}：線路長度{d.loop_m}米，最高{d.max_down_mbps} Mbit/s")
+    if tech == "POTS":
+        return f"POTS available: loop {d.loop_m} m", f"可裝電話：線路長度{d.loop_m}米"
+    return "LAN available: a free port on the building's LAN switch", "可裝LAN：樓宇交換機有空閒端口"
+
+
+__all__ = ["design_path", "qualify", "sentence"]
