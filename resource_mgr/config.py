@@ -135,8 +135,10 @@ class Settings(BaseModel):
     coverage_text_min_score: float = Field(default=0.8, ge=0)
     coverage_text_margin: float = Field(default=0.1, ge=0)
     coverage_text_suggestions: int = Field(default=5, ge=1, le=50)
-    # Device types whose line ports carry an NGN phone over copper (comma-separated).
+    # Switches whose line ports carry an NGN phone over copper: by device type or by the
+    # device's technology (comma-separated lists).
     coverage_ngn_line_device_types: str = "access_gateway"
+    coverage_ngn_line_technologies: str = "NGN"
     # A location with no standard address near it: how far to look for the nearest box.
     coverage_location_fibre_m: float = Field(default=300.0, gt=0)
     coverage_location_copper_m: float = Field(default=300.0, gt=0)

@@ -184,7 +184,8 @@ def _ngn_line(session: Session, technologies: dict[Technology, Any], settings: S
     if switch_id:
         device = session.get(Device, switch_id)
         types = {t.strip() for t in settings.coverage_ngn_line_device_types.split(",")}
-        if device is not None and device.device_type in types:
+        technologies = {t.strip() for t in settings.coverage_ngn_line_technologies.split(",")}
+        if device is not None and (device.device_type in types or (device.technology or "") in technologies):
             return "copper"
     return None
 
