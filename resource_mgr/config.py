@@ -129,6 +129,19 @@ class Settings(BaseModel):
     addresses_fuzzy_min_share: float = Field(default=0.5, gt=0, le=1)
     # -- end of addresses --
     # -- coverage (qualification, TMF645: resource_mgr/coverage) --
+    # An address_text resolves to the best search hit when its text is what was typed, or it
+    # scores at least coverage_text_min_score and (unless alone) that much ahead of the next;
+    # otherwise 404 with up to coverage_text_suggestions suggestions.
+    coverage_text_min_score: float = Field(default=0.8, ge=0)
+    coverage_text_margin: float = Field(default=0.1, ge=0)
+    coverage_text_suggestions: int = Field(default=5, ge=1, le=50)
+    # Switches whose line ports carry an NGN phone over copper: by device type or by the
+    # device's technology (comma-separated lists).
+    coverage_ngn_line_device_types: str = "access_gateway"
+    coverage_ngn_line_technologies: str = "NGN"
+    # A location with no standard address near it: how far to look for the nearest box.
+    coverage_location_fibre_m: float = Field(default=300.0, gt=0)
+    coverage_location_copper_m: float = Field(default=300.0, gt=0)
     # -- end of coverage --
     # -- orders (reservations and services: resource_mgr/orders) --
     # How long a reservation holds its units, per action, unless the request's ttl_hours says

@@ -13,6 +13,7 @@ from resource_mgr.db import Database
 
 from interfaces.http import auth, errors, inputs, limits, load, observability
 from interfaces.http.context import Runtime
+from interfaces.http import tmf
 
 API_PREFIX = "/api/v1"
 
@@ -49,6 +50,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
             app.register_blueprint(module.bp, url_prefix=API_PREFIX + getattr(module, "URL_PREFIX", ""))
         if hasattr(module, "init_app"):
             module.init_app(app)
+    tmf.install(app)  # the TM Forum facades, outside /api/v1
 
     @app.teardown_request
     def _close_read_session(_exc: BaseException | None) -> None:
