@@ -16,17 +16,22 @@ through here.
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, bindparam, event, select
+from sqlalchemy import ColumnElement, Select, bindparam, event, select, text
 from sqlalchemy.orm import Session, attributes
+from sqlalchemy.orm.attributes import set_committed_value
 
+from resource_mgr.changes import feed
 from resource_mgr.db import UTCDateTime
 from resource_mgr.errors import Conflict, IllegalTransition, Locked, NoCapacity, NotFound, Quarantined
-from resource_mgr.occupancy.models import Change, Unit
+from resource_mgr.ids import new_id
+from resource_mgr.occupancy.models import Change, Unit, shared_occupancy, shared_room
+from resource_mgr.states import AdminState, Occupancy
 
 _LOCKED = "rmgr.ledger.locked"
 _CHUNK = 500
@@ -166,6 +171,7 @@ def allocate(session: Session, change: Change, *, among: Sequence[ColumnElement[
         return stmt.order_by(Unit.seq, Unit.id).limit(count - len(taken))
 
     postgres = _postgres(session)
+    take = _preoccupy_new if postgres else _preoccupy_orm
     while len(taken) < count:
         if postgres:
             # A row changed since the statement's snapshot is locked before PostgreSQL re-checks
@@ -173,23 +179,110 @@ def allocate(session: Session, change: Change, *, among: Sequence[ColumnElement[
             # (locked in seq order, in passing) can close a cycle with another waiter: the
             # savepoint lets us drop them before we wait. Flushed first, so that rolling back
             # to it undoes nothing of ours.
-            session.flush()
+            if session.new or session.dirty or session.deleted:
+                session.flush()
             session.connection().exec_driver_sql("SAVEPOINT ledger_allocate")
+            before = set(_locked(session))
         units = lock_query(session, candidates(), skip_locked=True, params={"ledger_now": now})
         if not units and postgres:
-            session.connection().exec_driver_sql("ROLLBACK TO SAVEPOINT ledger_allocate")
+            _back_to_savepoint(session, before)
             # whatever is left is locked by others: wait for them (PostgreSQL re-checks each
             # row once its lock is released, and goes on to the next if it no longer qualifies)
             units = lock_query(session, candidates(), params={"ledger_now": now})
         if not units:
             raise NoCapacity(f"no {what} has a free place left: {len(taken)} of {count} found", field="unit")
+        got = 0
         for unit in units:
             try:
-                unit.preoccupy(change, reservation_id=reservation_id, until=until)
+                take(session, unit, change, reservation_id, until)
             except (NoCapacity, Locked, Quarantined, IllegalTransition):  # changed while we waited
                 refused.add(unit.id)
                 continue
             taken.append(unit)
+            got += 1
             if len(taken) == count:
                 break
+        if postgres and not got:
+            # nothing written since the savepoint: let the refused rows go at once (others wait
+            # for them) rather than at the end of the transaction
+            _back_to_savepoint(session, before)
     return taken
+
+
+def _back_to_savepoint(session: Session, before: set[str]) -> None:
+    """Roll back to `ledger_allocate`: the row locks taken since are released."""
+    session.connection().exec_driver_sql("ROLLBACK TO SAVEPOINT ledger_allocate")
+    locked = _locked(session)
+    locked.intersection_update(before)
+
+
+def _preoccupy_orm(_session: Session, unit: Unit, change: Change, reservation_id: str, until: datetime) -> None:
+    unit.preoccupy(change, reservation_id=reservation_id, until=until)
+
+
+# The common case of allocation on PostgreSQL in as few statements as the row lock is held for:
+# the unit's row is locked and current; one statement counts a shared unit's live holds (after
+# the lock, so it sees every committed one) and one writes the unit, the hold and the history
+# row. Anything else (a refusal that is not "full", the same reservation again) goes through
+# the transition itself (`Unit.preoccupy`), which says what and why.
+_SHARED_ROOM = text(
+    "SELECT count(*) FILTER (WHERE expires_at > :now) AS held, coalesce(bool_or(holder = :holder), false) AS mine "
+    "FROM shared_hold WHERE unit_id = :unit_id")
+_HISTORY_COLUMNS = ("at, principal, local_network_id, resource_id, resource_kind, action, order_ref, "
+                    "reservation_id, service_id, cutover_id, reason, before, after")
+_HISTORY_VALUES = (":at, :principal, :local_network_id, :unit_id, :kind, 'preoccupy', :order_ref, "
+                   ":holder, :service_id, :cutover_id, :reason, CAST(:before AS json), CAST(:after AS json)")
+_WRITE_EXCLUSIVE = text(
+    "WITH u AS (UPDATE unit SET occupancy = :occupancy, reservation_id = :holder, preoccupied_until = :until, "
+    "version = version + 1 WHERE id = :unit_id AND version = :version RETURNING version), "
+    f"h AS (INSERT INTO history ({_HISTORY_COLUMNS}) SELECT {_HISTORY_VALUES} FROM u) "
+    "SELECT version FROM u")
+_WRITE_SHARED = text(
+    "WITH u AS (UPDATE unit SET occupancy = :occupancy, version = version + 1 "
+    "WHERE id = :unit_id AND version = :version RETURNING version), "
+    "s AS (INSERT INTO shared_hold (id, unit_id, holder, expires_at) SELECT :hold_id, :unit_id, :holder, :until FROM u), "
+    f"h AS (INSERT INTO history ({_HISTORY_COLUMNS}) SELECT {_HISTORY_VALUES} FROM u) "
+    "SELECT version FROM u")
+
+
+def _preoccupy_new(session: Session, unit: Unit, change: Change, reservation_id: str, until: datetime) -> None:
+    """`unit.preoccupy` for a unit locked by `lock_query` (PostgreSQL): the same checks, row and
+    history, in one or two statements."""
+    now = change.at
+    if until <= now or unit.admin_state != AdminState.IN_SERVICE or unit.is_quarantined(now):
+        return _preoccupy_orm(session, unit, change, reservation_id, until)
+    conn = session.connection()
+    params: dict[str, Any] = {"unit_id": unit.id, "holder": reservation_id, "until": until}
+    if unit.shared:
+        held, mine = conn.execute(_SHARED_ROOM, {"now": now, **params}).one()
+        if mine:  # the same reservation again: extended, or nothing
+            return _preoccupy_orm(session, unit, change, reservation_id, until)
+        if shared_room(unit.capacity, unit.used, held) == 0:
+            unit._refuse("preoccupy", f"all {unit.capacity} places are taken; " + unit._state_text(now, held=held),
+                         NoCapacity)
+        before, after = unit._snapshot(now, held=held), unit._snapshot(now, held=held + 1)
+        occupancy, stmt = shared_occupancy(unit.used, held + 1), _WRITE_SHARED
+        params["hold_id"] = new_id()
+    else:
+        if unit.effective_occupancy(now) != Occupancy.FREE:
+            return _preoccupy_orm(session, unit, change, reservation_id, until)
+        before = unit._snapshot(now)
+        occupancy, stmt = Occupancy.PREOCCUPIED, _WRITE_EXCLUSIVE
+        # the copy takes the new values as written (a failed write ends the transaction, and its
+        # rollback expires the copy)
+        for key, value in (("occupancy", occupancy), ("reservation_id", reservation_id),
+                           ("preoccupied_until", until)):
+            set_committed_value(unit, key, value)
+        after = unit._snapshot(now)
+    version = conn.execute(stmt, {
+        **params, "occupancy": occupancy.value, "version": unit.version, "at": now, "principal": change.principal,
+        "local_network_id": unit.local_network_id, "kind": unit.kind, "order_ref": change.order_ref,
+        "service_id": change.service_id, "cutover_id": change.cutover_id, "reason": change.reason,
+        "before": json.dumps(before), "after": json.dumps(after),
+    }).scalar()
+    if version is None:  # cannot happen while the row is locked; refused rather than written blindly
+        raise Conflict(f"unit {unit.id} was changed under its lock", field="unit_id", unit_id=unit.id)
+    set_committed_value(unit, "occupancy", occupancy)
+    set_committed_value(unit, "version", version)
+    feed.mark_written(session)  # the history row was written past the ORM: stamped at commit
+    return None
