@@ -22,7 +22,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, bindparam, event, select, text
+from sqlalchemy import ColumnElement, Select, bindparam, event, select
 from sqlalchemy.orm import Session, attributes
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -220,66 +220,82 @@ def _preoccupy_orm(_session: Session, unit: Unit, change: Change, reservation_id
     unit.preoccupy(change, reservation_id=reservation_id, until=until)
 
 
-# The common case of allocation on PostgreSQL in as few statements as the row lock is held for:
-# the unit's row is locked and current; one statement counts a shared unit's live holds (after
-# the lock, so it sees every committed one) and one writes the unit, the hold and the history
-# row. Anything else (a refusal that is not "full", the same reservation again) goes through
-# the transition itself (`Unit.preoccupy`), which says what and why.
-_SHARED_ROOM = text(
-    "SELECT count(*) FILTER (WHERE expires_at > :now) AS held, coalesce(bool_or(holder = :holder), false) AS mine "
-    "FROM shared_hold WHERE unit_id = :unit_id")
+# The common case of allocation on PostgreSQL in one statement once the row is locked (the
+# fewer round trips the row lock is held for, the more allocations a shared unit takes per
+# second): it counts a shared unit's live holds (its snapshot is taken after the lock, so it
+# sees every committed one) and, if there is room, writes the unit, the hold and the history
+# row. Anything else (a refusal other than "full", the same reservation again, a unit in
+# quarantine) goes through the transition itself (`Unit.preoccupy`), which says what and why.
+# Driver SQL (pyformat): no compilation while the lock is held.
 _HISTORY_COLUMNS = ("at, principal, local_network_id, resource_id, resource_kind, action, order_ref, "
                     "reservation_id, service_id, cutover_id, reason, before, after")
-_HISTORY_VALUES = (":at, :principal, :local_network_id, :unit_id, :kind, 'preoccupy', :order_ref, "
-                   ":holder, :service_id, :cutover_id, :reason, CAST(:before AS json), CAST(:after AS json)")
-_WRITE_EXCLUSIVE = text(
-    "WITH u AS (UPDATE unit SET occupancy = :occupancy, reservation_id = :holder, preoccupied_until = :until, "
-    "version = version + 1 WHERE id = :unit_id AND version = :version RETURNING version), "
-    f"h AS (INSERT INTO history ({_HISTORY_COLUMNS}) SELECT {_HISTORY_VALUES} FROM u) "
+_HISTORY_VALUES = ("%(at)s, %(principal)s, %(local_network_id)s, %(unit_id)s, %(kind)s, 'preoccupy', %(order_ref)s, "
+                   "%(holder)s, %(service_id)s, %(cutover_id)s, %(reason)s")
+_WRITE_EXCLUSIVE = (
+    "WITH u AS (UPDATE unit SET occupancy = %(occupancy)s, reservation_id = %(holder)s, "
+    "preoccupied_until = %(until)s, version = version + 1 WHERE id = %(unit_id)s AND version = %(version)s "
+    "RETURNING version), "
+    f"h AS (INSERT INTO history ({_HISTORY_COLUMNS}) SELECT {_HISTORY_VALUES}, "
+    "CAST(%(before)s AS json), CAST(%(after)s AS json) FROM u) "
     "SELECT version FROM u")
-_WRITE_SHARED = text(
-    "WITH u AS (UPDATE unit SET occupancy = :occupancy, version = version + 1 "
-    "WHERE id = :unit_id AND version = :version RETURNING version), "
-    "s AS (INSERT INTO shared_hold (id, unit_id, holder, expires_at) SELECT :hold_id, :unit_id, :holder, :until FROM u), "
-    f"h AS (INSERT INTO history ({_HISTORY_COLUMNS}) SELECT {_HISTORY_VALUES} FROM u) "
-    "SELECT version FROM u")
+# the snapshots as Unit._snapshot makes them for a shared unit in service, out of quarantine
+_SHARED_SNAPSHOT = ("json_build_object('occupancy', {occupancy}, 'admin_state', CAST(%(admin_state)s AS text), "
+                    "'used', CAST(%(used)s AS integer), 'held', {held})")
+_WRITE_SHARED = (
+    "WITH r AS (SELECT count(*) FILTER (WHERE expires_at > %(now)s) AS held, "
+    "coalesce(bool_or(holder = %(holder)s), false) AS mine FROM shared_hold WHERE unit_id = %(unit_id)s), "
+    "ok AS (SELECT held FROM r WHERE NOT mine AND CAST(%(used)s AS integer) + held < CAST(%(capacity)s AS integer)), "
+    "u AS (UPDATE unit SET occupancy = %(occupancy)s, version = version + 1 FROM ok "
+    "WHERE id = %(unit_id)s AND version = %(version)s RETURNING version), "
+    "s AS (INSERT INTO shared_hold (id, unit_id, holder, expires_at) "
+    "SELECT %(hold_id)s, %(unit_id)s, %(holder)s, %(until)s FROM u), "
+    f"h AS (INSERT INTO history ({_HISTORY_COLUMNS}) SELECT {_HISTORY_VALUES}, "
+    + _SHARED_SNAPSHOT.format(occupancy="CASE WHEN ok.held > 0 THEN CAST(%(held_before)s AS text) "
+                                        "ELSE CAST(%(free_before)s AS text) END", held="ok.held")
+    + ", " + _SHARED_SNAPSHOT.format(occupancy="CAST(%(occupancy)s AS text)", held="ok.held + 1")
+    + " FROM u, ok) "
+    "SELECT r.held, r.mine, (SELECT version FROM u) AS version FROM r")
 
 
 def _preoccupy_new(session: Session, unit: Unit, change: Change, reservation_id: str, until: datetime) -> None:
     """`unit.preoccupy` for a unit locked by `lock_query` (PostgreSQL): the same checks, row and
-    history, in one or two statements."""
+    history, in one statement."""
     now = change.at
-    if until <= now or unit.admin_state != AdminState.IN_SERVICE or unit.is_quarantined(now):
+    if (until <= now or unit.admin_state != AdminState.IN_SERVICE or unit.quarantine_until is not None
+            or (not unit.shared and unit.effective_occupancy(now) != Occupancy.FREE)):
         return _preoccupy_orm(session, unit, change, reservation_id, until)
+    params: dict[str, Any] = {
+        "unit_id": unit.id, "holder": reservation_id, "until": until, "version": unit.version, "at": now,
+        "principal": change.principal, "local_network_id": unit.local_network_id, "kind": unit.kind,
+        "order_ref": change.order_ref, "service_id": change.service_id, "cutover_id": change.cutover_id,
+        "reason": change.reason,
+    }
     conn = session.connection()
-    params: dict[str, Any] = {"unit_id": unit.id, "holder": reservation_id, "until": until}
     if unit.shared:
-        held, mine = conn.execute(_SHARED_ROOM, {"now": now, **params}).one()
-        if mine:  # the same reservation again: extended, or nothing
-            return _preoccupy_orm(session, unit, change, reservation_id, until)
-        if shared_room(unit.capacity, unit.used, held) == 0:
-            unit._refuse("preoccupy", f"all {unit.capacity} places are taken; " + unit._state_text(now, held=held),
-                         NoCapacity)
-        before, after = unit._snapshot(now, held=held), unit._snapshot(now, held=held + 1)
-        occupancy, stmt = shared_occupancy(unit.used, held + 1), _WRITE_SHARED
-        params["hold_id"] = new_id()
+        occupancy = shared_occupancy(unit.used, 1)  # the place it takes is held
+        held, mine, version = conn.exec_driver_sql(_WRITE_SHARED, {
+            **params, "now": now, "used": unit.used, "capacity": unit.capacity, "occupancy": occupancy.value,
+            "admin_state": AdminState(unit.admin_state).value, "hold_id": new_id(),
+            "held_before": shared_occupancy(unit.used, 1).value, "free_before": shared_occupancy(unit.used, 0).value,
+        }).one()
+        if version is None:
+            if mine:  # the same reservation again: extended, or nothing
+                return _preoccupy_orm(session, unit, change, reservation_id, until)
+            if shared_room(unit.capacity, unit.used, held) == 0:
+                unit._refuse("preoccupy", f"all {unit.capacity} places are taken; "
+                             + unit._state_text(now, held=held), NoCapacity)
     else:
-        if unit.effective_occupancy(now) != Occupancy.FREE:
-            return _preoccupy_orm(session, unit, change, reservation_id, until)
         before = unit._snapshot(now)
-        occupancy, stmt = Occupancy.PREOCCUPIED, _WRITE_EXCLUSIVE
+        occupancy = Occupancy.PREOCCUPIED
         # the copy takes the new values as written (a failed write ends the transaction, and its
         # rollback expires the copy)
         for key, value in (("occupancy", occupancy), ("reservation_id", reservation_id),
                            ("preoccupied_until", until)):
             set_committed_value(unit, key, value)
-        after = unit._snapshot(now)
-    version = conn.execute(stmt, {
-        **params, "occupancy": occupancy.value, "version": unit.version, "at": now, "principal": change.principal,
-        "local_network_id": unit.local_network_id, "kind": unit.kind, "order_ref": change.order_ref,
-        "service_id": change.service_id, "cutover_id": change.cutover_id, "reason": change.reason,
-        "before": json.dumps(before), "after": json.dumps(after),
-    }).scalar()
+        version = conn.exec_driver_sql(_WRITE_EXCLUSIVE, {
+            **params, "occupancy": occupancy.value, "before": json.dumps(before),
+            "after": json.dumps(unit._snapshot(now)),
+        }).scalar()
     if version is None:  # cannot happen while the row is locked; refused rather than written blindly
         raise Conflict(f"unit {unit.id} was changed under its lock", field="unit_id", unit_id=unit.id)
     set_committed_value(unit, "occupancy", occupancy)
