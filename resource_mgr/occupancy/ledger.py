@@ -9,7 +9,9 @@ as committed, changes them, or refuses (NoCapacity and the other domain errors).
   the functions below lock a whole path in one statement first (one round trip, id order).
 - `allocate` chooses free places among candidates: rows another transaction has locked are
   skipped (`SKIP LOCKED`); only when nothing unlocked is left does it wait for them, so
-  `NoCapacity` means that nothing is left, not that a competitor was busy.
+  `NoCapacity` means that nothing is left, not that a competitor was busy. On PostgreSQL the
+  usual case (a free exclusive unit, a new hold on a shared one) is re-checked and written in
+  one statement once the row is locked (`_preoccupy_new`); the rest goes through `Unit.preoccupy`.
 
 Orders, cutovers, the sweep and the bulk importer (`resource_mgr.occupancy.derive`) all go
 through here.
