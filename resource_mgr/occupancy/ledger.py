@@ -9,7 +9,9 @@ as committed, changes them, or refuses (NoCapacity and the other domain errors).
   the functions below lock a whole path in one statement first (one round trip, id order).
 - `allocate` chooses free places among candidates: rows another transaction has locked are
   skipped (`SKIP LOCKED`); only when nothing unlocked is left does it wait for them, so
-  `NoCapacity` means that nothing is left, not that a competitor was busy.
+  `NoCapacity` means that nothing is left, not that a competitor was busy. On PostgreSQL the
+  usual case (a free exclusive unit, a new hold on a shared one) is re-checked and written in
+  one statement once the row is locked (`_preoccupy_new`); the rest goes through `Unit.preoccupy`.
 
 Orders, cutovers, the sweep and the bulk importer (`resource_mgr.occupancy.derive`) all go
 through here.
@@ -23,6 +25,7 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, bindparam, event, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, attributes, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -200,7 +203,7 @@ def allocate(session: Session, change: Change, *, among: Sequence[ColumnElement[
             # to it undoes nothing of ours.
             if session.new or session.dirty or session.deleted:
                 session.flush()
-            session.connection().exec_driver_sql("SAVEPOINT ledger_allocate")
+            _driver(session, "SAVEPOINT ledger_allocate")
             before = set(_locked(session))
         units = lock_query(session, candidates(), skip_locked=True, params={"ledger_now": now})
         if not units and postgres:
@@ -230,9 +233,21 @@ def allocate(session: Session, change: Change, *, among: Sequence[ColumnElement[
 
 def _back_to_savepoint(session: Session, before: set[str]) -> None:
     """Roll back to `ledger_allocate`: the row locks taken since are released."""
-    session.connection().exec_driver_sql("ROLLBACK TO SAVEPOINT ledger_allocate")
+    _driver(session, "ROLLBACK TO SAVEPOINT ledger_allocate")
     locked = _locked(session)
     locked.intersection_update(before)
+
+
+def _driver(session: Session, sql: str, params: dict[str, Any] | None = None) -> Any:
+    """Run driver SQL on the session's psycopg connection, in its transaction: the statements
+    the allocation path sends while it holds a row lock skip SQLAlchemy's execution machinery
+    (a few times the driver's own cost per statement). Errors are SQLAlchemy's, as elsewhere."""
+    connection = session.connection()
+    dbapi = connection.dialect.loaded_dbapi
+    try:
+        return connection.connection.dbapi_connection.execute(sql, params)
+    except dbapi.Error as exc:
+        raise DBAPIError.instance(sql, params, exc, dbapi.Error) from exc
 
 
 def _preoccupy_orm(_session: Session, unit: Unit, change: Change, reservation_id: str, until: datetime) -> None:
@@ -245,7 +260,7 @@ def _preoccupy_orm(_session: Session, unit: Unit, change: Change, reservation_id
 # sees every committed one) and, if there is room, writes the unit, the hold and the history
 # row. Anything else (a refusal other than "full", the same reservation again, a unit in
 # quarantine) goes through the transition itself (`Unit.preoccupy`), which says what and why.
-# Driver SQL (pyformat): no compilation while the lock is held.
+# Driver SQL (pyformat, see _driver): nothing is compiled while the lock is held.
 _HISTORY_COLUMNS = ("at, principal, local_network_id, resource_id, resource_kind, action, order_ref, "
                     "reservation_id, service_id, cutover_id, reason, before, after")
 _HISTORY_VALUES = ("%(at)s, %(principal)s, %(local_network_id)s, %(unit_id)s, %(kind)s, 'preoccupy', %(order_ref)s, "
@@ -289,14 +304,13 @@ def _preoccupy_new(session: Session, unit: Unit, change: Change, reservation_id:
         "order_ref": change.order_ref, "service_id": change.service_id, "cutover_id": change.cutover_id,
         "reason": change.reason,
     }
-    conn = session.connection()
     if unit.shared:
         occupancy = shared_occupancy(unit.used, 1)  # the place it takes is held
-        held, mine, version = conn.exec_driver_sql(_WRITE_SHARED, {
+        held, mine, version = _driver(session, _WRITE_SHARED, {
             **params, "now": now, "used": unit.used, "capacity": unit.capacity, "occupancy": occupancy.value,
             "admin_state": AdminState(unit.admin_state).value, "hold_id": new_id(),
-            "held_before": shared_occupancy(unit.used, 1).value, "free_before": shared_occupancy(unit.used, 0).value,
-        }).one()
+            "held_before": occupancy.value, "free_before": shared_occupancy(unit.used, 0).value,
+        }).fetchone()
         if version is None:
             if mine:  # the same reservation again: extended, or nothing
                 return _preoccupy_orm(session, unit, change, reservation_id, until)
@@ -311,10 +325,11 @@ def _preoccupy_new(session: Session, unit: Unit, change: Change, reservation_id:
         for key, value in (("occupancy", occupancy), ("reservation_id", reservation_id),
                            ("preoccupied_until", until)):
             set_committed_value(unit, key, value)
-        version = conn.exec_driver_sql(_WRITE_EXCLUSIVE, {
+        row = _driver(session, _WRITE_EXCLUSIVE, {
             **params, "occupancy": occupancy.value, "before": json.dumps(before),
             "after": json.dumps(unit._snapshot(now)),
-        }).scalar()
+        }).fetchone()
+        version = row[0] if row else None
     if version is None:  # cannot happen while the row is locked; refused rather than written blindly
         raise Conflict(f"unit {unit.id} was changed under its lock", field="unit_id", unit_id=unit.id)
     set_committed_value(unit, "occupancy", occupancy)
