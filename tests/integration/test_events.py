@@ -27,6 +27,9 @@ FAST = DeliveryPolicy(timeout_seconds=2.0, retry_base_seconds=0.05, retry_max_de
 
 @pytest.fixture
 def world(db):
+    # An app made earlier in this process (a live server) installed its kick for this engine:
+    # these tests run the deliveries themselves.
+    events.install_kick(db.engine, None)
     return make_networks(db)
 
 
@@ -312,3 +315,28 @@ def test_finished_deliveries_and_their_events_are_forgotten_after_keep_days(db, 
         assert s.scalars(select(Event.id)).all() == [pending_one]  # still wanted by its pending delivery
         assert [r.event_id for r in s.scalars(select(Delivery))] == [pending_one]
     assert {old_ok, old_failing}
+
+
+def test_two_delivery_jobs_at_once_post_each_event_once_and_in_order(db, world, receiver):
+    subscribe(db, receiver.url, secret="k")
+    ids: dict[str, list[str]] = {}
+    for i in range(24):
+        order = f"ORD-{i % 4}"
+        ids.setdefault(order, []).append(emit(db, "reservation.preoccupied", world["GZ"], order_ref=order))
+    barrier = threading.Barrier(2)
+
+    def job() -> None:
+        barrier.wait()
+        delivery.deliver_due(db, FAST)
+
+    threads = [threading.Thread(target=job) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    drain(db)  # whatever one runner found held by the other when it stopped
+    got = receiver.accepted()
+    assert sorted(r.body["id"] for r in got) == sorted(i for v in ids.values() for i in v)  # each once
+    for order, expected in ids.items():
+        assert [r.body["id"] for r in got if r.body["order_ref"] == order] == expected
+    assert all(signed(r, "k") for r in got)
