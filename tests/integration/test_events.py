@@ -273,7 +273,7 @@ def test_connection_errors_and_timeouts_are_failures_with_words(db, world):
 
 def test_embedded_the_committed_events_start_a_job_that_delivers_them(db, world, receiver):
     """As the serving process does it: the kick after the commit makes a delivery job and runs it in
-    the embedded pool; a second transaction while that job is still queued makes no second job."""
+    the embedded pool (from the kicker's thread: the emitting unit of work does not wait for it)."""
     receiver.fail_first = 1
     settings = load_settings(environ={}, database_url=db.url, event_retry_base_seconds=0.05,
                              event_retry_max_delay_seconds=0.1)
@@ -340,3 +340,23 @@ def test_two_delivery_jobs_at_once_post_each_event_once_and_in_order(db, world, 
     for order, expected in ids.items():
         assert [r.body["id"] for r in got if r.body["order_ref"] == order] == expected
     assert all(signed(r, "k") for r in got)
+
+
+def test_a_queued_delivery_job_is_enough_and_the_poll_starts_one_only_when_something_is_due(db, world):
+    from resource_mgr.jobs import services as jobs
+
+    with db.unit_of_work() as uow:  # nothing due: the poll makes no job, a kick does
+        assert delivery.new_job(uow.session, FAST, only_if_due=True) is None
+        queued = delivery.new_job(uow.session, FAST, only_if_due=False)
+        assert queued is not None
+        uow.commit()
+    subscribe(db, "http://127.0.0.1:9/a")
+    emit(db, "fault.opened", world["GZ"], fault_id="F1")
+    with db.unit_of_work() as uow:  # one queued (not started) will see everything committed
+        assert delivery.new_job(uow.session, FAST, only_if_due=False) is None
+        assert delivery.new_job(uow.session, FAST, only_if_due=True) is None
+        job = uow.session.get(Job, queued)
+        job.state = JobState.RUNNING  # once it runs, a kick makes another; the poll leaves it be
+        assert delivery.new_job(uow.session, FAST, only_if_due=True) is None
+        second = delivery.new_job(uow.session, FAST, only_if_due=False)
+        assert second and jobs.get_job(uow.session, second).params["_policy"] == FAST.as_dict()
