@@ -127,7 +127,7 @@ def test_the_kick_comes_after_the_commit_never_before_and_not_after_a_rollback(d
 
 def test_a_delivery_posts_the_contract_body_signed_with_the_secret(db, world, receiver):
     subscribe(db, receiver.url + "/hook", secret="s3cret")
-    plain = subscribe(db, receiver.url + "/plain")
+    subscribe(db, receiver.url + "/plain")
     event_id = emit(db, "service.created", world["GZ"], order_ref="ORD-9", reservation_id="R9", service_id="S9",
                     data={"technology": "FTTH", "名": "廣州"})
     drain(db)
@@ -140,7 +140,6 @@ def test_a_delivery_posts_the_contract_body_signed_with_the_secret(db, world, re
     assert signed(hook, "s3cret") and not signed(hook, "other")
     assert "X-Rmgr-Signature" not in got["/plain"].headers
     assert all(r.state == DeliveryState.DELIVERED and r.attempts == 1 and r.last_status == 204 for r in rows(db))
-    assert plain
 
 
 def test_failures_are_retried_with_exponential_backoff_then_delivered(db, world, receiver):
@@ -300,11 +299,11 @@ def test_embedded_the_committed_events_start_a_job_that_delivers_them(db, world,
 def test_finished_deliveries_and_their_events_are_forgotten_after_keep_days(db, world, receiver):
     subscribe(db, receiver.url)
     receiver.fail_first = 1
-    old_ok = emit(db, "fault.opened", world["GZ"], fault_id="F1")
-    old_failing = emit(db, "fault.opened", world["GZ"], fault_id="F2")
+    emit(db, "fault.opened", world["GZ"], fault_id="F1")
+    emit(db, "fault.opened", world["GZ"], fault_id="F2")
     no_subscriber_left = emit(db, "fault.cleared", world["FS"], fault_id="F3")
     give_up = DeliveryPolicy(timeout_seconds=2, retry_base_seconds=60, max_attempts=1, keep_days=1)
-    delivery.deliver_due(db, give_up)  # F1 given up (503), F2 delivered
+    delivery.deliver_due(db, give_up)  # one given up (the 503), the other delivered
     with db.unit_of_work() as uow:
         uow.session.query(Delivery).filter(Delivery.event_id == no_subscriber_left).delete()
         uow.commit()
@@ -314,7 +313,6 @@ def test_finished_deliveries_and_their_events_are_forgotten_after_keep_days(db, 
     with db.read_session() as s:
         assert s.scalars(select(Event.id)).all() == [pending_one]  # still wanted by its pending delivery
         assert [r.event_id for r in s.scalars(select(Delivery))] == [pending_one]
-    assert {old_ok, old_failing}
 
 
 def test_two_delivery_jobs_at_once_post_each_event_once_and_in_order(db, world, receiver):
