@@ -358,3 +358,24 @@ def test_a_queued_delivery_job_is_enough_and_the_poll_starts_one_only_when_somet
         assert delivery.new_job(uow.session, FAST, only_if_due=True) is None
         second = delivery.new_job(uow.session, FAST, only_if_due=False)
         assert second and jobs.get_job(uow.session, second).params["_policy"] == FAST.as_dict()
+
+
+def test_rows_of_a_dead_runner_of_this_host_are_taken_at_once_a_live_ones_are_not(db, world, receiver):
+    import subprocess
+    import sys
+
+    from resource_mgr.jobs.leases import HOST, new_owner
+
+    subscribe(db, receiver.url)
+    emit(db, "fault.opened", world["GZ"], fault_id="F1")
+    emit(db, "fault.opened", world["GZ"], fault_id="F2")
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    dead, alive = f"{HOST}:{gone.pid}:dead0000", new_owner()  # alive: this very process
+    first, second = rows(db)
+    assert [c.id for c in delivery.claim(db, dead, FAST, limit=1)] == [first.id]
+    assert [c.id for c in delivery.claim(db, alive, FAST, limit=1)] == [second.id]
+    # both leases run for another FAST.lease_seconds; the dead one's rows are free now
+    taken = delivery.claim(db, new_owner(), FAST)
+    assert [c.id for c in taken] == [first.id]
+    assert {r.id: r.attempts for r in rows(db)} == {first.id: 2, second.id: 1}
