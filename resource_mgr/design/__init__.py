@@ -4,7 +4,9 @@ so the sales counter and the order never disagree.
 - `design_path(session, *, address_id, technology, settings, now, min_down_mbps=None, avoid=(),
   keep=(), lock=False, reservation_id=None) -> Design` or `NoDesign` (a NoCapacity with
   `reasons`, `reason_zh` and `alternatives`).
-- `qualify(...) -> TechnologyAnswer`: available ⇔ design_path succeeds (the same search).
+- `qualify(...) -> TechnologyAnswer`: available ⇔ design_path succeeds (the same search);
+  `qualify_all(session, *, address_id, technologies, settings, now, min_down_mbps=None)` the same
+  for several technologies, sharing the reads (a coverage check).
 - `rate_for_loop`, `optical_loss`: the copper rate table and the optical budget.
 
 How a path is found (settings: the `design_*` block of resource_mgr.config, docs/operations.md):
@@ -42,7 +44,7 @@ from resource_mgr.design.budget import optical_loss
 from resource_mgr.design.errors import NoDesign
 from resource_mgr.design.model import Design, Hop, TechnologyAnswer, Work
 from resource_mgr.design.rates import rate_for_loop
-from resource_mgr.design.services import design_path, qualify
+from resource_mgr.design.services import design_path, qualify, qualify_all
 
 __all__ = ["Design", "Hop", "NoDesign", "TechnologyAnswer", "Work", "design_path", "optical_loss", "qualify",
-           "rate_for_loop"]
+           "qualify_all", "rate_for_loop"]
