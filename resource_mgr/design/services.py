@@ -65,6 +65,14 @@ class _Search:
             else:
                 cands, self.reasons, self.facts = copper.candidates(self.tr, self.tech, self.boxes, settings,
                                                                     min_down_mbps)
+        if min_down_mbps is not None and self.tech in ("FTTH", "LAN") and cands:
+            rate = (lambda c: fibre.head_rate(c.units[-1], settings)) if self.tech == "FTTH" \
+                else (lambda c: settings.design_lan_rate_mbps)
+            slow = [c for c in cands if (rate(c) or 0.0) < min_down_mbps]
+            if slow:
+                self.reasons += ["rate_too_low"] * len(slow)
+                self.facts.setdefault("max_down_mbps", max(rate(c) or 0.0 for c in slow))
+                cands = [c for c in cands if c not in slow]
         keep_set = frozenset(keep)
         self.candidates = sorted(cands, key=lambda c: sort_key(c, self.tr, settings, keep_set))
 
@@ -89,6 +97,9 @@ class _Search:
                 if adsl > 0 and (self.min_down_mbps is None or adsl >= self.min_down_mbps):
                     alternatives.append({"kind": "technology", "technology": "ADSL",
                                          "max_down_mbps": round(adsl, 1), "loop_m": loop})
+        if "rate_too_low" in reasons and self.facts.get("max_down_mbps"):
+            alternatives.append({"kind": "rate", "technology": self.tech,
+                                 "max_down_mbps": self.facts["max_down_mbps"]})
         return NoDesign(self.tech, reasons, alternatives=alternatives,
                         box_id=self.boxes[0].box_id if self.boxes else None,
                         medium=MEDIUM.get(self.tech, ""), tech=self.tech)
