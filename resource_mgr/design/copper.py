@@ -103,10 +103,10 @@ def candidates(tr: Tracer, tech: str, boxes: list[Any], settings: Settings,
     head_ok = _head_ok(tech, settings)
     ports = units_of_owners(tr, list(rank), "box_port")
     reasons: list[str] = []
-    tr.ensure_state(ports)
-    free = [p for p in ports if tr.room(p) > 0]
-    reasons += box_reasons(tr, ports, free)
-    w = walk(tr, [Chain([p]) for p in free], is_head=_any_head, is_open=_is_open, medium="copper")
+    # every port is walked (topology is cached): the state of all of them and of their
+    # chains comes in one query, and a port without room ends its chain at once
+    w = walk(tr, [Chain([p]) for p in ports], is_head=_any_head, is_open=_is_open, medium="copper")
+    reasons += box_reasons(tr, ports, [p for p in ports if tr.room(p) > 0])
     done, at_dt, at_lt = [], [], []
     for chain in w.done:
         if head_ok(chain.last):
