@@ -35,9 +35,10 @@ def candidates(tr: Tracer, boxes: list[Any], settings: Settings) -> tuple[list[C
     ports = units_of_owners(tr, list(rank), "box_port")
     reasons: list[str] = []
     facts: dict[str, Any] = {}
-    free = [p for p in ports if tr.room(p) > 0]
-    reasons += box_reasons(tr, ports, free)
-    walked = walk(tr, [Chain([p]) for p in free], is_head=lambda u: u.kind == "pon_port", medium="fibre")
+    # every port is walked (topology is cached): the state of all of them and of their
+    # chains comes in one query, and a port without room ends its chain at once
+    walked = walk(tr, [Chain([p]) for p in ports], is_head=lambda u: u.kind == "pon_port", medium="fibre")
+    reasons += box_reasons(tr, ports, [p for p in ports if tr.room(p) > 0])
     out: list[Candidate] = []
     best_over: float | None = None
     for chain in walked.done:
