@@ -53,6 +53,9 @@ def commit(session: Session, *, principal: Principal, settings: Settings, now: d
         raise Expired(f"reservation {res.id} expired at {res.expires_at.isoformat()}", field="id")
     if res.request is None:
         raise Conflict(f"reservation {res.id} holds only number {res.number}: reserve the order first", field="id")
+    if not res.products:
+        raise Conflict(f"reservation {res.id} was imported and names no products: cancel it, or commit it in the "
+                       "system it came from", field="id")
     before = glue.snapshot(res)
     change = Change(principal=principal.name, order_ref=res.order_ref, reservation_id=res.id, at=now,
                     reason=f"work order {work_order_ref}")
