@@ -40,6 +40,14 @@ class Number(Base):
         UniqueConstraint("local_network_id", "number"),
         Index("ix_number_pool_grade", "pool_id", "grade_level"),
         Index("ix_number_tail4", "tail4"),
+        # number search (resource_mgr/numbers/search.py): tails and letter patterns are prefix
+        # ranges on these, within a local network
+        Index("ix_number_local_network_id_rnumber", "local_network_id", "rnumber"),
+        Index("ix_number_local_network_id_rshape", "local_network_id", "rshape"),
+        Index("ix_number_local_network_id_grade", "local_network_id", "grade"),
+        # `contains`: LIKE '%123%' through trigrams on PostgreSQL (pg_trgm)
+        Index("ix_number_number_trgm", "number", postgresql_using="gin",
+              postgresql_ops={"number": "gin_trgm_ops"}).ddl_if(dialect="postgresql"),
     )
     id: Mapped[str] = mapped_column(ForeignKey("unit.id", ondelete="CASCADE"), primary_key=True)
     # the local network of its unit and pool, kept here for the uniqueness above
@@ -49,6 +57,10 @@ class Number(Base):
     segment_id: Mapped[str] = mapped_column(ForeignKey("number_segment.id", ondelete="CASCADE"))
     exchange_code: Mapped[str] = mapped_column(String(8))
     tail4: Mapped[str] = mapped_column(String(4))  # for tail searches
+    # derived at creation (numbers.patterns.derived): the number reversed, and its digit shape
+    # read from the end (87653344 → AABBCDEF); a tail or pattern is a prefix of these
+    rnumber: Mapped[str] = mapped_column(String(16))
+    rshape: Mapped[str] = mapped_column(String(16))
     grade: Mapped[str] = mapped_column(String(30), default="normal")  # rule name, or normal
     grade_level: Mapped[int] = mapped_column(Integer, default=0)  # 0 normal, higher = more golden
     unit: Mapped[Unit] = relationship(lazy="joined", innerjoin=True)

@@ -1,15 +1,22 @@
-"""Number pools and segments: creating numbers (graded once, here)."""
+"""Number pools and segments: creating numbers (graded once, here). Choosing a number (search,
+find, check, golden numbers held) lives in numbers.search and is re-exported here."""
 from __future__ import annotations
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from resource_mgr.config import Settings
 from resource_mgr.errors import Conflict, Invalid
 from resource_mgr.ids import new_id
 from resource_mgr.inventory.models import Device, LocalNetwork
 from resource_mgr.inventory.services import add_resource, get
 from resource_mgr.numbers.grades import Grader
 from resource_mgr.numbers.models import Number, NumberPool, NumberSegment
+from resource_mgr.numbers.patterns import rshape
+from resource_mgr.numbers.search import (  # noqa: F401  (the interface of numbers)
+    check_choosable, end_quarantines, exchange_of, find_number, golden_held, is_golden, pools_for_switch,
+    quarantine_days_for, search_numbers,
+)
 from resource_mgr.occupancy.models import Unit
 from resource_mgr.states import AdminState, Occupancy
 
@@ -18,7 +25,10 @@ SWITCH_TYPES = ("pstn_switch", "ngn_softswitch", "access_gateway")  # the device
 
 
 def create_pool(session: Session, *, local_network_id: str, name: str, switch_id: str | None = None,
-                quarantine_days: int = 90) -> NumberPool:
+                quarantine_days: int | None = None, settings: Settings | None = None) -> NumberPool:
+    """A pool on a switch; its quarantine defaults to the setting number_quarantine_days."""
+    if quarantine_days is None:
+        quarantine_days = (settings or Settings()).number_quarantine_days
     ln = get(session, LocalNetwork, local_network_id, "local_network")
     if switch_id:
         switch = get(session, Device, switch_id, "switch_id")
@@ -65,7 +75,8 @@ def add_segment(session: Session, *, pool_id: str, first: str, last: str, grader
                           owner_id=segment.id, root_id=pool.id, capacity=1, used=0, occupancy=Occupancy.FREE,
                           admin_state=AdminState.IN_SERVICE, side="", technology=""))
         rows.append(dict(id=uid, local_network_id=ln, number=number, pool_id=pool.id, segment_id=segment.id,
-                         exchange_code=number[: width - 4], tail4=number[-4:], grade=grade, grade_level=level))
+                         exchange_code=number[: width - 4], tail4=number[-4:], grade=grade, grade_level=level,
+                         rnumber=number[::-1], rshape=rshape(number)))
     session.execute(Unit.__table__.insert(), units)
     session.execute(Number.__table__.insert(), rows)
     return segment

@@ -13,10 +13,11 @@ from resource_mgr.bulk.importing.rows import rows
 from resource_mgr.bulk.importing.state import ImportState
 from resource_mgr.numbers.grades import Grader, letter_pattern_regex
 from resource_mgr.numbers.models import Number
+from resource_mgr.numbers.patterns import shape
 from resource_mgr.states import AdminState
 
 NUMBER_COLS = ("id", "local_network_id", "number", "pool_id", "segment_id", "exchange_code", "tail4", "grade",
-               "grade_level")
+               "grade_level", "rnumber", "rshape")
 _IN_SERVICE, _LOCKED = AdminState.IN_SERVICE.value, AdminState.LOCKED.value
 
 
@@ -186,7 +187,9 @@ def write_numbers(st: ImportState) -> None:
                     uid = text(base + n - lo)
                     occ, reservation, until, service, _used = unit_columns(slot, 1)
                     until = dt(until)
-                    number_rows.append((uid, ln, number, owner.id, seg_id, exchange, number[-4:], grade, level))
+                    rnumber = number[::-1]  # the search columns (numbers.patterns)
+                    number_rows.append((uid, ln, number, owner.id, seg_id, exchange, number[-4:], grade, level,
+                                        rnumber, shape(rnumber)))
                     yield (uid, "number", number, n, ln, seg_id, owner.id, "", "", occ, reservation, until,
                            service, 1, 0, admin, None, reason, q, FIRST_VERSION)
 
