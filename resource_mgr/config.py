@@ -156,6 +156,9 @@ class Settings(BaseModel):
     # How often due retries (and events whose kick was lost) are looked for: Celery beat, or the
     # embedded scheduler.
     event_poll_seconds: float = Field(default=5.0, gt=0)
+    # Deliveries finished (delivered or given up) this many days ago are forgotten, and so are
+    # the events of then that no delivery needs (the operation log keeps the changes themselves).
+    event_keep_days: float = Field(default=30.0, gt=0)
     # -- end of events --
     log_level: str = "INFO"
     log_json: bool = False

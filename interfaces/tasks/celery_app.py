@@ -4,7 +4,7 @@
 without connecting to anything (Celery connects when a worker starts or a task is sent). Tasks
 take ids, never ORM objects, are safe to run twice, and each job runs in its own units of work
 (`run_job`). `celery -A interfaces.tasks.celery_app beat` (one beat process) sends the expiry
-sweep and the job reaper on their schedules.
+sweep, the job reaper and the poll for event deliveries due on their schedules.
 
 What recovers a job whose worker died: not the broker alone. `acks_late` with
 `reject_on_worker_lost` puts the message back when a prefork child dies, but on Redis a message
@@ -136,7 +136,9 @@ def make_celery(settings: Settings) -> Celery:
         beat_schedule={
             "sweep-expired-preoccupations": {"task": SWEEP_EXPIRED, "schedule": float(settings.sweep_interval_seconds)},
             "reap-jobs": {"task": REAP_JOBS, "schedule": float(settings.job_reap_interval_seconds)},
-            "deliver-events": {"task": DELIVER_EVENTS, "schedule": float(settings.event_poll_seconds)},
+            # a poll not run within its interval (a busy worker) is dropped: the next one does it
+            "deliver-events": {"task": DELIVER_EVENTS, "schedule": float(settings.event_poll_seconds),
+                               "options": {"expires": max(float(settings.event_poll_seconds), 1.0)}},
         },
     )
     app.task(name=RUN_JOB, bind=True)(run_job)

@@ -60,6 +60,7 @@ class DeliveryPolicy:
     retry_max_delay_seconds: float = 1800.0
     max_attempts: int = 50
     give_up_seconds: float = 24 * 3600.0
+    keep_days: float = 30.0
 
     @classmethod
     def from_settings(cls, settings: Any) -> "DeliveryPolicy":
@@ -67,7 +68,7 @@ class DeliveryPolicy:
                    retry_base_seconds=settings.event_retry_base_seconds,
                    retry_max_delay_seconds=settings.event_retry_max_delay_seconds,
                    max_attempts=settings.event_max_attempts,
-                   give_up_seconds=settings.event_give_up_hours * 3600.0)
+                   give_up_seconds=settings.event_give_up_hours * 3600.0, keep_days=settings.event_keep_days)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None) -> "DeliveryPolicy":
@@ -151,9 +152,11 @@ def claim(db: Database, owner: str, policy: DeliveryPolicy, now: datetime | None
         expires = now + timedelta(seconds=policy.lease_seconds)
         out = []
         for row in rows:
+            event, sub = events.get(row.event_id), subs.get(row.subscription_id)
+            if event is None or sub is None:  # being deleted with its subscription
+                continue
             row.lease_owner, row.lease_expires_at = owner, expires
             row.attempts, row.last_attempt_at = (row.attempts or 0) + 1, now
-            event, sub = events[row.event_id], subs[row.subscription_id]
             out.append(Claimed(id=row.id, event_id=event.id, type=event.type, url=sub.url, secret=sub.secret,
                                body=encode(event_body(event, codes.get(event.local_network_id)))))
         uow.commit()
@@ -281,6 +284,31 @@ def deliver_due(db: Database, policy: DeliveryPolicy, *, owner: str | None = Non
     return totals
 
 
+# -- forgetting -----------------------------------------------------------------------------------
+
+PURGE_BATCH = 1000
+
+
+def purge(db: Database, policy: DeliveryPolicy, now: datetime | None = None) -> int:
+    """Forget deliveries finished (delivered or given up) `keep_days` ago, and events of then
+    that no delivery needs any more; a batch per call. Returns how many rows went."""
+    from sqlalchemy import delete
+
+    cutoff = (now or utcnow()) - timedelta(days=policy.keep_days)
+    with db.unit_of_work(principal=CREATED_BY) as uow:
+        s = uow.session
+        done = list(s.scalars(select(Delivery.id).where(Delivery.state != DeliveryState.PENDING,
+                                                        Delivery.created_at < cutoff).limit(PURGE_BATCH)))
+        if done:
+            s.execute(delete(Delivery).where(Delivery.id.in_(done)))
+        unneeded = list(s.scalars(select(Event.id).where(
+            Event.created_at < cutoff, ~exists().where(Delivery.event_id == Event.id)).limit(PURGE_BATCH)))
+        if unneeded:
+            s.execute(delete(Event).where(Event.id.in_(unneeded)))
+        uow.commit()
+    return len(done) + len(unneeded)
+
+
 # -- the job kind ---------------------------------------------------------------------------------
 
 def run_delivery_job(db: Database, job_id: str, progress: Any) -> dict[str, Any]:
@@ -289,7 +317,9 @@ def run_delivery_job(db: Database, job_id: str, progress: Any) -> dict[str, Any]
 
     with db.read_session() as session:
         params = session.get(Job, job_id).params or {}
-    totals = deliver_due(db, DeliveryPolicy.from_dict(params.get("_policy")), progress=progress)
+    policy = DeliveryPolicy.from_dict(params.get("_policy"))
+    totals = deliver_due(db, policy, progress=progress)
+    totals["purged"] = purge(db, policy)
     message = (f"{totals['delivered']} delivered, {totals['retry']} to retry, {totals['given_up']} given up "
                f"in {totals['attempts']} attempt(s)")
     return {**totals, "message": message}

@@ -27,6 +27,9 @@ FAST = DeliveryPolicy(timeout_seconds=2.0, retry_base_seconds=0.05, retry_max_de
 
 @pytest.fixture
 def world(db):
+    # An app made earlier in this process (a live server) installed its kick for this engine:
+    # these tests run the deliveries themselves.
+    events.install_kick(db.engine, None)
     return make_networks(db)
 
 
@@ -292,3 +295,48 @@ def test_embedded_the_committed_events_start_a_job_that_delivers_them(db, world,
         assert kinds and all(j.created_by == delivery.CREATED_BY for j in kinds)
     finally:
         events.install_kick(db.engine, None)
+
+
+def test_finished_deliveries_and_their_events_are_forgotten_after_keep_days(db, world, receiver):
+    subscribe(db, receiver.url)
+    receiver.fail_first = 1
+    old_ok = emit(db, "fault.opened", world["GZ"], fault_id="F1")
+    old_failing = emit(db, "fault.opened", world["GZ"], fault_id="F2")
+    no_subscriber_left = emit(db, "fault.cleared", world["FS"], fault_id="F3")
+    give_up = DeliveryPolicy(timeout_seconds=2, retry_base_seconds=60, max_attempts=1, keep_days=1)
+    delivery.deliver_due(db, give_up)  # F1 given up (503), F2 delivered
+    with db.unit_of_work() as uow:
+        uow.session.query(Delivery).filter(Delivery.event_id == no_subscriber_left).delete()
+        uow.commit()
+    pending_one = emit(db, "fault.opened", world["GZ"], fault_id="F4")
+    assert delivery.purge(db, give_up) == 0  # nothing is a day old yet
+    assert delivery.purge(db, give_up, now=utcnow() + timedelta(days=2)) == 5
+    with db.read_session() as s:
+        assert s.scalars(select(Event.id)).all() == [pending_one]  # still wanted by its pending delivery
+        assert [r.event_id for r in s.scalars(select(Delivery))] == [pending_one]
+    assert {old_ok, old_failing}
+
+
+def test_two_delivery_jobs_at_once_post_each_event_once_and_in_order(db, world, receiver):
+    subscribe(db, receiver.url, secret="k")
+    ids: dict[str, list[str]] = {}
+    for i in range(24):
+        order = f"ORD-{i % 4}"
+        ids.setdefault(order, []).append(emit(db, "reservation.preoccupied", world["GZ"], order_ref=order))
+    barrier = threading.Barrier(2)
+
+    def job() -> None:
+        barrier.wait()
+        delivery.deliver_due(db, FAST)
+
+    threads = [threading.Thread(target=job) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    drain(db)  # whatever one runner found held by the other when it stopped
+    got = receiver.accepted()
+    assert sorted(r.body["id"] for r in got) == sorted(i for v in ids.values() for i in v)  # each once
+    for order, expected in ids.items():
+        assert [r.body["id"] for r in got if r.body["order_ref"] == order] == expected
+    assert all(signed(r, "k") for r in got)
