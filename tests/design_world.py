@@ -193,11 +193,6 @@ class DesignWorld:
             n.ports.append(port)
             n.riser_cores.append(core)
         n.__dict__.update({k: v for k, v in vars(n.trees[0]).items()})  # tree 1 at the top: f.pon, f.s2 ...
-        for k in range(1, 9):  # every head port has its equipment terminal
-            et, hp = self.unit(mdf, "terminal", k, "equipment"), self.unit(dslam, kind, k)
-            self.link(et, hp)
-        n.all_ets = [self.unit(mdf, "terminal", k, "equipment") for k in range(1, 9)]
-        n.all_heads = [self.unit(dslam, kind, k) for k in range(1, 9)]
         n.building = building or self.address(self._name("building-"))
         return n
 

@@ -35,6 +35,7 @@ def candidates(tr: Tracer, boxes: list[Any], settings: Settings) -> tuple[list[C
     ports = units_of_owners(tr, list(rank), "box_port")
     reasons: list[str] = []
     facts: dict[str, Any] = {}
+    tr.ensure_state(ports)
     free = [p for p in ports if tr.room(p) > 0]
     reasons += box_reasons(tr, ports, free)
     walked = walk(tr, [Chain([p]) for p in free], is_head=lambda u: u.kind == "pon_port", medium="fibre")
