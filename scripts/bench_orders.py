@@ -74,7 +74,7 @@ def prepare(url: str, size: str) -> tuple[str, list[str]]:
         print(f"loaded size {size} in {time.perf_counter() - began:.0f} s", flush=True)
     with db.unit_of_work() as uow:
         _, token = security.create_token(uow.session, roles=[r.value for r in Role], local_networks=["*"],
-                                         system="bench-orders")
+                                         system="bss")
         uow.commit()
     with db.read_session() as s:
         addresses = list(s.scalars(select(Coverage.address_id).join(DistributionBox, DistributionBox.id == Coverage.box_id)

@@ -93,12 +93,16 @@ def sz(live_server):
         numbers.add_segment(uow.session, pool_id=pool.id, first="55500000", last="55500009")
         other = numbers.create_pool(uow.session, local_network_id=w.ln, name="SZ-OTHER")
         numbers.add_segment(uow.session, pool_id=other.id, first="55510000", last="55510009")
+        p2 = w.copper(ports=2, head="T-PSTN-8", jumpered=2, mdf_jumpered=2)  # another exchange
+        w.cover(p2.box, p2.building)
+        pool2 = numbers.create_pool(uow.session, local_network_id=w.ln, name="SZ-POOL-2", switch_id=p2.head)
+        numbers.add_segment(uow.session, pool_id=pool2.id, first="55520000", last="55520009")
         lan = w.make("T-LAN-4", at_site=False, location=Point(LON + 0.002, LAT + 0.002))
         office = w.address("office", location=Point(LON + 0.002, LAT + 0.002))
         uow.commit()
     live_server.token(["sales"], ["SZ"], name="sales_sz")
     live_server.token(["dispatch"], ["SZ"], name="dispatch_sz")
-    return dict(f=f, c=c, p=p, lan=lan, office=office)
+    return dict(f=f, c=c, p=p, p2=p2, lan=lan, office=office)
 
 
 def reserve(live, **body):
@@ -166,6 +170,23 @@ def test_pots_takes_a_number_of_the_exchange_owning_the_line_port(live_server, s
     with live_server.db.read_session() as s:
         n = s.scalar(select(Number).where(Number.number == r.json()["number"]))
         assert n.unit.service_id == sid
+
+
+def test_move_to_another_exchange_gives_a_new_number_and_quarantines_the_old(live_server, sz):
+    p, p2 = sz["p"], sz["p2"]
+    r = reserve(live_server, order_ref="MV-0", action="new", products=["pots"], address_id=p.building).json()
+    sid = commit(live_server, r["id"], "WO-MV0")["service_id"]
+    mv = reserve(live_server, order_ref="MV-1", action="move", service_id=sid, address_id=p2.building)
+    assert mv.status_code == 201, mv.text
+    new_number = mv.json()["number"]
+    assert new_number.startswith("5552") and mv.json()["release"]["number"] == r["number"]
+    commit(live_server, mv.json()["id"], "WO-MV1")
+    svc = live_server.get(f"/services/{sid}", token="dispatch_sz").json()
+    assert svc["number"] == new_number and svc["address_id"] == p2.building
+    with live_server.db.read_session() as s:
+        old = s.scalar(select(Number).where(Number.number == r["number"]))
+        assert old.unit.occupancy.value == "free" and old.unit.is_quarantined(utcnow())
+        assert s.scalar(select(Number).where(Number.number == new_number)).unit.service_id == sid
 
 
 def test_lan_port_of_the_buildings_switch(live_server, sz):
