@@ -21,6 +21,7 @@ REASONS: dict[str, tuple[str, str]] = {
     "budget": ("the optical budget does not close", "光功率預算不足"),
     "loop_too_long": ("the copper loop is too long for {tech} at the rate asked",
                       "銅纜線路過長，{tech}無法達到所需速率"),
+    "rate_too_low": ("{tech} does not reach the rate asked here", "此處{tech}達不到所需速率"),
     "no_lan_switch": ("no LAN switch in the building", "該樓宇沒有LAN交換機"),
     "unavailable_unit": ("a unit on the path is locked, faulty, reserved or held", "路由上的資源被封鎖、故障、預留或佔用"),
     "no_address": ("the address is unknown", "地址不存在"),

@@ -33,22 +33,31 @@ class _Search:
 
     def __init__(self, session: Session, *, address_id: str, technology: str, settings: Settings, now: datetime,
                  min_down_mbps: float | None, avoid: frozenset[str], keep: Sequence[str],
-                 reservation_id: str | None) -> None:
+                 reservation_id: str | None, shared: dict[str, Any] | None = None) -> None:
         self.tech = Technology(technology).value
         self.address_id = address_id
         self.settings, self.now, self.min_down_mbps = settings, now, min_down_mbps
-        self.tr = Tracer(session, now=now, settings=settings, avoid=avoid, reservation_id=reservation_id)
+        # several technologies for one address (qualify_all) share the reads and the boxes
+        shared = {} if shared is None else shared
+        if "tracer" not in shared:
+            shared["tracer"] = Tracer(session, now=now, settings=settings, avoid=avoid,
+                                      reservation_id=reservation_id)
+        self.tr = shared["tracer"]
         self.boxes: list[Any] = []
         self.reasons: list[str] = []
         self.facts: dict[str, Any] = {}
         cands: list[Candidate] = []
         medium = MEDIUM.get(self.tech)
         if medium is None:
-            chain = ancestors(session, address_id)  # NotFound for an unknown address
+            if "ancestors" not in shared:
+                shared["ancestors"] = ancestors(session, address_id)  # NotFound for an unknown address
+            chain = shared["ancestors"]
             cands, self.reasons = lan.candidates(self.tr, chain, settings, settings.design_free_capacity_cap)
         else:
-            self.boxes = serving_boxes(session, address_id, medium=medium, settings=settings,
-                                       limit=settings.design_max_boxes)
+            if medium not in shared:
+                shared[medium] = serving_boxes(session, address_id, medium=medium, settings=settings,
+                                               limit=settings.design_max_boxes)
+            self.boxes = shared[medium]
             if not self.boxes:
                 self.reasons = ["no_serving_box"]
             elif self.tech == "FTTH":
@@ -56,6 +65,14 @@ class _Search:
             else:
                 cands, self.reasons, self.facts = copper.candidates(self.tr, self.tech, self.boxes, settings,
                                                                     min_down_mbps)
+        if min_down_mbps is not None and self.tech in ("FTTH", "LAN") and cands:
+            rate = (lambda c: fibre.head_rate(c.units[-1], settings)) if self.tech == "FTTH" \
+                else (lambda c: settings.design_lan_rate_mbps)
+            slow = [c for c in cands if (rate(c) or 0.0) < min_down_mbps]
+            if slow:
+                self.reasons += ["rate_too_low"] * len(slow)
+                self.facts.setdefault("max_down_mbps", max(rate(c) or 0.0 for c in slow))
+                cands = [c for c in cands if c not in slow]
         keep_set = frozenset(keep)
         self.candidates = sorted(cands, key=lambda c: sort_key(c, self.tr, settings, keep_set))
 
@@ -80,16 +97,20 @@ class _Search:
                 if adsl > 0 and (self.min_down_mbps is None or adsl >= self.min_down_mbps):
                     alternatives.append({"kind": "technology", "technology": "ADSL",
                                          "max_down_mbps": round(adsl, 1), "loop_m": loop})
+        if "rate_too_low" in reasons and self.facts.get("max_down_mbps"):
+            alternatives.append({"kind": "rate", "technology": self.tech,
+                                 "max_down_mbps": self.facts["max_down_mbps"]})
         return NoDesign(self.tech, reasons, alternatives=alternatives,
                         box_id=self.boxes[0].box_id if self.boxes else None,
                         medium=MEDIUM.get(self.tech, ""), tech=self.tech)
 
     def design(self, c: Candidate) -> Design:
         tr = self.tr
-        sites = {u.site_id for u in c.units if u.site_id}
-        names = dict(tr.session.execute(select(Resource.id, Resource.name).where(Resource.id.in_(sorted(sites)))).all()) \
-            if sites else {}
-        tr.queries += 1
+        names = tr.topo.site_names
+        missing = sorted({u.site_id for u in c.units if u.site_id and u.site_id not in names})
+        if missing:
+            tr.queries += 1
+            names.update(tr.session.execute(select(Resource.id, Resource.name).where(Resource.id.in_(missing))).all())
         hops = [Hop(unit_id=u.id, kind=u.kind, name=u.name, device=u.root_name, site=names.get(u.site_id),
                     cable=u.root_name if u.kind in ("pair", "core") else None, shared=u.shared) for u in c.units]
         head = c.units[-1]
@@ -147,11 +168,11 @@ def design_path(session: Session, *, address_id: str, technology: Technology | s
 
 
 def qualify(session: Session, *, address_id: str, technology: Technology | str, settings: Settings,
-            now: datetime, min_down_mbps: float | None = None) -> TechnologyAnswer:
+            now: datetime, min_down_mbps: float | None = None, _shared: dict[str, Any] | None = None) -> TechnologyAnswer:
     """Can the address get this technology now, how many more, how fast; built on the same
     search as design_path (available ⇔ design_path would succeed)."""
     search = _Search(session, address_id=address_id, technology=technology, settings=settings, now=now,
-                     min_down_mbps=min_down_mbps, avoid=frozenset(), keep=(), reservation_id=None)
+                     min_down_mbps=min_down_mbps, avoid=frozenset(), keep=(), reservation_id=None, shared=_shared)
     tech = search.tech
     if not search.candidates:
         err = search.no_design()
@@ -168,6 +189,15 @@ def qualify(session: Session, *, address_id: str, technology: Technology | str, 
                             reason=en, reason_zh=zh, reasons=[], design=design, alternatives=[])
 
 
+def qualify_all(session: Session, *, address_id: str, technologies: Sequence[Technology | str],
+                settings: Settings, now: datetime, min_down_mbps: float | None = None) -> list[TechnologyAnswer]:
+    """qualify() for several technologies of one address, sharing the reads (the serving boxes
+    of each medium, the topology, the state): what a coverage check asks."""
+    shared: dict[str, Any] = {}
+    return [qualify(session, address_id=address_id, technology=t, settings=settings, now=now,
+                    min_down_mbps=min_down_mbps, _shared=shared) for t in technologies]
+
+
 def _available_text(tech: str, d: Design) -> tuple[str, str]:
     if tech == "FTTH":
         return (f"FTTH available: optical loss {d.loss_db} dB within the {d.optic_class} budget of {d.budget_db} dB",
@@ -180,4 +210,4 @@ def _available_text(tech: str, d: Design) -> tuple[str, str]:
     return "LAN available: a free port on the building's LAN switch", "可裝LAN：樓宇交換機有空閒端口"
 
 
-__all__ = ["design_path", "qualify", "sentence"]
+__all__ = ["design_path", "qualify", "qualify_all", "sentence"]

@@ -141,6 +141,8 @@ class _Topology:
         self.static: dict[str, tuple] = {}  # unit id -> the _STATIC row
         self.links: dict[str, list[tuple[str, str, str | None]]] = {}  # -> [(other id, kind, container)]
         self.owned: dict[tuple[str, str], list[str]] = {}  # (owner or root id, kind) -> unit ids by seq
+        self.site_names: dict[str, str] = {}
+        self.extra: dict[str, Any] = {}  # other static things kept with it (lan.py: the LAN switches)
 
     def follow(self, session: Session, dialect: str) -> None:
         pos = self.position or 0

@@ -143,7 +143,7 @@ def test_copper_free_capacity(db):
         answer = qualify(s, address_id=room, technology="ADSL", settings=S, now=NOW)
     assert answer.available and answer.free_capacity == 3
     # the design jumpers line terminal 1 to a free port's equipment terminal (port 6)
-    assert answer.design.unit_ids[-1] == DesignWorld.unit(w, c.head, "dsl_port", 6)
+    assert answer.design.unit_ids[-1] == c.all_heads[5]
 
 
 def test_lan_port_on_the_buildings_switch(db):

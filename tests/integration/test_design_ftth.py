@@ -209,3 +209,18 @@ def test_no_serving_box(db):
         uow.commit()
     err = no_design(db, lonely)
     assert err.reasons == ["no_serving_box"] and "光纖" in err.reason_zh
+
+
+def test_rate_asked_above_the_pon_rate(db):
+    """GPON gives 1000 Mbit/s by default: asking 2000 is "rate_too_low" with the rate offered;
+    XGS-PON (10000) gives it."""
+    _w, _f, room = world(db)
+    err = no_design(db, room, min_down_mbps=2000)
+    assert err.reasons == ["rate_too_low"]
+    assert {"kind": "rate", "technology": "FTTH", "max_down_mbps": 1000.0} in err.alternatives
+    assert design(db, room, min_down_mbps=1000).max_down_mbps == 1000.0
+
+
+def test_xgs_pon_rate(db):
+    _w, _f, room = world(db, technology="XGS-PON")
+    assert design(db, room, min_down_mbps=2000).max_down_mbps == 10000.0

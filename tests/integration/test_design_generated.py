@@ -13,7 +13,7 @@ from resource_mgr.bulk.generator import generate
 from resource_mgr.bulk.importer import import_bundle
 from resource_mgr.bulk.paths import CUSTOMER_SIDE, HEAD, MEDIA
 from resource_mgr.config import Settings
-from resource_mgr.design import NoDesign, design_path, qualify
+from resource_mgr.design import NoDesign, design_path, qualify, qualify_all
 from resource_mgr.inventory.models import Address, Connection
 from resource_mgr.occupancy.models import Unit
 
@@ -88,6 +88,16 @@ def test_designs_on_the_generated_city_are_whole(db, tmp_path):
                         assert (answer.free_capacity >= 1) == answer.available
                         if d is not None:
                             assert answer.design.unit_ids == d.unit_ids
+            # a coverage check's qualify_all answers as qualify does, with fewer reads
+            techs = ["FTTH", "ADSL", "VDSL", "POTS", "LAN"]
+            for address in rooms[:10]:
+                before = queries[0]
+                together = qualify_all(s, address_id=address, technologies=techs, settings=S, now=NOW)
+                shared_cost, before = queries[0] - before, queries[0]
+                alone = [qualify(s, address_id=address, technology=t, settings=S, now=NOW) for t in techs]
+                assert shared_cost < queries[0] - before
+                assert [(a.available, a.free_capacity, a.reasons, a.max_down_mbps) for a in together] == \
+                       [(a.available, a.free_capacity, a.reasons, a.max_down_mbps) for a in alone]
     finally:
         event.remove(db.engine, "before_cursor_execute", _count)
     # the city has fibre and copper areas: most rooms get FTTH, copper answers for many
