@@ -142,12 +142,46 @@ def start_event_delivery(db: Database, settings: Settings, *, only_if_due: bool 
     return job_id
 
 
+class _EventKicker:
+    """Starts delivery jobs from a thread of its own, so that a unit of work that emitted pays
+    nothing after its commit but setting a flag (its request answers as fast as one that did not
+    emit). Kicks that come while a start is under way make one more start after it: each kick is
+    followed by a start that began after it. A process that dies before the start leaves the
+    events to the periodic poll."""
+
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self.db, self.settings = db, settings
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._pid: int | None = None
+
+    def __call__(self) -> None:
+        import os
+
+        with self._lock:  # a forked worker has no thread of its own yet
+            if self._thread is None or not self._thread.is_alive() or self._pid != os.getpid():
+                self._pid = os.getpid()
+                self._thread = threading.Thread(target=self._loop, name="rmgr-event-kick", daemon=True)
+                self._thread.start()
+        self._wake.set()
+
+    def _loop(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            try:
+                start_event_delivery(self.db, self.settings)
+            except Exception as exc:  # the broker or the database is down: the poll starts it later
+                log.warning("no event delivery job started now (%s); the periodic poll will", type(exc).__name__)
+
+
 def install_event_delivery(db: Database, settings: Settings) -> None:
     """After a unit of work on `db` that emitted events commits, start a delivery job (the
     serving process and the Celery worker call this for their database)."""
     from resource_mgr.events.services import install_kick
 
-    install_kick(db.engine, lambda: start_event_delivery(db, settings))
+    install_kick(db.engine, _EventKicker(db, settings))
 
 
 # -- the embedded scheduler -----------------------------------------------------------------------

@@ -5,7 +5,8 @@
   the head of each order's queue), takes a lease on them (owner, expiry) and counts the attempt.
   PostgreSQL skips rows another runner is claiming (FOR UPDATE SKIP LOCKED); SQLite's write lock
   serialises claims. Two runners therefore never post the same row at once, and a runner that
-  dies leaves rows whose lease lapses and another takes them (at least once).
+  dies leaves rows whose lease lapses (at once when it was a process of this host that no longer
+  exists, as for jobs) and another takes them (at least once).
 - **Post**, outside any transaction: `POST url` with the JSON body, `X-Rmgr-Event`, and with a
   secret `X-Rmgr-Signature: sha256=<hex HMAC-SHA256 of the raw body>`. A 2xx acknowledges;
   another status (redirects are not followed), a connection error or a timeout is a failure.
@@ -31,7 +32,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import exists, or_, select
+from sqlalchemy import and_, exists, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from resource_mgr.clock import utcnow
@@ -39,6 +40,7 @@ from resource_mgr.db import Database
 from resource_mgr.events.models import Delivery, Event, Subscription
 from resource_mgr.events.services import event_body
 from resource_mgr.inventory.models import LocalNetwork
+from resource_mgr.jobs import leases
 from resource_mgr.states import DeliveryState, JobState
 
 log = logging.getLogger("rmgr.events")
@@ -105,15 +107,18 @@ def verify(secret: str, raw: bytes, header: str | None) -> bool:
 
 # -- claiming -------------------------------------------------------------------------------------
 
-def eligible(now: datetime) -> Any:
-    """Due pending rows, lease free or lapsed, not held back by an earlier one of their order."""
+def eligible(now: datetime, *, leased_here: bool = False) -> Any:
+    """Due pending rows not held back by an earlier one of their order, whose lease is free or
+    expired (or, `leased_here`, still running but held by a process of this host: its owner is
+    checked to be alive by the caller)."""
     earlier = aliased(Delivery)
     held_back = exists().where(earlier.subscription_id == Delivery.subscription_id,
                                earlier.order_ref == Delivery.order_ref,
                                earlier.state == DeliveryState.PENDING, earlier.id < Delivery.id)
+    lease = and_(Delivery.lease_expires_at > now, leases.owned_here_clause(Delivery.lease_owner)) if leased_here \
+        else or_(Delivery.lease_expires_at.is_(None), Delivery.lease_expires_at <= now)
     return select(Delivery).where(
-        Delivery.state == DeliveryState.PENDING, Delivery.next_attempt_at <= now,
-        or_(Delivery.lease_expires_at.is_(None), Delivery.lease_expires_at <= now),
+        Delivery.state == DeliveryState.PENDING, Delivery.next_attempt_at <= now, lease,
         or_(Delivery.order_ref.is_(None), ~held_back)).order_by(Delivery.id)
 
 
@@ -138,10 +143,15 @@ def claim(db: Database, owner: str, policy: DeliveryPolicy, now: datetime | None
     now = now or utcnow()
     with db.unit_of_work(principal=CREATED_BY) as uow:
         s = uow.session
-        stmt = eligible(now).limit(limit)
-        if s.get_bind().dialect.name == "postgresql":
-            stmt = stmt.with_for_update(skip_locked=True, of=Delivery)
-        rows = list(s.scalars(stmt))
+        skip_locked = s.get_bind().dialect.name == "postgresql"
+
+        def pick(stmt: Any) -> list[Delivery]:
+            return list(s.scalars(stmt.with_for_update(skip_locked=True, of=Delivery) if skip_locked else stmt))
+
+        rows = pick(eligible(now).limit(limit))
+        if len(rows) < limit:  # a runner of this host that died (a killed worker) frees its rows at once
+            rows += [r for r in pick(eligible(now, leased_here=True).limit(limit - len(rows)))
+                     if leases.alive_here(r.lease_owner) is False][:limit - len(rows)]
         if not rows:
             return []
         events = {e.id: e for e in s.scalars(select(Event).where(Event.id.in_({r.event_id for r in rows})))}
@@ -264,9 +274,7 @@ def deliver_due(db: Database, policy: DeliveryPolicy, *, owner: str | None = Non
     """Claim, post and record until nothing is due (or `run_seconds` passed)."""
     import time
 
-    from resource_mgr.jobs.leases import new_owner
-
-    owner = owner or new_owner()
+    owner = owner or leases.new_owner()
     totals = {"delivered": 0, "retry": 0, "given_up": 0, "attempts": 0}
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=POSTERS, thread_name_prefix="rmgr-webhook") as pool:

@@ -147,3 +147,61 @@ def test_a_celery_worker_and_beat_deliver_every_event_in_order(db, database_url,
         stop(worker)
         stop(beat)
         receiver.stop()
+
+
+@pytest.mark.celery_worker
+def test_an_event_whose_worker_is_killed_mid_post_is_delivered_by_another(db, database_url, redis_db,  # noqa: F811
+                                                                           tmp_path):
+    """SIGKILL the worker while its POST waits for the receiver: the job's lease and the rows'
+    lease belong to a dead process; beat's reaper queues the job again, a second worker takes the
+    rows over at once and delivers them (at least once: the receiver saw the event twice)."""
+    import os
+    import signal
+
+    from resource_mgr.events.models import Delivery
+    from resource_mgr.states import DeliveryState
+
+    networks = make_networks(db)
+    receiver = Receiver(fail_first=1, hang_seconds=8).start()  # the first POST gets no answer for 8 s
+    fast = {**FAST, "RMGR_EVENT_DELIVERY_TIMEOUT_SECONDS": "20", "RMGR_JOB_LEASE_SECONDS": "3",
+            "RMGR_JOB_REAP_INTERVAL_SECONDS": "1", "RMGR_SWEEP_INTERVAL_SECONDS": "3600"}
+    first = start_worker(database_url, tmp_path / "w1.log", "rmgr-events-1", **fast)
+    procs = [first]
+    settings = load_settings(environ={}, database_url=db.url, celery_broker_url=BROKER)
+    try:
+        with db.unit_of_work() as uow:
+            events.create_subscription(uow.session, url=receiver.url, secret=SECRET, created_by="system:iom",
+                                       local_network_ids=None)
+            uow.commit()
+        dispatch.install_event_delivery(db, settings)
+        with db.unit_of_work() as uow:
+            event_id = events.emit(uow.session, "cutover.applied", local_network_id=networks["GZ"],
+                                   cutover_id="C1").id
+            uow.commit()
+        deadline = time.monotonic() + 60
+        while not receiver.received:  # the first worker is waiting for the receiver's answer
+            assert first.poll() is None and time.monotonic() < deadline, (tmp_path / "w1.log").read_text()
+            time.sleep(0.05)
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(timeout=10)
+        second = start_worker(database_url, tmp_path / "w2.log", "rmgr-events-2", **fast)
+        beat = start_celery(database_url, tmp_path / "beat.log", "beat", "--loglevel=INFO",
+                            "-s", str(tmp_path / "beat-schedule"), **fast)
+        procs += [second, beat]
+        got = receiver.wait_for(1, timeout=60)
+        assert [r.body["id"] for r in got] == [event_id] and len(receiver.received) == 2
+        assert all(signed(r, SECRET) for r in receiver.received)
+        deadline = time.monotonic() + 20
+        while True:
+            with db.read_session() as s:
+                row = s.query(Delivery).one()
+            if row.state == DeliveryState.DELIVERED:
+                break
+            assert time.monotonic() < deadline, (row.state, (tmp_path / "w2.log").read_text())
+            time.sleep(0.1)
+        assert row.attempts == 2 and row.last_status == 204
+    finally:
+        events.install_kick(db.engine, None)
+        for proc in procs:
+            stop(proc)
+        receiver.stop()
