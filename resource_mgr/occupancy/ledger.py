@@ -9,24 +9,32 @@ as committed, changes them, or refuses (NoCapacity and the other domain errors).
   the functions below lock a whole path in one statement first (one round trip, id order).
 - `allocate` chooses free places among candidates: rows another transaction has locked are
   skipped (`SKIP LOCKED`); only when nothing unlocked is left does it wait for them, so
-  `NoCapacity` means that nothing is left, not that a competitor was busy.
+  `NoCapacity` means that nothing is left, not that a competitor was busy. On PostgreSQL the
+  usual case (a free exclusive unit, a new hold on a shared one) is re-checked and written in
+  one statement once the row is locked (`_preoccupy_new`); the rest goes through `Unit.preoccupy`.
 
 Orders, cutovers, the sweep and the bulk importer (`resource_mgr.occupancy.derive`) all go
 through here.
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from functools import cache
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, bindparam, event, select
-from sqlalchemy.orm import Session, attributes
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session, attributes, make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
 
+from resource_mgr.changes import feed
 from resource_mgr.db import UTCDateTime
 from resource_mgr.errors import Conflict, IllegalTransition, Locked, NoCapacity, NotFound, Quarantined
-from resource_mgr.occupancy.models import Change, Unit
+from resource_mgr.ids import new_id
+from resource_mgr.occupancy.models import Change, Unit, shared_occupancy, shared_room
+from resource_mgr.states import AdminState, Occupancy
 
 _LOCKED = "rmgr.ledger.locked"
 _CHUNK = 500
@@ -82,16 +90,35 @@ def is_locked(session: Session, unit_id: str) -> bool:
 def lock_query(session: Session, stmt: Select[tuple[Unit]], *, skip_locked: bool = False,
                params: dict[str, Any] | None = None) -> list[Unit]:
     """Run `select(Unit)…` locking the rows it returns (reloaded as committed)."""
-    stmt = stmt.execution_options(populate_existing=True)
     if _postgres(session):
         stmt = stmt.with_for_update(of=Unit, skip_locked=skip_locked)
-    units = list(session.scalars(stmt, params))
+    if session.autoflush:
+        session.flush()
+    # Core rows, adopted into the session by hand: loading them as ORM objects costs several
+    # times more, and on a shared unit that time is spent holding its lock
+    rows = session.connection().execute(stmt, params).all()
     locked = _locked(session)
-    for unit in units:
-        # the collections are read again once the row is locked
-        session.expire(unit, ["holds", "uses"])
+    units = []
+    for row in rows:
+        unit = _adopt(session, row._asdict())
         locked.add(unit.id)
+        units.append(unit)
     return units
+
+
+def _adopt(session: Session, values: dict[str, Any]) -> Unit:
+    """The session's copy of a unit with these column values, as committed (what
+    `populate_existing` does); its collections are read again when next used."""
+    unit = session.identity_map.get(session.identity_key(Unit, values["id"]))
+    if unit is None:
+        unit = Unit(**values)
+        make_transient_to_detached(unit)
+        session.add(unit)
+    else:
+        for key, value in values.items():
+            set_committed_value(unit, key, value)
+        session.expire(unit, ["holds", "uses"])
+    return unit
 
 
 def lock_units(session: Session, unit_ids: Iterable[str]) -> list[Unit]:
@@ -166,6 +193,7 @@ def allocate(session: Session, change: Change, *, among: Sequence[ColumnElement[
         return stmt.order_by(Unit.seq, Unit.id).limit(count - len(taken))
 
     postgres = _postgres(session)
+    take = _preoccupy_new if postgres else _preoccupy_orm
     while len(taken) < count:
         if postgres:
             # A row changed since the statement's snapshot is locked before PostgreSQL re-checks
@@ -173,23 +201,138 @@ def allocate(session: Session, change: Change, *, among: Sequence[ColumnElement[
             # (locked in seq order, in passing) can close a cycle with another waiter: the
             # savepoint lets us drop them before we wait. Flushed first, so that rolling back
             # to it undoes nothing of ours.
-            session.flush()
-            session.connection().exec_driver_sql("SAVEPOINT ledger_allocate")
+            if session.new or session.dirty or session.deleted:
+                session.flush()
+            _driver(session, "SAVEPOINT ledger_allocate")
+            before = set(_locked(session))
         units = lock_query(session, candidates(), skip_locked=True, params={"ledger_now": now})
         if not units and postgres:
-            session.connection().exec_driver_sql("ROLLBACK TO SAVEPOINT ledger_allocate")
+            _back_to_savepoint(session, before)
             # whatever is left is locked by others: wait for them (PostgreSQL re-checks each
             # row once its lock is released, and goes on to the next if it no longer qualifies)
             units = lock_query(session, candidates(), params={"ledger_now": now})
         if not units:
             raise NoCapacity(f"no {what} has a free place left: {len(taken)} of {count} found", field="unit")
+        got = 0
         for unit in units:
             try:
-                unit.preoccupy(change, reservation_id=reservation_id, until=until)
+                take(session, unit, change, reservation_id, until)
             except (NoCapacity, Locked, Quarantined, IllegalTransition):  # changed while we waited
                 refused.add(unit.id)
                 continue
             taken.append(unit)
+            got += 1
             if len(taken) == count:
                 break
+        if postgres and not got:
+            # nothing written since the savepoint: let the refused rows go at once (others wait
+            # for them) rather than at the end of the transaction
+            _back_to_savepoint(session, before)
     return taken
+
+
+def _back_to_savepoint(session: Session, before: set[str]) -> None:
+    """Roll back to `ledger_allocate`: the row locks taken since are released."""
+    _driver(session, "ROLLBACK TO SAVEPOINT ledger_allocate")
+    locked = _locked(session)
+    locked.intersection_update(before)
+
+
+def _driver(session: Session, sql: str, params: dict[str, Any] | None = None) -> Any:
+    """Run driver SQL on the session's psycopg connection, in its transaction: the statements
+    the allocation path sends while it holds a row lock skip SQLAlchemy's execution machinery
+    (a few times the driver's own cost per statement). Errors are SQLAlchemy's, as elsewhere."""
+    connection = session.connection()
+    dbapi = connection.dialect.loaded_dbapi
+    try:
+        return connection.connection.dbapi_connection.execute(sql, params)
+    except dbapi.Error as exc:
+        raise DBAPIError.instance(sql, params, exc, dbapi.Error) from exc
+
+
+def _preoccupy_orm(_session: Session, unit: Unit, change: Change, reservation_id: str, until: datetime) -> None:
+    unit.preoccupy(change, reservation_id=reservation_id, until=until)
+
+
+# The common case of allocation on PostgreSQL in one statement once the row is locked (the
+# fewer round trips the row lock is held for, the more allocations a shared unit takes per
+# second): it counts a shared unit's live holds (its snapshot is taken after the lock, so it
+# sees every committed one) and, if there is room, writes the unit, the hold and the history
+# row. Anything else (a refusal other than "full", the same reservation again, a unit in
+# quarantine) goes through the transition itself (`Unit.preoccupy`), which says what and why.
+# Driver SQL (pyformat, see _driver): nothing is compiled while the lock is held.
+_HISTORY_COLUMNS = ("at, principal, local_network_id, resource_id, resource_kind, action, order_ref, "
+                    "reservation_id, service_id, cutover_id, reason, before, after")
+_HISTORY_VALUES = ("%(at)s, %(principal)s, %(local_network_id)s, %(unit_id)s, %(kind)s, 'preoccupy', %(order_ref)s, "
+                   "%(holder)s, %(service_id)s, %(cutover_id)s, %(reason)s")
+_WRITE_EXCLUSIVE = (
+    "WITH u AS (UPDATE unit SET occupancy = %(occupancy)s, reservation_id = %(holder)s, "
+    "preoccupied_until = %(until)s, version = version + 1 WHERE id = %(unit_id)s AND version = %(version)s "
+    "RETURNING version), "
+    f"h AS (INSERT INTO history ({_HISTORY_COLUMNS}) SELECT {_HISTORY_VALUES}, "
+    "CAST(%(before)s AS json), CAST(%(after)s AS json) FROM u) "
+    "SELECT version FROM u")
+# the snapshots as Unit._snapshot makes them for a shared unit in service, out of quarantine
+_SHARED_SNAPSHOT = ("json_build_object('occupancy', {occupancy}, 'admin_state', CAST(%(admin_state)s AS text), "
+                    "'used', CAST(%(used)s AS integer), 'held', {held})")
+_WRITE_SHARED = (
+    "WITH r AS (SELECT count(*) FILTER (WHERE expires_at > %(now)s) AS held, "
+    "coalesce(bool_or(holder = %(holder)s), false) AS mine FROM shared_hold WHERE unit_id = %(unit_id)s), "
+    "ok AS (SELECT held FROM r WHERE NOT mine AND CAST(%(used)s AS integer) + held < CAST(%(capacity)s AS integer)), "
+    "u AS (UPDATE unit SET occupancy = %(occupancy)s, version = version + 1 FROM ok "
+    "WHERE id = %(unit_id)s AND version = %(version)s RETURNING version), "
+    "s AS (INSERT INTO shared_hold (id, unit_id, holder, expires_at) "
+    "SELECT %(hold_id)s, %(unit_id)s, %(holder)s, %(until)s FROM u), "
+    f"h AS (INSERT INTO history ({_HISTORY_COLUMNS}) SELECT {_HISTORY_VALUES}, "
+    + _SHARED_SNAPSHOT.format(occupancy="CASE WHEN ok.held > 0 THEN CAST(%(held_before)s AS text) "
+                                        "ELSE CAST(%(free_before)s AS text) END", held="ok.held")
+    + ", " + _SHARED_SNAPSHOT.format(occupancy="CAST(%(occupancy)s AS text)", held="ok.held + 1")
+    + " FROM u, ok) "
+    "SELECT r.held, r.mine, (SELECT version FROM u) AS version FROM r")
+
+
+def _preoccupy_new(session: Session, unit: Unit, change: Change, reservation_id: str, until: datetime) -> None:
+    """`unit.preoccupy` for a unit locked by `lock_query` (PostgreSQL): the same checks, row and
+    history, in one statement."""
+    now = change.at
+    if (until <= now or unit.admin_state != AdminState.IN_SERVICE or unit.quarantine_until is not None
+            or (not unit.shared and unit.effective_occupancy(now) != Occupancy.FREE)):
+        return _preoccupy_orm(session, unit, change, reservation_id, until)
+    params: dict[str, Any] = {
+        "unit_id": unit.id, "holder": reservation_id, "until": until, "version": unit.version, "at": now,
+        "principal": change.principal, "local_network_id": unit.local_network_id, "kind": unit.kind,
+        "order_ref": change.order_ref, "service_id": change.service_id, "cutover_id": change.cutover_id,
+        "reason": change.reason,
+    }
+    if unit.shared:
+        occupancy = shared_occupancy(unit.used, 1)  # the place it takes is held
+        held, mine, version = _driver(session, _WRITE_SHARED, {
+            **params, "now": now, "used": unit.used, "capacity": unit.capacity, "occupancy": occupancy.value,
+            "admin_state": AdminState(unit.admin_state).value, "hold_id": new_id(),
+            "held_before": occupancy.value, "free_before": shared_occupancy(unit.used, 0).value,
+        }).fetchone()
+        if version is None:
+            if mine:  # the same reservation again: extended, or nothing
+                return _preoccupy_orm(session, unit, change, reservation_id, until)
+            if shared_room(unit.capacity, unit.used, held) == 0:
+                unit._refuse("preoccupy", f"all {unit.capacity} places are taken; "
+                             + unit._state_text(now, held=held), NoCapacity)
+    else:
+        before = unit._snapshot(now)
+        occupancy = Occupancy.PREOCCUPIED
+        # the copy takes the new values as written (a failed write ends the transaction, and its
+        # rollback expires the copy)
+        for key, value in (("occupancy", occupancy), ("reservation_id", reservation_id),
+                           ("preoccupied_until", until)):
+            set_committed_value(unit, key, value)
+        row = _driver(session, _WRITE_EXCLUSIVE, {
+            **params, "occupancy": occupancy.value, "before": json.dumps(before),
+            "after": json.dumps(unit._snapshot(now)),
+        }).fetchone()
+        version = row[0] if row else None
+    if version is None:  # cannot happen while the row is locked; refused rather than written blindly
+        raise Conflict(f"unit {unit.id} was changed under its lock", field="unit_id", unit_id=unit.id)
+    set_committed_value(unit, "occupancy", occupancy)
+    set_committed_value(unit, "version", version)
+    feed.mark_written(session)  # the history row was written past the ORM: stamped at commit
+    return None

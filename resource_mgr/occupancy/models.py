@@ -300,13 +300,18 @@ class Unit(Base):
     def is_quarantined(self, now: datetime) -> bool:
         return self.quarantine_until is not None and aware(self.quarantine_until) > now
 
-    def _snapshot(self, now: datetime) -> dict[str, Any]:
-        snap: dict[str, Any] = {"occupancy": self.effective_occupancy(now).value,
-                                "admin_state": AdminState(self.admin_state).value}
+    def _snapshot(self, now: datetime, held: int | None = None) -> dict[str, Any]:
+        """The state a history row records; `held` (a shared unit's live holds, counted in SQL by
+        the allocation path) spares loading the holds."""
+        snap: dict[str, Any]
         if self.shared:
-            snap.update(used=self.used, held=len(self.active_holds(now)))
+            held = len(self.active_holds(now)) if held is None else held
+            snap = {"occupancy": shared_occupancy(self.used, held).value,
+                    "admin_state": AdminState(self.admin_state).value, "used": self.used, "held": held}
         else:
-            snap.update(reservation_id=self.reservation_id, service_id=self.service_id)
+            snap = {"occupancy": self.effective_occupancy(now).value,
+                    "admin_state": AdminState(self.admin_state).value,
+                    "reservation_id": self.reservation_id, "service_id": self.service_id}
             if self.preoccupied_until:
                 snap["preoccupied_until"] = aware(self.preoccupied_until).isoformat()
         if self.locked_by:
@@ -343,12 +348,14 @@ class Unit(Base):
             History.action.in_(("preoccupy", "release_preoccupation", "occupy", "release", "expire")))
             .order_by(History.id.desc()).limit(1))
 
-    def _state_text(self, now: datetime) -> str:
+    def _state_text(self, now: datetime, held: int | None = None) -> str:
         """The current state and holder, for refusals: "it is occupied by service S1"."""
-        state = self.effective_occupancy(now)
         if self.shared:
-            return (f"it is {state.value}: {self.used} of {self.capacity} places used, "
-                    f"{len(self.active_holds(now))} held")
+            if held is None:
+                held = len(self.active_holds(now))
+            return (f"it is {shared_occupancy(self.used, held).value}: {self.used} of {self.capacity} places used, "
+                    f"{held} held")
+        state = self.effective_occupancy(now)
         if state == Occupancy.OCCUPIED:
             return f"it is occupied by service {self.service_id}"
         if state == Occupancy.PREOCCUPIED:
