@@ -18,7 +18,7 @@ from resource_mgr.security.principal import Principal
 from resource_mgr.states import JobState, Role
 
 from interfaces.tasks import dispatch
-from tests.e2e.test_orders_design import DesignWorld
+from tests.design_world import DesignWorld
 from tests.integration.test_celery_worker import BROKER, redis_db, wait_for, worker  # noqa: F401  (fixtures)
 
 

@@ -20,7 +20,7 @@ from resource_mgr.orders.models import Reservation
 from resource_mgr.security.models import PrincipalTrust
 from resource_mgr.security.principal import Principal
 from resource_mgr.states import JobState, Occupancy, Role
-from tests.e2e.test_orders_design import DesignWorld
+from tests.design_world import DesignWorld
 
 
 def who(name: str) -> Principal:
