@@ -344,6 +344,7 @@ def _write_big(st: ImportState) -> None:
     services.send_paths(st)
     units.send_connections(st)
     services.send_holds(st)
+    services.send_reservations(st)  # the orders of the pre-occupations (resource_mgr.orders)
     out.rebuild_indexes()
 
 

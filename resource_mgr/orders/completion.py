@@ -7,9 +7,9 @@ back is released, a removed number enters its pool's quarantine.
   released to quarantine and the new one occupied.
 - `remove`: the service and its riders end; their units and number are released.
 
-Commit of an expired reservation: `409 expired`, unless every unit it held is still free (or
-still its own), in which case the hold is renewed and the commit goes on: the field work is done,
-and nothing was lost to another order. A second commit with the same `work_order_ref` answers
+Commit of an expired reservation (marked expired by the sweep or not yet): `409 expired`, unless
+every unit it held is still free (or still its own), in which case the hold is renewed and the
+commit goes on: the field work is done, and nothing was lost to another order. A second commit with the same `work_order_ref` answers
 the first one's result; with another it is `409 conflict`.
 """
 from __future__ import annotations
@@ -49,15 +49,17 @@ def commit(session: Session, *, principal: Principal, settings: Settings, now: d
         raise Conflict(f"reservation {res.id} was committed already (work order {res.work_order_ref})", field="id")
     if res.state == ReservationState.CANCELLED:
         raise Conflict(f"reservation {res.id} was cancelled", field="id")
-    if res.state == ReservationState.EXPIRED:
-        raise Expired(f"reservation {res.id} expired at {res.expires_at.isoformat()}", field="id")
     if res.request is None:
         raise Conflict(f"reservation {res.id} holds only number {res.number}: reserve the order first", field="id")
+    if not res.products:
+        raise Conflict(f"reservation {res.id} was imported and names no products: cancel it, or commit it in the "
+                       "system it came from", field="id")
     before = glue.snapshot(res)
     change = Change(principal=principal.name, order_ref=res.order_ref, reservation_id=res.id, at=now,
                     reason=f"work order {work_order_ref}")
-    if not res.live(now):
+    if not res.live(now):  # expired, swept or not: renewed when nothing it held was taken since
         _renew(session, res, change, settings)
+        res.state, res.ended_at = ReservationState.PREOCCUPIED, None
     at = completed_at or now
     if res.action == "new":
         service = _create(session, res, change, at)

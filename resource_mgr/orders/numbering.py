@@ -1,22 +1,19 @@
-"""The number of an order: the one BSS chose (checked choosable), or one given from the pools
-of the switch that owns the line port. Helper `numbers` owns the lookups; until its branch is
-in, the same rules are applied here (`find_number`, `check_choosable`)."""
+"""The number of an order: the one BSS chose (checked choosable by resource_mgr.numbers), or one
+given from the pools of the switch that owns the line port."""
 from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from resource_mgr.clock import aware
-from resource_mgr.errors import Conflict, Invalid, Locked, NoCapacity, NotFound, Quarantined
+from resource_mgr.errors import Invalid, NoCapacity, NotFound
 from resource_mgr.inventory.models import LocalNetwork
+from resource_mgr.numbers import search
 from resource_mgr.numbers.models import Number
 from resource_mgr.occupancy import ledger
 from resource_mgr.occupancy.models import Change, Unit
-from resource_mgr.orders.models import Reservation
-from resource_mgr.states import AdminState, Occupancy, ReservationState
 
 
 def find_number(session: Session, number: str, *, local_network_ids: Iterable[str] | None,
@@ -43,56 +40,26 @@ def find_number(session: Session, number: str, *, local_network_ids: Iterable[st
     raise NotFound(f"no number {number}", field="number")
 
 
-def check_choosable(number: Number, now: datetime, *, reservation_id: str | None = None) -> None:
-    """Refuse a number another order may not take now; one held by `reservation_id` passes."""
-    unit = number.unit
-    if unit.occupancy == Occupancy.PREOCCUPIED and unit.reservation_id == reservation_id and reservation_id:
-        return
-    if unit.admin_state == AdminState.LOCKED:
-        raise Locked(f"number {number.number} is locked by cutover {unit.locked_by}", field="number")
-    if unit.admin_state != AdminState.IN_SERVICE:
-        raise NoCapacity(f"number {number.number} is {AdminState(unit.admin_state).value}", field="number")
-    if unit.is_quarantined(now):
-        raise Quarantined(f"number {number.number} is in quarantine until {aware(unit.quarantine_until).isoformat()}",
-                          field="number")
-    state = unit.effective_occupancy(now)
-    if state == Occupancy.PREOCCUPIED:
-        raise Conflict(f"number {number.number} is held by another order", field="number")
-    if state == Occupancy.OCCUPIED:
-        raise NoCapacity(f"number {number.number} is in use", field="number")
-
-
 def lookup(session: Session, number: str, *, local_network_ids: Iterable[str] | None,
            local_network_id: str | None) -> Number:
     try:
-        from resource_mgr.numbers.services import find_number as theirs  # helper `numbers`
-    except ImportError:
-        return find_number(session, number, local_network_ids=local_network_ids, local_network_id=local_network_id)
-    try:
-        return theirs(session, number, local_network_ids=local_network_ids, local_network_id=local_network_id)
+        return search.find_number(session, number, local_network_ids=local_network_ids,
+                                  local_network_id=local_network_id)
     except NotFound:
-        # theirs knows the scope; a number of another local network in scope is ours to explain
+        # a number of another local network in scope is ours to explain (422, not 404)
         return find_number(session, number, local_network_ids=local_network_ids, local_network_id=local_network_id)
 
 
 def checked(number: Number, now: datetime, *, reservation_id: str | None) -> None:
-    try:
-        from resource_mgr.numbers.services import check_choosable as theirs  # helper `numbers`
-    except ImportError:
-        theirs = check_choosable
-    theirs(number, now, reservation_id=reservation_id)
+    search.check_choosable(number, now, reservation_id=reservation_id)
 
 
 def is_golden(number: Number | None) -> bool:
-    return number is not None and number.grade_level > 0
+    return number is not None and search.is_golden(number)
 
 
 def golden_held(session: Session, principal: str, now: datetime) -> int:
-    """Golden numbers the principal holds pre-occupied now (its live reservations' numbers)."""
-    return int(session.scalar(
-        select(func.count()).select_from(Reservation).join(Number, Number.id == Reservation.number_unit_id)
-        .where(Reservation.principal == principal, Reservation.state == ReservationState.PREOCCUPIED,
-               Reservation.expires_at > now, Number.grade_level > 0)) or 0)
+    return search.golden_held(session, principal, now)
 
 
 def allocate(session: Session, change: Change, *, pool_ids: list[str], reservation_id: str,

@@ -115,14 +115,9 @@ def live_bearer(session: Session, *, address_id: str, local_network_id: str) -> 
 
 
 def pools_for_switch(session: Session, switch_id: str) -> list[NumberPool]:
-    try:
-        from resource_mgr.numbers.services import pools_for_switch as theirs  # helper `numbers`
-    except ImportError:
-        theirs = None
-    if theirs is not None:
-        return list(theirs(session, switch_id))
-    return list(session.scalars(select(NumberPool).where(NumberPool.switch_id == switch_id)
-                                .order_by(NumberPool.name)))
+    from resource_mgr.numbers.search import pools_for_switch as pools
+
+    return pools(session, switch_id)
 
 
 def ngn_pools(session: Session, local_network_id: str) -> list[NumberPool]:

@@ -110,7 +110,8 @@ def _check_quota(session: Session, principal: Principal, settings: Settings, now
     if not new and not golden:
         return
     trust.check_quota(session, principal.name, settings, current_preoccupations=live_count(session, principal.name, now)
-                      if new else 0, golden=golden, current_golden=numbering.golden_held(session, principal.name, now))
+                      if new else 0, golden=golden,
+                      current_golden=numbering.golden_held(session, principal.name, now) if golden else 0)
 
 
 def _normalise(action: str, products: list[str] | None, address_id: str | None, number: str | None,

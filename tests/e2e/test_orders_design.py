@@ -4,7 +4,6 @@ redesign; and the generator's XS network for every technology it has."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from types import SimpleNamespace
 
 import pytest
 from shapely.geometry import Point
@@ -22,60 +21,7 @@ from resource_mgr.numbers import services as numbers
 from resource_mgr.numbers.models import Number
 from resource_mgr.occupancy.models import History, Unit
 from resource_mgr.orders.models import Reservation
-from tests.design_world import LAT, LON, DesignWorld as _DesignWorld
-
-
-class DesignWorld(_DesignWorld):
-    """tests/design_world.py as of design 75edc27, with `ftth` working: the copy there ends with
-    lines of `copper` that name its locals (NameError). Drop this class once design fixes it."""
-
-    def ftth(self, *, ports: int = 4, olt: str | None = None, pon: int = 1, technology: str = "GPON",
-             r1: int = 2, r2: int = 4, feeder_m: float = 2000.0, dist_m: float = 500.0,
-             riser_m: float = 30.0, trees: int = 1, building: str | None = None) -> SimpleNamespace:
-        """One FAT of `ports` ports; its ports are shared out in order over `trees` splitter trees
-        (tree t: a 1:`r2` splitter behind output 1 of a 1:`r1` splitter, a feeder core, an ODF
-        terminal and PON port `pon + t` of `olt`, a new OLT of `technology` unless given)."""
-        olt = olt or self.make("T-OLT-GPON-2" if technology == "GPON" else "T-OLT-XGS-2")
-        box = self.make(f"T-FAT-{ports}", at_site=False, location=Point(LON + 0.001, LAT + 0.001))
-        riser = self.cable("fibre", ports, riser_m)
-        odf = self.make("T-ODF-8")
-        per = -(-ports // trees)
-        n = SimpleNamespace(olt=olt, odf=odf, box=box, ports=[], riser_cores=[], trees=[])
-        for t in range(trees):
-            pon_u = self.unit(olt, "pon_port", pon + t)
-            s1 = self.make(f"SPLITTER-1:{r1}", split_stage=1)
-            s2 = self.make(f"SPLITTER-1:{r2}", at_site=False, split_stage=2)
-            term = self.unit(odf, "terminal", t + 1)
-            feeder, dist = self.cable("fibre", 1, feeder_m, stage="feeder"), self.cable("fibre", 1, dist_m)
-            fcore, dcore = self.unit(feeder, "core"), self.unit(dist, "core")
-            self.set(term, capacity=r1 * r2)
-            self.set(fcore, capacity=r1 * r2)
-            self.set(dcore, capacity=r2)
-            self.link(term, pon_u, "patch")
-            self.link(fcore, term, "fixed")
-            s1_in, s1_out = self.unit(s1, "splitter_in"), self.unit(s1, "splitter_out", 1)
-            self.set(s1_out, capacity=r2)
-            self.set(s1_in, capacity=r1 * r2)  # the whole tree behind it, as the generator has it
-            self.link(s1_in, fcore, "splice")
-            self.link(dcore, s1_out, "splice")
-            s2_in = self.unit(s2, "splitter_in")
-            self.link(s2_in, dcore, "splice")
-            n.trees.append(SimpleNamespace(pon=pon_u, term=term, feeder_core=fcore, s1=s1, s1_in=s1_in,
-                                           s1_out=s1_out, dist_core=dcore, s2=s2, s2_in=s2_in, s2_outs=[]))
-        for k in range(1, ports + 1):
-            port, core = self.unit(box, "box_port", k), self.unit(riser, "core", k)
-            self.link(port, core, "fixed")
-            tree = n.trees[(k - 1) // per]
-            j = (k - 1) % per + 1
-            if j <= r2:
-                out = self.unit(tree.s2, "splitter_out", j)
-                self.link(core, out, "splice")
-                tree.s2_outs.append(out)
-            n.ports.append(port)
-            n.riser_cores.append(core)
-        n.__dict__.update({k: v for k, v in vars(n.trees[0]).items()})  # tree 1 at the top: f.pon, f.s2 ...
-        n.building = building or self.address(self._name("building-"))
-        return n
+from tests.design_world import LAT, LON, DesignWorld
 
 
 @pytest.fixture
@@ -93,12 +39,16 @@ def sz(live_server):
         numbers.add_segment(uow.session, pool_id=pool.id, first="55500000", last="55500009")
         other = numbers.create_pool(uow.session, local_network_id=w.ln, name="SZ-OTHER")
         numbers.add_segment(uow.session, pool_id=other.id, first="55510000", last="55510009")
+        p2 = w.copper(ports=2, head="T-PSTN-8", jumpered=2, mdf_jumpered=2)  # another exchange
+        w.cover(p2.box, p2.building)
+        pool2 = numbers.create_pool(uow.session, local_network_id=w.ln, name="SZ-POOL-2", switch_id=p2.head)
+        numbers.add_segment(uow.session, pool_id=pool2.id, first="55520000", last="55520009")
         lan = w.make("T-LAN-4", at_site=False, location=Point(LON + 0.002, LAT + 0.002))
         office = w.address("office", location=Point(LON + 0.002, LAT + 0.002))
         uow.commit()
     live_server.token(["sales"], ["SZ"], name="sales_sz")
     live_server.token(["dispatch"], ["SZ"], name="dispatch_sz")
-    return dict(f=f, c=c, p=p, lan=lan, office=office)
+    return dict(f=f, c=c, p=p, p2=p2, lan=lan, office=office)
 
 
 def reserve(live, **body):
@@ -166,6 +116,23 @@ def test_pots_takes_a_number_of_the_exchange_owning_the_line_port(live_server, s
     with live_server.db.read_session() as s:
         n = s.scalar(select(Number).where(Number.number == r.json()["number"]))
         assert n.unit.service_id == sid
+
+
+def test_move_to_another_exchange_gives_a_new_number_and_quarantines_the_old(live_server, sz):
+    p, p2 = sz["p"], sz["p2"]
+    r = reserve(live_server, order_ref="MV-0", action="new", products=["pots"], address_id=p.building).json()
+    sid = commit(live_server, r["id"], "WO-MV0")["service_id"]
+    mv = reserve(live_server, order_ref="MV-1", action="move", service_id=sid, address_id=p2.building)
+    assert mv.status_code == 201, mv.text
+    new_number = mv.json()["number"]
+    assert new_number.startswith("5552") and mv.json()["release"]["number"] == r["number"]
+    commit(live_server, mv.json()["id"], "WO-MV1")
+    svc = live_server.get(f"/services/{sid}", token="dispatch_sz").json()
+    assert svc["number"] == new_number and svc["address_id"] == p2.building
+    with live_server.db.read_session() as s:
+        old = s.scalar(select(Number).where(Number.number == r["number"]))
+        assert old.unit.occupancy.value == "free" and old.unit.is_quarantined(utcnow())
+        assert s.scalar(select(Number).where(Number.number == new_number)).unit.service_id == sid
 
 
 def test_lan_port_of_the_buildings_switch(live_server, sz):

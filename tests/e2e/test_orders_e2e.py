@@ -255,8 +255,18 @@ def test_expiry_marks_the_reservation_and_commit_of_an_expired_one(live_server, 
     got = live_server.get(f"/reservations/{a['id']}").json()
     assert got["state"] == "expired"
     assert units(live_server, a["unit_ids"])[a["unit_ids"][0]][0] == "free"
+    # its box port is taken by a new order: its commit is refused, nothing changes
+    taker = reserve(live_server, order_ref="E-3", action="new", products=["ftth_broadband"], address_id=world["a1"])
+    assert taker.json()["unit_ids"][0] == a["unit_ids"][0]
+    before = snapshot(live_server)
     c = live_server.post(f"/reservations/{a['id']}/commit", token="dispatch_gz", json={"work_order_ref": "W-E1"})
     assert c.status_code == 409 and c.json()["code"] == "expired"
+    assert snapshot(live_server) == before
+    # swept, but nothing it held was taken: renewed and committed
+    live_server.post(f"/reservations/{taker.json()['id']}/cancel", token="sales_gz", json={})
+    c = live_server.post(f"/reservations/{a['id']}/commit", token="dispatch_gz", json={"work_order_ref": "W-E1"})
+    assert c.status_code == 200 and c.json()["state"] == "committed", c.text
+    assert units(live_server, a["unit_ids"])[a["unit_ids"][0]][0] == "occupied"
 
 
 def test_bad_inputs_answer_the_right_code_and_change_nothing(live_server, world):

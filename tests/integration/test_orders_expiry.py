@@ -20,7 +20,7 @@ from resource_mgr.orders.models import Reservation
 from resource_mgr.security.models import PrincipalTrust
 from resource_mgr.security.principal import Principal
 from resource_mgr.states import JobState, Occupancy, Role
-from tests.e2e.test_orders_design import DesignWorld
+from tests.design_world import DesignWorld
 
 
 def who(name: str) -> Principal:
@@ -70,3 +70,31 @@ def test_the_sweep_job_expires_reservations_and_counts_each_once(db):
     again = new_job(db, JOB_KIND)
     jobs.run_job(db, again)
     assert load(db, again).result["by_principal"] == {}
+
+
+def test_the_trust_quota_is_checked_before_a_preoccupation(db):
+    import pytest
+
+    from resource_mgr.security.trust import QuotaExceeded
+
+    with db.unit_of_work() as uow:
+        w = DesignWorld(uow.session)
+        f = w.ftth(ports=3)
+        w.cover(f.box, f.building)
+        uow.commit()
+    settings = load_settings(environ={}, database_url=db.url, quota_preoccupations=1)
+    alice = who("user:alice")
+    with db.unit_of_work() as uow:
+        services.reserve(uow.session, principal=alice, settings=settings, now=utcnow(), order_ref="Q-1",
+                         action="new", products=["ftth_broadband"], address_id=f.building)
+        uow.commit()
+    with db.unit_of_work() as uow:
+        with pytest.raises(QuotaExceeded) as refused:
+            services.reserve(uow.session, principal=alice, settings=settings, now=utcnow(), order_ref="Q-2",
+                             action="new", products=["ftth_broadband"], address_id=f.building)
+        assert refused.value.code == "quota_exceeded"
+        # the same order again is no new pre-occupation: answered, not refused
+        res, created = services.reserve(uow.session, principal=alice, settings=settings, now=utcnow(),
+                                        order_ref="Q-1", action="new", products=["ftth_broadband"],
+                                        address_id=f.building)
+        assert not created

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from orders_workers import reserve
 from resource_mgr.occupancy.models import SharedHold, Unit
 from resource_mgr.orders.models import Reservation
-from tests.e2e.test_orders_design import DesignWorld
+from tests.design_world import DesignWorld
 
 CONTENDERS = 6
 FREE = 2

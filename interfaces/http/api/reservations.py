@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from resource_mgr.clock import aware, utcnow
-from resource_mgr.errors import NotFound
+from resource_mgr.errors import Invalid
 from resource_mgr.inventory.models import LocalNetwork
 from resource_mgr.orders import completion, retry, services
 from resource_mgr.orders.models import ACTIONS, Reservation
@@ -122,8 +122,10 @@ def _run(use_case: Any) -> Any:
 @bp.input(ReservationIn, arg_name="body")
 @bp.output(ReservationOut, status_code=201)
 @bp.doc(summary="Design the path and pre-occupy every unit (201; 200 for a replayed order_ref)",
-        responses={200: "The same request again: the same reservation", 409: "no_capacity (why, alternatives), "
-                   "conflict (order_ref names another request), quota_exceeded, quarantined, locked"})
+        responses={200: "The same request again: the same reservation",
+                   404: "Unknown (or another city's) address_id, service_id or number",
+                   409: "no_capacity (why, alternatives), conflict (order_ref names another request), "
+                        "quota_exceeded, quarantined, locked"})
 @require(*SALES)
 def create_reservation(body: dict[str, Any]):
     settings = runtime().settings
@@ -150,7 +152,7 @@ def list_reservations(query: dict[str, Any]):
     if query.get("local_network"):
         ln = session.scalar(select(LocalNetwork.id).where(LocalNetwork.code == query["local_network"]))
         if ln is None or not principal().sees(ln):
-            raise NotFound(f"no local network {query['local_network']}", field="local_network")
+            raise Invalid(f"unknown local network {query['local_network']!r}", field="local_network")
         stmt = stmt.where(Reservation.local_network_id == ln)
     stmt = stmt.order_by(Reservation.created_at, Reservation.id)
     rows, headers = paginate(session, stmt, query["limit"], query["offset"])

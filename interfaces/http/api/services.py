@@ -10,7 +10,7 @@ from apiflask.validators import Length, OneOf
 from sqlalchemy import or_, select
 
 from resource_mgr.customers.models import Customer, Service
-from resource_mgr.errors import NotFound
+from resource_mgr.errors import Invalid, NotFound
 from resource_mgr.inventory.models import LocalNetwork
 from resource_mgr.orders.completion import service_json
 from resource_mgr.orders.routes import service_route
@@ -91,7 +91,7 @@ def list_services(query: dict[str, Any]):
     if query.get("local_network"):
         ln = session.scalar(select(LocalNetwork.id).where(LocalNetwork.code == query["local_network"]))
         if ln is None or not principal().sees(ln):
-            raise NotFound(f"no local network {query['local_network']}", field="local_network")
+            raise Invalid(f"unknown local network {query['local_network']!r}", field="local_network")
         stmt = stmt.where(Service.local_network_id == ln)
     rows, headers = paginate(session, stmt.order_by(Service.created_at, Service.id), query["limit"], query["offset"])
     codes = dict(session.execute(select(LocalNetwork.id, LocalNetwork.code)).all())

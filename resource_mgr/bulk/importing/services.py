@@ -139,3 +139,38 @@ def send_holds(st: ImportState) -> None:
     # the services on shared units (an exclusive unit's service is on its row)
     st.out.fast("shared_use", ("unit_id", "service_id", "since"),
                 [(sid[s], service, st.now_stored) for s, service in st.ledger.shared_uses()], convert=False)
+
+
+def send_reservations(st: ImportState) -> None:
+    """One reservation row (resource_mgr.orders) per reservation id of preoccupations.csv, so an
+    imported pre-occupation is an order like any other: listed, cancelled, expired by the sweep
+    (counted once). Its order_ref is the reservation id; it names no products (the source system
+    knows them), so it cannot be committed here. Ids that already have a row are left alone."""
+    import json
+    from collections import defaultdict
+
+    from sqlalchemy import text
+
+    if not st.good_holds:
+        return
+    sid, out = st.slot_id, st.out
+    units: dict[str, list[str]] = defaultdict(list)
+    meta: dict[str, tuple[str | None, object]] = {}
+    for s, reservation, until in st.good_holds:
+        units[reservation].append(sid[s])
+        ln, last = meta.get(reservation, (st.slot_ln[s], until))
+        meta[reservation] = (ln, max(last, until))
+    have = set()
+    ids = sorted(units)
+    for i in range(0, len(ids), 500):
+        chunk = ids[i:i + 500]
+        marks = ", ".join(f":r{j}" for j in range(len(chunk)))
+        have |= set(out.conn.execute(text(f"SELECT id FROM reservation WHERE id IN ({marks})"),
+                                     {f"r{j}": r for j, r in enumerate(chunk)}).scalars())
+    request = json.dumps({"imported": True})
+    out.fast("reservation", ("id", "local_network_id", "order_ref", "action", "products", "state", "expires_at",
+                             "unit_ids", "release", "request", "principal", "created_at", "updated_at", "version"),
+             [(r, meta[r][0], r, "new", "[]", "preoccupied", out.value(meta[r][1]), json.dumps(units[r]), "{}",
+               request, "system:import", st.now_stored, st.now_stored, 1) for r in ids if r not in have],
+             convert=False)
+
