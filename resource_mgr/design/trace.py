@@ -44,6 +44,8 @@ _RES = bindparam("res")
 # change may touch the topology, and drops the cached one.
 STATE_ACTIONS = ("preoccupy", "release_preoccupation", "occupy", "release", "expire", "end_quarantine", "lock",
                  "unlock", "mark_faulty", "repair", "reserve", "unreserve")
+# rows about orders, services and identities never change what units are or how they connect
+NOT_TOPOLOGY = ("reservation", "service", "user", "api_token")
 MAX_CACHED_UNITS = 2_000_000
 
 
@@ -125,7 +127,8 @@ def _statement(name: str, dialect: str) -> Any:
         return select(
             select(func.max(h.c.position)).scalar_subquery(),
             select(func.count()).select_from(h).where(h.c.position > bindparam("pos"),
-                                                      h.c.action.not_in(STATE_ACTIONS)).scalar_subquery())
+                                                      h.c.action.not_in(STATE_ACTIONS),
+                                                      h.c.resource_kind.not_in(NOT_TOPOLOGY)).scalar_subquery())
     raise KeyError(name)
 
 

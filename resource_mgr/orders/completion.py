@@ -25,6 +25,7 @@ from resource_mgr.customers.models import Service, ServiceUnit
 from resource_mgr.errors import Conflict, Expired, Invalid
 from resource_mgr.ids import new_id
 from resource_mgr.inventory.models import Connection
+from resource_mgr.inventory.services import connect
 from resource_mgr.numbers.models import Number, NumberPool
 from resource_mgr.occupancy import ledger
 from resource_mgr.occupancy.models import Change, Unit
@@ -195,9 +196,8 @@ def _make_jumpers(session: Session, res: Reservation) -> None:
         exists = session.scalar(select(Connection.id).where(
             ((Connection.a_unit_id == a) & (Connection.z_unit_id == z))
             | ((Connection.a_unit_id == z) & (Connection.z_unit_id == a))))
-        if exists is None:
-            session.add(Connection(kind="jumper", a_unit_id=a, z_unit_id=z, local_network_id=res.local_network_id,
-                                   container_id=work.get("container_id")))
+        if exists is None:  # made through the inventory, so the change feed (and every topology cache) sees it
+            connect(session, a, z, "jumper", container_id=work.get("container_id"))
 
 
 def service_json(service: Service, *, local_network: str | None = None) -> dict[str, Any]:

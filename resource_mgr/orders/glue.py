@@ -1,5 +1,4 @@
-"""The other features orders calls: path design (helper `design`) and the event outbox (helper
-`events`). Both are imported when used, so this package loads without them."""
+"""The other features orders calls: the path design and the event outbox."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -9,7 +8,8 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from resource_mgr.config import Settings
-from resource_mgr.errors import Unavailable
+from resource_mgr import design
+from resource_mgr.events.services import emit as outbox
 from resource_mgr.occupancy.models import History
 from resource_mgr.orders.models import Reservation
 from resource_mgr.states import Technology
@@ -19,22 +19,14 @@ def design_path(session: Session, *, address_id: str, technology: Technology, se
                 avoid: frozenset[str] = frozenset(), keep: Sequence[str] = (), reservation_id: str | None = None) -> Any:
     """The best complete path now, its chosen units locked and re-checked (`lock=True`); the
     units `reservation_id` holds count as free (a redesign keeps them)."""
-    try:
-        from resource_mgr.design import design_path as design
-    except ImportError:
-        raise Unavailable("path design is not installed in this build") from None
     extra = {"reservation_id": reservation_id} if reservation_id else {}
-    return design(session, address_id=address_id, technology=technology, settings=settings, now=now,
+    return design.design_path(session, address_id=address_id, technology=technology, settings=settings, now=now,
                   avoid=avoid, keep=keep, lock=True, **extra)
 
 
 def emit(session: Session, type_: str, reservation: Reservation, *, service_id: str | None = None,
          data: dict[str, Any] | None = None, occurred_at: datetime | None = None) -> None:
     """An event to BSS and IOM, written in this transaction (sent after the commit)."""
-    try:
-        from resource_mgr.events.services import emit as outbox
-    except ModuleNotFoundError:  # the events feature is not in this build: nothing to send
-        return
     outbox(session, type_, local_network_id=reservation.local_network_id, order_ref=reservation.order_ref,
            reservation_id=reservation.id, service_id=service_id or reservation.service_id, data=data or {},
            occurred_at=occurred_at)
