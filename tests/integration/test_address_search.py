@@ -191,8 +191,22 @@ def test_bundle_parent_and_search_key_round_trip(db, tmp_path):
         assert unit.search_key == "天河路1号a栋1单元"  # none in the file: made from the name
         hits, _ = search_addresses(s, "天河路1号A座1单元", local_network_ids=None)
         assert hits[0].address.id == unit.id
+    # the importer fills the SQLite search table in bulk and puts its trigger back
+    with db.unit_of_work() as uow:
+        ln = uow.session.scalar(select(Address.local_network_id).limit(1))
+        uow.session.add(Address(name="天河路5號", local_network_id=ln, search_key=normalise("天河路5號")))
+        uow.commit()
+    with db.read_session() as s:
+        assert [h.address.name for h in search_addresses(s, "天河路5号", local_network_ids=None)[0]] == ["天河路5號"]
+        if db.dialect == "sqlite":
+            assert s.execute(text("SELECT count(*) FROM address_fts")).scalar() == \
+                s.execute(text("SELECT count(*) FROM address")).scalar() == 4
     export_bundle(db, tmp_path / "out")
     with (tmp_path / "out" / "addresses.csv").open(encoding="utf-8", newline="") as fh:
         exported = {r["name"]: r for r in csv.DictReader(fh)}
     assert exported["天河路1號A棟1單元"]["parent"] == exported["天河路1號A棟"]["key"]
     assert exported["天河路1號A棟"]["parent"] == ""
+    # a second import into the non-empty table indexes its new addresses too
+    assert import_bundle(db, str(EXAMPLE)).problem_count > 0  # the same keys again: refused, rolled back
+    with db.read_session() as s:
+        assert search_addresses(s, "天河路1号a栋1单元", local_network_ids=None)[1] == 1
