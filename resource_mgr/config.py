@@ -112,6 +112,9 @@ class Settings(BaseModel):
     design_head_technologies: dict[str, list[str]] = {
         "ADSL": ["ADSL2+"], "VDSL": ["VDSL2"], "POTS": ["PSTN", "NGN"]}
     design_lan_switch_max_m: float = Field(default=60.0, gt=0)
+    # How long a process keeps how full each head device at an exchange is (the policy's order
+    # among DSLAMs / switches); 0: counted for every design.
+    design_head_stats_seconds: float = Field(default=30.0, ge=0)
     # Serving boxes looked at per design, and how far free_capacity counts (qualify).
     design_max_boxes: int = Field(default=10, ge=1)
     design_free_capacity_cap: int = Field(default=200, ge=1)

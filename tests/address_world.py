@@ -28,14 +28,18 @@ def at(east_m: float, north_m: float = 0.0, lon: float = LON, lat: float = LAT) 
     return Point(lon + east_m * M_LON, lat + north_m * M_LAT)
 
 
-def build(db) -> SimpleNamespace:
+def build(db, networks: dict[str, str] | None = None) -> SimpleNamespace:
+    """`networks`: the ids of local networks GZ and FS already made (the live server's)."""
     w = SimpleNamespace()
     with db.unit_of_work() as uow:
         s = uow.session
-        gz = LocalNetwork(code="GZ", name="廣州", area_code="20")
-        fs = LocalNetwork(code="FS", name="佛山", area_code="757")
-        s.add_all([gz, fs])
-        s.flush()
+        if networks:
+            gz, fs = s.get(LocalNetwork, networks["GZ"]), s.get(LocalNetwork, networks["FS"])
+        else:
+            gz = LocalNetwork(code="GZ", name="廣州", area_code="20")
+            fs = LocalNetwork(code="FS", name="佛山", area_code="757")
+            s.add_all([gz, fs])
+            s.flush()
         w.gz, w.fs = gz.id, fs.id
 
         def addr(text, parent=None, ln=gz.id, point=None, **parts):

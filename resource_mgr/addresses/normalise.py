@@ -8,9 +8,10 @@ that the variants people type meet the same string:
   号房), floor 层 (also 楼 before a number) — and a floor written before a room (3楼301) is
   dropped, since the room number already says it;
 - `1-2-301` is building 1, unit 2, room 301 (`3-1201`: building 3, room 1201); a bare number
-  after a unit or building of three digits or more is a room (2单元301 → 2单元301室);
-- a leading province (…省, …自治区) and city (…市) are dropped: people leave them out, and a
-  standard address always has them.
+  after a unit or building of three digits or more is a room (2单元301 → 2单元301室).
+
+Province, city and district stay in the key: a query that leaves them out is still a part of
+it (the search matches parts), and one that names them tells two cities' 中山路 apart.
 """
 from __future__ import annotations
 
@@ -21,8 +22,6 @@ from functools import lru_cache
 
 BUILDING, UNIT, ROOM, FLOOR, NUMBER = "栋", "单元", "室", "层", "号"
 
-_HAN = r"[\u3400-\u9fff]"
-_PROVINCE_CITY = re.compile(rf"^(?:{_HAN}{{2,7}}?(?:省|自治区))?(?:{_HAN}{{2,4}}?市)?")
 _DASHED3 = re.compile(r"(?<![0-9a-z])([0-9]+|[a-z])-([0-9]+)-([0-9]+)(?![0-9])")
 _DASHED2 = re.compile(r"(?<![0-9a-z-])([0-9]+|[a-z])-([0-9]{3,})(?![0-9-])")
 _HASH = re.compile(r"([0-9]+|[a-z])#楼?")
@@ -62,8 +61,7 @@ def normalise(text: str) -> str:
     s = _ROOM.sub(ROOM, s)
     s = _FLOOR.sub(FLOOR, s)
     s = _BARE_ROOM.sub(_room, s)
-    s = _FLOOR_BEFORE_ROOM.sub("", s)
-    return _PROVINCE_CITY.sub("", s, count=1)
+    return _FLOOR_BEFORE_ROOM.sub("", s)
 
 
 _TERM = re.compile(r"[0-9]+(?:号|栋|单元|室|层)?|[a-z]栋|(?:(?![a-z]栋)[^0-9])+")
@@ -85,7 +83,12 @@ class Query:
 
 
 def trigrams(s: str) -> frozenset[str]:
-    return frozenset(s[i:i + 3] for i in range(len(s) - 2)) if len(s) >= 3 else frozenset({s} if s else ())
+    return grams(s, 3)
+
+
+def grams(s: str, n: int) -> frozenset[str]:
+    """The n-character substrings of `s` (just `s` when it is shorter)."""
+    return frozenset(s[i:i + n] for i in range(len(s) - n + 1)) if len(s) >= n else frozenset({s} if s else ())
 
 
 def parse_query(q: str) -> Query:

@@ -13,8 +13,8 @@ runs (汾江路, 丽日花园) and numbers with their part word (88号, 3栋, 2�
 2. Fuzzy stage, only when nothing matched exactly (a typo, a city without 市, words in another
    order): up to `FUZZY_CANDIDATES` addresses sharing the most trigrams with the query (pg_trgm
    `<%` word similarity; FTS5 OR of the trigrams ranked by bm25), kept when at least
-   `addresses_fuzzy_min_share` of the query's trigrams are in the key, scored by that share plus
-   the same bonuses. Nothing left: an empty list.
+   `addresses_fuzzy_min_share` of the query's trigrams are in the key, scored by the share of
+   the query's character pairs in the key plus the same bonuses. Nothing left: an empty list.
 
 A query shorter than three characters once normalised matches nothing (no index can answer it
 without scanning).
@@ -27,6 +27,7 @@ from sqlalchemy import Float, String, case, func, literal, select, text
 from sqlalchemy.orm import Session
 
 from resource_mgr.addresses.normalise import Query, field_variants, parse_query, trigrams
+from resource_mgr.addresses.normalise import grams as normalise_grams
 from resource_mgr.config import Settings
 from resource_mgr.errors import Invalid
 from resource_mgr.inventory.models import Address, LocalNetwork
@@ -47,9 +48,6 @@ def search_addresses(session: Session, q: str, *, local_network_ids: set[str] | 
                      settings: Settings | None = None) -> tuple[list[AddressHit], int]:
     if q is None or not q.strip():
         raise Invalid("q must not be empty", field="q")
-    query = parse_query(q)
-    if len(query.key) < MIN_INDEXED:
-        return [], 0
     scope = []
     if local_network_ids is not None:
         scope.append(Address.local_network_id.in_(sorted(local_network_ids)))
@@ -59,6 +57,9 @@ def search_addresses(session: Session, q: str, *, local_network_ids: set[str] | 
         if ln is None:
             raise Invalid(f"unknown local network {local_network!r}", field="local_network")
         scope.append(Address.local_network_id == ln)
+    query = parse_query(q)
+    if len(query.key) < MIN_INDEXED:
+        return [], 0
     postgres = session.get_bind().dialect.name == "postgresql"
     where = [*_contains_all(query, postgres), *scope]
     total = session.scalar(select(func.count()).select_from(Address).where(*where)) or 0
@@ -118,7 +119,9 @@ def _fuzzy(session: Session, query: Query, scope: list, postgres: bool, min_shar
     if not grams:
         return []
     if postgres:
-        session.execute(select(func.set_config("pg_trgm.word_similarity_threshold", str(min_share), True)))
+        # A looser prefilter than the share kept below: pg_trgm's word similarity also counts
+        # the key's trigrams around the match, the share does not.
+        session.execute(select(func.set_config("pg_trgm.word_similarity_threshold", str(min_share / 2), True)))
         sim = func.word_similarity(literal(query.key), Address.search_key)
         stmt = (select(Address).where(literal(query.key).op("<%")(Address.search_key), *scope)
                 .order_by(sim.desc(), Address.id).limit(FUZZY_CANDIDATES))
@@ -127,12 +130,16 @@ def _fuzzy(session: Session, query: Query, scope: list, postgres: bool, min_shar
         ranked = text("SELECT id FROM address_fts WHERE address_fts MATCH :m ORDER BY rank LIMIT :n") \
             .bindparams(m=match, n=FUZZY_CANDIDATES * 5).columns(id=String).subquery()
         stmt = select(Address).join(ranked, ranked.c.id == Address.id).where(*scope)
+    pairs = normalise_grams(query.key, 2)
     hits = []
     for a in session.scalars(stmt):
         share = len(grams & trigrams(a.search_key)) / len(grams)
         if share >= min_share:
+            # Scored by shared pairs of characters, finer than trigrams: 广州丽日 still finds 广州
+            # in 广州市…丽日花园 when the 市 breaks every trigram across it.
+            pair_share = len(pairs & normalise_grams(a.search_key, 2)) / len(pairs)
             cover = 0.5 * min(1.0, len(query.key) / max(len(a.search_key), 1))
-            hits.append(AddressHit(a, round(share + cover + _bonus(query, a), 4)))
+            hits.append(AddressHit(a, round(pair_share + cover + _bonus(query, a), 4)))
     hits.sort(key=lambda h: (-h.score, len(h.address.search_key), h.address.name, h.address.id))
     return hits[:FUZZY_CANDIDATES]
 

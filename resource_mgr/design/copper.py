@@ -15,7 +15,7 @@ from resource_mgr.design.model import Work
 from resource_mgr.design.policy import Candidate
 from resource_mgr.design.rates import equivalent_loop_m, rate_for_loop
 from resource_mgr.design.trace import Tracer, U
-from resource_mgr.design.walk import Chain, units_of_owners, walk
+from resource_mgr.design.walk import Chain, box_reasons, units_of_owners, walk
 
 HEAD_KIND = {"ADSL": "dsl_port", "VDSL": "dsl_port", "POTS": "line_port"}
 NEW = "jumper"  # a jumper to make counts like one that exists
@@ -49,7 +49,7 @@ def _feeder_pool(tr: Tracer, cross_box: str, need: int, settings: Settings) -> l
     """Free feeder terminals of the cross box with no jumper yet, walked to the MDF."""
     fts = [u for u in tr.pool([cross_box], "terminal", side="feeder", limit=need * 2 + 4) if tr.room(u) > 0]
     tr.neighbours(u.id for u in fts)
-    loose = [u for u in fts if not any(tr.units[n].side == "distribution" for n, _k, _c in tr.links.get(u.id, []))]
+    loose = [u for u in fts if not any(tr.unit(n).side == "distribution" for n, _k, _c in tr.links(u.id))]
     return _walk_chains(tr, [Chain([u]) for u in loose[:need + 2]], settings)
 
 
@@ -74,13 +74,13 @@ def _head_pool(tr: Tracer, tech: str, site_id: str, need: int, settings: Setting
         if len(ports) >= need + 2:
             break
     tr.neighbours(u.id for u in ports)
-    ets = {p.id: [tr.units[n] for n, _k, _c in tr.links.get(p.id, []) if tr.units[n].kind == "terminal"]
-           for p in ports}
+    ets = {p.id: [tr.unit(n) for n, _k, _c in tr.links(p.id) if tr.unit(n).kind == "terminal"] for p in ports}
     tr.neighbours(e.id for es in ets.values() for e in es)
+    tr.ensure_state(e for es in ets.values() for e in es)
     pool = []
     for p in ports:
         for et in ets[p.id]:
-            if et.site_id != site_id or tr.room(et) <= 0 or len(tr.links.get(et.id, [])) > 1:
+            if et.site_id != site_id or tr.room(et) <= 0 or len(tr.links(et.id)) > 1:
                 continue  # another site's frame, taken, or jumpered to a line already
             pool.append((et, p))
             break
@@ -103,9 +103,9 @@ def candidates(tr: Tracer, tech: str, boxes: list[Any], settings: Settings,
     head_ok = _head_ok(tech, settings)
     ports = units_of_owners(tr, list(rank), "box_port")
     reasons: list[str] = []
+    tr.ensure_state(ports)
     free = [p for p in ports if tr.room(p) > 0]
-    if ports and not free:
-        reasons.append("box_full")
+    reasons += box_reasons(tr, ports, free)
     w = walk(tr, [Chain([p]) for p in free], is_head=_any_head, is_open=_is_open, medium="copper")
     done, at_dt, at_lt = [], [], []
     for chain in w.done:
@@ -170,8 +170,8 @@ def candidates(tr: Tracer, tech: str, boxes: list[Any], settings: Settings,
             ok = loop <= settings.design_pots_max_loop_m
             c.facts["max_down_mbps"] = None
         else:
-            rate = rate_for_loop(loop, tech, settings)
-            c.facts["max_down_mbps"] = round(rate, 1)
+            rate = round(rate_for_loop(loop, tech, settings), 1)  # the rate said is the rate judged
+            c.facts["max_down_mbps"] = rate
             ok = rate > 0 and (min_down_mbps is None or rate >= min_down_mbps)
         if not ok:
             reasons.append("loop_too_long")

@@ -9,6 +9,8 @@ from resource_mgr.errors import NoCapacity
 REASONS: dict[str, tuple[str, str]] = {
     "no_serving_box": ("no {medium} box serves this address", "該地址沒有{medium_zh}覆蓋的分線盒/光分纖箱"),
     "box_full": ("the serving box has no free port", "覆蓋的分線盒/光分纖箱沒有空閒端口"),
+    "box_locked": ("the serving box's ports are locked by a cutover", "覆蓋的分線盒/光分纖箱端口已被割接封鎖"),
+    "locked": ("a unit on the path is locked by a cutover", "路由上的資源已被割接封鎖"),
     "not_wired": ("the free box ports are not wired to the network (expansion needed)",
                   "空閒端口未接通上聯（需擴容）"),
     "splitter_full": ("the splitter behind the box has no free port", "分光器沒有空閒端口"),

@@ -9,7 +9,7 @@ from resource_mgr.design.budget import budget_for, optic_class, optical_loss
 from resource_mgr.design.model import Work
 from resource_mgr.design.policy import Candidate
 from resource_mgr.design.trace import Tracer, U
-from resource_mgr.design.walk import THROUGH, Chain, units_of_owners, walk
+from resource_mgr.design.walk import THROUGH, Chain, box_reasons, units_of_owners, walk
 
 
 def loss_of(c: Candidate, drop_m: float | None, settings: Settings) -> tuple[float, str, float]:
@@ -35,9 +35,9 @@ def candidates(tr: Tracer, boxes: list[Any], settings: Settings) -> tuple[list[C
     ports = units_of_owners(tr, list(rank), "box_port")
     reasons: list[str] = []
     facts: dict[str, Any] = {}
+    tr.ensure_state(ports)
     free = [p for p in ports if tr.room(p) > 0]
-    if ports and not free:
-        reasons.append("box_full")
+    reasons += box_reasons(tr, ports, free)
     walked = walk(tr, [Chain([p]) for p in free], is_head=lambda u: u.kind == "pon_port", medium="fibre")
     out: list[Candidate] = []
     best_over: float | None = None

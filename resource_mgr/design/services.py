@@ -17,16 +17,12 @@ from resource_mgr.design.model import Design, Hop, TechnologyAnswer
 from resource_mgr.design.policy import Candidate, count_fitting, sort_key
 from resource_mgr.design.rates import rate_for_loop
 from resource_mgr.design.trace import Tracer
-from resource_mgr.errors import NotFound
 from resource_mgr.inventory.models import Resource
 from resource_mgr.occupancy import ledger
 from resource_mgr.occupancy.models import Unit
 from resource_mgr.states import AdminState, Occupancy, Technology
 
-try:  # the address helper's serving boxes and tree, once merged
-    from resource_mgr.addresses import ancestors, serving_boxes  # type: ignore[attr-defined]
-except ImportError:  # pragma: no cover - until resource_mgr.addresses exists
-    from resource_mgr.design.serving import ancestors, serving_boxes
+from resource_mgr.addresses import ancestors, serving_boxes
 
 MEDIUM = {"FTTH": "fibre", "ADSL": "copper", "VDSL": "copper", "POTS": "copper"}
 LOCK_ATTEMPTS = 3
@@ -48,16 +44,12 @@ class _Search:
         cands: list[Candidate] = []
         medium = MEDIUM.get(self.tech)
         if medium is None:
-            chain = ancestors(session, address_id)
-            if not chain:
-                raise NotFound(f"no address with id {address_id}", field="address_id")
+            chain = ancestors(session, address_id)  # NotFound for an unknown address
             cands, self.reasons = lan.candidates(self.tr, chain, settings, settings.design_free_capacity_cap)
         else:
             self.boxes = serving_boxes(session, address_id, medium=medium, settings=settings,
                                        limit=settings.design_max_boxes)
             if not self.boxes:
-                if session.get(Resource, address_id) is None:
-                    raise NotFound(f"no address with id {address_id}", field="address_id")
                 self.reasons = ["no_serving_box"]
             elif self.tech == "FTTH":
                 cands, self.reasons, self.facts = fibre.candidates(self.tr, self.boxes, settings)

@@ -1,12 +1,23 @@
-"""Bulk reads for design: units with everything a design needs to judge them (state, live
-holds, root resource, cable length and gauge, splitter ratio, OLT model), and their
-connections, a whole frontier at a time (one query per level of the walk, never one per unit)."""
+"""Bulk reads for design, in two kinds:
+
+- **topology** (what a unit is, its root resource's facts — cable length and gauge, splitter
+  ratio, OLT model, site — and its connections) changes rarely: it is kept per process and
+  database in `_Topology`, read a whole frontier at a time on a miss, and dropped as soon as the
+  change feed (resource_mgr.changes) shows a committed change other than a unit's state.
+- **state** (occupancy, holder, expiry, admin state, capacity, used, live holds of others, the
+  root resource's status) is read fresh for every design, in one query for all the units the
+  walk reached (`Tracer.ensure_state`).
+
+So a design costs a handful of queries (the serving boxes, the feed check, the state; copper
+adds its pools), whatever the length of the path."""
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from functools import cache
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import String, any_, bindparam, case, func, or_, select, union_all
@@ -17,7 +28,7 @@ from resource_mgr.clock import aware
 from resource_mgr.config import Settings
 from resource_mgr.db import UTCDateTime
 from resource_mgr.inventory.models import Cable, Connection, CrossBox, Device, Frame, Resource
-from resource_mgr.occupancy.models import SharedHold, Unit
+from resource_mgr.occupancy.models import History, SharedHold, Unit
 from resource_mgr.states import AdminState, Occupancy, ResourceStatus
 
 _res = Resource.__table__.alias("root")
@@ -25,41 +36,45 @@ _cab = Cable.__table__.alias("root_cable")
 _dev = Device.__table__.alias("root_device")
 _frm = Frame.__table__.alias("root_frame")
 _cbx = CrossBox.__table__.alias("root_cross_box")
-_CHUNK = 900
-
-
 _u = Unit.__table__
+_CHUNK = 900
 _NOW = bindparam("now", type_=UTCDateTime)
 _RES = bindparam("res")
-_PG = {"postgresql"}
+# History actions that change only a unit's state (read fresh anyway): any other committed
+# change may touch the topology, and drops the cached one.
+STATE_ACTIONS = ("preoccupy", "release_preoccupation", "occupy", "release", "expire", "end_quarantine", "lock",
+                 "unlock", "mark_faulty", "repair", "reserve", "unreserve")
+MAX_CACHED_UNITS = 2_000_000
 
 
 def _in(column: Any, name: str, dialect: str) -> Any:
     """`column IN (:name)`: on PostgreSQL `= ANY(:name)` with one array parameter, so the text of
     the statement never changes and the server prepares it once (planning costs more than running)."""
-    if dialect in _PG:
+    if dialect == "postgresql":
         return column == any_(bindparam(name, type_=ARRAY(String)))
     return column.in_(bindparam(name, expanding=True))
 
 
-def _columns() -> list[Any]:
+_STATIC = [_u.c.id, _u.c.kind, _u.c.name, _u.c.seq, _u.c.root_id, _u.c.owner_id, _u.c.side, _u.c.technology,
+           _res.c.kind, _res.c.name, _cab.c.length_m, _cab.c.conductor_mm, _dev.c.split_ratio, _dev.c.device_type,
+           _dev.c.technology, _dev.c.model, func.coalesce(_dev.c.site_id, _frm.c.site_id, _cbx.c.site_id)]
+
+
+def _state_columns() -> list[Any]:
     held = (select(func.count()).select_from(SharedHold.__table__)
             .where(SharedHold.__table__.c.unit_id == _u.c.id, SharedHold.__table__.c.expires_at > _NOW,
                    SharedHold.__table__.c.holder != _RES)
             .correlate(_u).scalar_subquery())
-    return [_u.c.id, _u.c.kind, _u.c.name, _u.c.seq, _u.c.root_id, _u.c.owner_id, _u.c.side, _u.c.technology,
-            _u.c.capacity, _u.c.used, _u.c.occupancy, _u.c.reservation_id, _u.c.preoccupied_until,
-            _u.c.admin_state, case((_u.c.capacity > 1, held), else_=0).label("held"), _res.c.kind, _res.c.name,
-            _res.c.status, _cab.c.length_m, _cab.c.conductor_mm, _dev.c.split_ratio, _dev.c.device_type,
-            _dev.c.technology, _dev.c.model, func.coalesce(_dev.c.site_id, _frm.c.site_id, _cbx.c.site_id)]
+    return [_u.c.capacity, _u.c.used, _u.c.occupancy, _u.c.reservation_id, _u.c.preoccupied_until,
+            _u.c.admin_state, case((_u.c.capacity > 1, held), else_=0).label("held"), _res.c.status]
 
 
-def _select(*extra: Any, frm: Any = None) -> Any:
+def _select(*cols: Any, frm: Any = None) -> Any:
     frm = _u if frm is None else frm
     joined = (frm.join(_res, _res.c.id == _u.c.root_id).outerjoin(_cab, _cab.c.id == _u.c.root_id)
               .outerjoin(_dev, _dev.c.id == _u.c.root_id).outerjoin(_frm, _frm.c.id == _u.c.root_id)
               .outerjoin(_cbx, _cbx.c.id == _u.c.root_id))
-    return select(*extra, *_columns()).select_from(joined)
+    return select(*cols).select_from(joined)
 
 
 def _free() -> Any:
@@ -73,19 +88,24 @@ def _free() -> Any:
 def _statement(name: str, dialect: str) -> Any:
     """Built once per process: building a statement costs more than running it."""
     if name == "by_owner":
-        return _select().where(_in(_u.c.owner_id, "ids", dialect), _u.c.kind == bindparam("kind")) \
-            .order_by(_u.c.owner_id, _u.c.seq)
+        return _select(*_STATIC).where(_in(_u.c.owner_id, "ids", dialect), _u.c.kind == bindparam("kind"))
     if name == "by_root":
-        return _select().where(_in(_u.c.root_id, "ids", dialect), _u.c.kind == bindparam("kind"))
+        return _select(*_STATIC).where(_in(_u.c.root_id, "ids", dialect), _u.c.kind == bindparam("kind"))
+    if name == "state":
+        return (select(_u.c.id, *_state_columns()).select_from(_u.join(_res, _res.c.id == _u.c.root_id))
+                .where(_in(_u.c.id, "ids", dialect)))
     if name.startswith("pool"):
         where = [_in(_u.c.root_id, "ids", dialect), _u.c.kind == bindparam("kind"),
-                 _u.c.admin_state == AdminState.IN_SERVICE.value, _free(),
-                 ~_in(_u.c.id, "avoid", dialect)]
+                 _u.c.admin_state == AdminState.IN_SERVICE.value, _free(), ~_in(_u.c.id, "avoid", dialect)]
         if "_side" in name:
             where.append(_u.c.side == bindparam("side"))
         if "_techs" in name:
             where.append(_in(_u.c.technology, "techs", dialect))
-        return _select().where(*where).order_by(_u.c.seq, _u.c.id).limit(bindparam("lim"))
+        # the few ids first (one table, its indexes), then their facts: joins for `lim` rows only
+        inner = select(_u.c.id.label("pick")).where(*where).order_by(_u.c.seq, _u.c.id).limit(bindparam("lim")) \
+            .subquery("picked")
+        return _select(*_STATIC, *_state_columns(), frm=_u.join(inner, inner.c.pick == _u.c.id)) \
+            .order_by(_u.c.seq, _u.c.id)
     if name == "head_stats":
         devices = select(Device.__table__.c.id).where(Device.__table__.c.site_id == bindparam("site"))
         return (select(_u.c.root_id, func.count(),
@@ -95,12 +115,51 @@ def _statement(name: str, dialect: str) -> Any:
                 .group_by(_u.c.root_id))
     if name == "neighbours":
         c = Connection.__table__
-        one = _select(c.c.a_unit_id.label("src"), c.c.kind.label("ckind"), c.c.container_id,
+        one = _select(c.c.a_unit_id.label("src"), c.c.kind.label("ckind"), c.c.container_id, *_STATIC,
                       frm=c.join(_u, _u.c.id == c.c.z_unit_id)).where(_in(c.c.a_unit_id, "ids", dialect))
-        two = _select(c.c.z_unit_id.label("src"), c.c.kind.label("ckind"), c.c.container_id,
+        two = _select(c.c.z_unit_id.label("src"), c.c.kind.label("ckind"), c.c.container_id, *_STATIC,
                       frm=c.join(_u, _u.c.id == c.c.a_unit_id)).where(_in(c.c.z_unit_id, "ids", dialect))
         return union_all(one, two)
+    if name == "feed":
+        h = History.__table__
+        return select(
+            select(func.max(h.c.position)).scalar_subquery(),
+            select(func.count()).select_from(h).where(h.c.position > bindparam("pos"),
+                                                      h.c.action.not_in(STATE_ACTIONS)).scalar_subquery())
     raise KeyError(name)
+
+
+class _Topology:
+    """What units are and how they connect, per process and database, following the change feed."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.position: int | None = None
+        self.clear()
+
+    def clear(self) -> None:
+        self.static: dict[str, tuple] = {}  # unit id -> the _STATIC row
+        self.links: dict[str, list[tuple[str, str, str | None]]] = {}  # -> [(other id, kind, container)]
+        self.owned: dict[tuple[str, str], list[str]] = {}  # (owner or root id, kind) -> unit ids by seq
+
+    def follow(self, session: Session, dialect: str) -> None:
+        pos = self.position or 0
+        head, changed = session.execute(_statement("feed", dialect), {"pos": pos}).one()
+        head = head or 0
+        with self.lock:
+            if self.position is None or head < pos or changed or len(self.static) > MAX_CACHED_UNITS:
+                self.clear()  # a topology change (or an emptied feed): read it again
+            self.position = head
+
+
+_TOPOLOGIES: dict[str, _Topology] = {}
+_HEAD_STATS: dict[tuple, tuple[float, list]] = {}
+
+
+def clear_topology_cache() -> None:
+    """Forget every cached topology (after writes that log no history, e.g. in tests)."""
+    _TOPOLOGIES.clear()
+    _HEAD_STATS.clear()
 
 
 @dataclass(slots=True)
@@ -113,16 +172,8 @@ class U:
     owner_id: str
     side: str
     technology: str
-    capacity: int
-    used: int
-    occupancy: str
-    reservation_id: str | None
-    preoccupied_until: datetime | None
-    admin_state: str
-    held: int  # live holds of others (shared units)
     root_kind: str
     root_name: str
-    root_status: str
     length_m: float | None
     conductor_mm: float | None
     split_ratio: int | None
@@ -130,14 +181,29 @@ class U:
     dev_technology: str | None
     model: str | None
     site_id: str | None
+    # state: read fresh (ensure_state); `loaded` says it has been
+    capacity: int = 1
+    used: int = 0
+    occupancy: str = ""
+    reservation_id: str | None = None
+    preoccupied_until: datetime | None = None
+    admin_state: str = ""
+    held: int = 0  # live holds of others (shared units)
+    root_status: str = ""
+    loaded: bool = False
 
     @property
     def shared(self) -> bool:
         return self.capacity > 1
 
+    def set_state(self, row: Sequence[Any]) -> None:
+        (self.capacity, self.used, self.occupancy, self.reservation_id, self.preoccupied_until,
+         self.admin_state, self.held, self.root_status) = row
+        self.loaded = True
+
 
 class Tracer:
-    """One design's reads; remembers every unit and connection it has seen."""
+    """One design's reads: topology through the process cache, state fresh."""
 
     def __init__(self, session: Session, *, now: datetime, settings: Settings, avoid: Iterable[str] = (),
                  reservation_id: str | None = None) -> None:
@@ -146,63 +212,113 @@ class Tracer:
         self.avoid = frozenset(avoid)
         self.reservation_id = reservation_id
         self.units: dict[str, U] = {}
-        # unit id -> [(neighbour id, connection kind, container id)]
-        self.links: dict[str, list[tuple[str, str, str | None]]] = {}
         self.queries = 0
         self.device_fill: dict[str, float] = {}  # head device id -> share of its ports in use
+        key = str(session.get_bind().url)
+        self.topo = _TOPOLOGIES.get(key) or _TOPOLOGIES.setdefault(key, _Topology())
+        self.queries += 1
+        self.topo.follow(self.session, self.dialect)
 
     # -- reading -----------------------------------------------------------------------------
 
     def _run(self, name: str, **params: Any) -> Any:
         self.queries += 1
-        return self.session.execute(_statement(name, self.dialect), {"now": self.now, "res": self.reservation_id or "", **params})
+        return self.session.execute(_statement(name, self.dialect),
+                                    {"now": self.now, "res": self.reservation_id or "", **params})
 
-    def _row(self, row: Sequence[Any], offset: int = 0) -> U:
-        u = U(*row[offset:])
-        self.units.setdefault(u.id, u)
-        return self.units[u.id]
+    def _unit(self, uid: str) -> U:
+        u = self.units.get(uid)
+        if u is None:
+            u = self.units[uid] = U(*self.topo.static[uid])
+        return u
+
+    def _keep(self, row: Sequence[Any]) -> str:
+        static = tuple(row[:len(_STATIC)])
+        self.topo.static[static[0]] = static
+        return static[0]
+
+    def _owned(self, name: str, ids: Sequence[str], kind: str) -> list[U]:
+        todo = [i for i in ids if (i, kind) not in self.topo.owned]
+        if todo:
+            found: dict[str, list[tuple[int, str]]] = {i: [] for i in todo}
+            col = 5 if name == "by_owner" else 4  # owner_id / root_id in _STATIC
+            for row in self._run(name, ids=todo, kind=kind):
+                found[row[col]].append((row[3], self._keep(row)))
+            for i, units in found.items():
+                self.topo.owned[(i, kind)] = [uid for _seq, uid in sorted(units)]
+        return [self._unit(uid) for i in ids for uid in self.topo.owned.get((i, kind), [])]
 
     def by_owner(self, owner_ids: Sequence[str], kind: str) -> list[U]:
         """The units of a kind of these owners (boxes: their ports), by owner and seq."""
-        return [self._row(r) for r in self._run("by_owner", ids=list(owner_ids), kind=kind)] if owner_ids else []
+        return self._owned("by_owner", list(owner_ids), kind)
 
     def by_root(self, root_ids: Sequence[str], kind: str) -> list[U]:
-        return [self._row(r) for r in self._run("by_root", ids=list(root_ids), kind=kind)] if root_ids else []
+        return self._owned("by_root", list(root_ids), kind)
+
+    def neighbours(self, ids: Iterable[str]) -> None:
+        """Make sure the connections of these units (and the units at their other ends) are known."""
+        todo = sorted({i for i in ids if i not in self.topo.links})
+        for i in range(0, len(todo), _CHUNK):
+            chunk = todo[i:i + _CHUNK]
+            found: dict[str, list[tuple[str, str, str | None]]] = {uid: [] for uid in chunk}
+            for row in self._run("neighbours", ids=chunk):
+                found[row[0]].append((self._keep(row[3:]), row[1], row[2]))
+            self.topo.links.update(found)
+
+    def links(self, uid: str) -> list[tuple[str, str, str | None]]:
+        return self.topo.links.get(uid, [])
+
+    def next_of(self, uid: str, prev: str | None) -> list[tuple[str, str, str | None]]:
+        return [link for link in self.links(uid) if link[0] != prev]
+
+    def unit(self, uid: str) -> U:
+        return self._unit(uid)
+
+    def ensure_state(self, units: Iterable[U]) -> None:
+        """Read the state of every unit not read yet in this design, in one query."""
+        todo = sorted({u.id for u in units if not u.loaded})
+        for i in range(0, len(todo), _CHUNK):
+            for row in self._run("state", ids=todo[i:i + _CHUNK]):
+                self.units[row[0]].set_state(row[1:])
 
     def pool(self, root_ids: Sequence[str], kind: str, *, side: str | None = None, techs: Sequence[str] | None = None,
              limit: int) -> list[U]:
-        """Free, in-service units of a kind of these roots (lowest seq first), not avoided."""
+        """Free, in-service units of a kind of these roots (lowest seq first), not avoided, with state."""
         params: dict[str, Any] = {"ids": list(root_ids), "kind": kind, "avoid": sorted(self.avoid), "lim": limit}
         name = "pool"
         if side is not None:
             name, params["side"] = name + "_side", side
         if techs is not None:
             name, params["techs"] = name + "_techs", list(techs)
-        return [self._row(r) for r in self._run(name, **params)]
+        out = []
+        for row in self._run(name, **params):
+            u = self._unit(self._keep(row))
+            u.set_state(row[len(_STATIC):])
+            out.append(u)
+        return out
 
     def head_stats(self, site_id: str, kind: str, techs: Sequence[str]) -> list[tuple[str, int, int]]:
-        """(device id, ports, ports not free) of the head devices at a site."""
-        return [tuple(r) for r in self._run("head_stats", site=site_id, kind=kind, techs=list(techs))]
-
-    def neighbours(self, ids: Iterable[str]) -> None:
-        """Load the connections of these units and the units at their other ends."""
-        todo = sorted({i for i in ids if i not in self.links})
-        for i in range(0, len(todo), _CHUNK):
-            chunk = todo[i:i + _CHUNK]
-            for uid in chunk:
-                self.links[uid] = []
-            for row in self._run("neighbours", ids=chunk):
-                src, kind, container = row[0], row[1], row[2]
-                other = self._row(row, 3)
-                self.links[src].append((other.id, kind, container))
-
-    def next_of(self, uid: str, prev: str | None) -> list[tuple[str, str, str | None]]:
-        return [link for link in self.links.get(uid, []) if link[0] != prev]
+        """(device id, ports, ports not free) of the head devices at a site, for the policy's
+        order only: kept per process for `design_head_stats_seconds` (counting every port of an
+        exchange for every design would cost more than the rest of the design)."""
+        key = (str(self.session.get_bind().url), site_id, kind, tuple(techs))
+        ttl = self.settings.design_head_stats_seconds
+        hit = _HEAD_STATS.get(key)
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+        stats = [tuple(r) for r in self._run("head_stats", site=site_id, kind=kind, techs=list(techs))]
+        if ttl > 0:
+            if len(_HEAD_STATS) > 10_000:
+                _HEAD_STATS.clear()
+            _HEAD_STATS[key] = (time.monotonic() + ttl, stats)
+        return stats
 
     # -- judging -----------------------------------------------------------------------------
 
     def room(self, u: U) -> int:
         """Places the unit can give this design now (0: none)."""
+        if not u.loaded:
+            self.ensure_state([u])
         if u.id in self.avoid or u.admin_state != AdminState.IN_SERVICE or u.root_status != ResourceStatus.IN_SERVICE:
             return 0
         if u.shared:

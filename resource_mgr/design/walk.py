@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from resource_mgr.design.errors import BLOCKED_BY_KIND
 from resource_mgr.design.trace import Tracer, U
+from resource_mgr.states import AdminState
 
 THROUGH = "through"  # a pass through a splitter, not a connection
 MAX_LEVELS = 24
@@ -44,6 +45,8 @@ class Walked:
 
 
 def blocked_reason(u: U, medium: str) -> str:
+    if u.admin_state == AdminState.LOCKED:
+        return "locked"
     if u.kind == "terminal":
         return "fibre_full" if medium == "fibre" else "cable_full"
     return BLOCKED_BY_KIND.get(u.kind, "unavailable_unit")
@@ -51,25 +54,28 @@ def blocked_reason(u: U, medium: str) -> str:
 
 def walk(tr: Tracer, starts: Iterable[Chain], *, is_head: Callable[[U], bool],
          is_open: Callable[[U], bool] = lambda u: False, medium: str = "fibre") -> Walked:
-    out = Walked()
+    """Grow the chains along the topology first (cached, or a query per level on a miss), then
+    read the state of every unit reached in one query and cut each chain at its first unit
+    without room."""
+    ends: list[tuple[str, Chain]] = []  # (topological outcome, chain)
     active = list(starts)
     splitter_in: dict[str, U | None] = {}
     for _ in range(MAX_LEVELS):
         if not active:
             break
-        ends = [c.last for c in active if not is_head(c.last)]
-        need_in = sorted({u.root_id for u in ends if u.kind == "splitter_out"} - splitter_in.keys())
+        last = [c.last for c in active if not is_head(c.last)]
+        need_in = sorted({u.root_id for u in last if u.kind == "splitter_out"} - splitter_in.keys())
         if need_in:
             for root in need_in:
                 splitter_in[root] = None
             for u in tr.by_root(need_in, "splitter_in"):
                 splitter_in[u.root_id] = u
-        tr.neighbours(u.id for u in ends if u.kind != "splitter_out")
+        tr.neighbours(u.id for u in last if u.kind != "splitter_out")
         grown: list[Chain] = []
         for chain in active:
             u = chain.last
             if is_head(u):
-                out.done.append(chain)
+                ends.append(("done", chain))
                 continue
             if u.kind == "splitter_out":
                 s_in = splitter_in.get(u.root_id)
@@ -78,27 +84,35 @@ def walk(tr: Tracer, starts: Iterable[Chain], *, is_head: Callable[[U], bool],
                 prev = chain.units[-2].id if len(chain.units) > 1 else None
                 seen = set(chain.ids())
                 nexts = [n for n in tr.next_of(u.id, prev) if n[0] not in seen
-                         and tr.units[n[0]].kind not in DOWNSTREAM]
+                         and tr.unit(n[0]).kind not in DOWNSTREAM]
             if not nexts:
-                if is_open(u):
-                    out.open.append(chain)
-                else:
-                    out.blocked.append(("not_wired", chain))
+                ends.append(("open" if is_open(u) else "not_wired", chain))
                 continue
-            for uid, kind, container in nexts:
-                n = tr.units[uid]
-                if tr.room(n) <= 0:
-                    reason = blocked_reason(n, medium)
-                    out.blocked.append((reason, chain.grow(n, kind, container)))
-                    continue
-                grown.append(chain.grow(n, kind, container))
+            grown += [chain.grow(tr.unit(uid), kind, container) for uid, kind, container in nexts]
         active = grown[:MAX_CHAINS]
-    for chain in active:
-        if is_head(chain.last):
+    ends += [("done" if is_head(c.last) else "not_wired", c) for c in active]
+    tr.ensure_state(u for _, chain in ends for u in chain.units)
+    out = Walked()
+    for outcome, chain in ends:
+        cut = next((i for i, u in enumerate(chain.units) if tr.room(u) <= 0), None)
+        if cut is not None:
+            if cut:  # a start without room is the box's business (box_reasons)
+                short = Chain(chain.units[:cut + 1], chain.links[:cut], chain.containers[:cut])
+                out.blocked.append((blocked_reason(chain.units[cut], medium), short))
+        elif outcome == "done":
             out.done.append(chain)
+        elif outcome == "open":
+            out.open.append(chain)
         else:
             out.blocked.append(("not_wired", chain))
     return out
+
+
+def box_reasons(tr: Tracer, ports: list[U], free: list[U]) -> list[str]:
+    """Why a box gives no path before the walk starts: no free port (locked ones said apart)."""
+    if not ports or free:
+        return []
+    return ["box_locked"] if any(p.admin_state == AdminState.LOCKED for p in ports) else ["box_full"]
 
 
 def units_of_owners(tr: Tracer, owner_ids: list[str], kind: str) -> list[U]:
