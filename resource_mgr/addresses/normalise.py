@@ -50,18 +50,29 @@ def _room(m: re.Match) -> str:
 def normalise(text: str) -> str:
     """The search key of an address text or a query (see the module doc)."""
     s = unicodedata.normalize("NFKC", text or "")
-    s = _t2s().convert(s).lower()
-    s = _NOISE.sub("", s)
-    s = _HASH.sub(lambda m: m.group(1) + BUILDING, s)
-    s = _DASHED3.sub(lambda m: f"{m.group(1)}{BUILDING}{m.group(2)}{UNIT}{m.group(3)}{ROOM}", s)
-    s = _DASHED2.sub(lambda m: f"{m.group(1)}{BUILDING}{m.group(2)}{ROOM}", s)
-    s = s.replace("-", "").replace("#", "")
-    s = _BUILDING.sub(BUILDING, s)
-    s = _UNIT.sub(UNIT, s)
-    s = _ROOM.sub(ROOM, s)
-    s = _FLOOR.sub(FLOOR, s)
-    s = _BARE_ROOM.sub(_room, s)
-    return _FLOOR_BEFORE_ROOM.sub("", s)
+    s = _NOISE.sub("", _t2s().convert(s).lower())
+    # Each rewrite only where its characters occur: standard texts need few of them, and the
+    # importer and generator normalise every address of a city.
+    if "#" in s:
+        s = _HASH.sub(lambda m: m.group(1) + BUILDING, s)
+    if "-" in s:
+        s = _DASHED3.sub(lambda m: f"{m.group(1)}{BUILDING}{m.group(2)}{UNIT}{m.group(3)}{ROOM}", s)
+        s = _DASHED2.sub(lambda m: f"{m.group(1)}{BUILDING}{m.group(2)}{ROOM}", s)
+        s = s.replace("-", "")
+    s = s.replace("#", "")
+    if "楼" in s or "幢" in s or "座" in s or "号栋" in s:
+        s = _BUILDING.sub(BUILDING, s)
+    if s.count("单") != s.count(UNIT):
+        s = _UNIT.sub(UNIT, s)
+    if "房" in s:
+        s = _ROOM.sub(ROOM, s)
+    if "楼" in s or "层" in s or "f" in s:
+        s = _FLOOR.sub(FLOOR, s)
+    if s[-1:].isdigit():
+        s = _BARE_ROOM.sub(_room, s)
+    if FLOOR in s:
+        s = _FLOOR_BEFORE_ROOM.sub("", s)
+    return s
 
 
 _TERM = re.compile(r"[0-9]+(?:号|栋|单元|室|层)?|[a-z]栋|(?:(?![a-z]栋)[^0-9])+")

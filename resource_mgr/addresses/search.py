@@ -10,9 +10,9 @@ runs (汾江路, 丽日花园) and numbers with their part word (88号, 3栋, 2�
    +1 for each part the query names that the address has exactly (number, building, unit,
    room), plus up to 0.5 for how much of the key the query covers (so a building comes before
    its rooms when no room is asked for). The total is the count of matches.
-2. Fuzzy stage, only when nothing matched exactly (a typo, a city without 市, words in another
-   order): up to `FUZZY_CANDIDATES` addresses sharing the most trigrams with the query (pg_trgm
-   `<%` word similarity; FTS5 OR of the trigrams ranked by bm25), kept when at least
+2. Fuzzy stage, only when nothing matched exactly (a typo, a city without 市): up to
+   5 × `FUZZY_CANDIDATES` addresses containing a trigram of the query's text runs (through the
+   same indexes; the closest first by pg_trgm similarity or FTS5 bm25), kept when at least
    `addresses_fuzzy_min_share` of the query's trigrams are in the key, scored by the share of
    the query's character pairs in the key plus the same bonuses. Nothing left: an empty list.
 
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Float, String, case, func, literal, select, text
+from sqlalchemy import Float, String, case, func, literal, or_, select, text
 from sqlalchemy.orm import Session
 
 from resource_mgr.addresses.normalise import Query, field_variants, parse_query, trigrams
@@ -81,7 +81,7 @@ def _contains_all(query: Query, postgres: bool) -> list:
     if postgres:  # the GIN trigram index answers LIKE '%…%' of three characters or more
         return [*(Address.search_key.like(f"%{t}%") for t in long), *like]
     match = " AND ".join(_phrase(t) for t in long)
-    return [Address.id.in_(_fts(match)), *like]
+    return [Address.id.in_(_fts(f"search_key : ({match})")), *like]
 
 
 def _phrase(term: str) -> str:
@@ -114,21 +114,28 @@ def _bonus(query: Query, address: Address) -> float:
     return total
 
 
+def _fuzzy_grams(query: Query) -> list[str]:
+    """The trigrams that find the fuzzy stage's candidates: those of the text runs (names of
+    roads and compounds are rare; 2单元 or 301室 are in a good share of all addresses, and
+    asking the index for them would read most of it), or the whole key's when it has no text."""
+    text_runs = [t for t in query.terms if not t[0].isdigit() and not (len(t) == 2 and t[1] == "栋")]
+    found = sorted({g for t in text_runs for g in trigrams(t) if len(g) == 3})
+    return found or sorted(g for g in query.trigrams if len(g) == 3)
+
+
 def _fuzzy(session: Session, query: Query, scope: list, postgres: bool, min_share: float) -> list[AddressHit]:
     grams = query.trigrams
-    if not grams:
+    seek = _fuzzy_grams(query)
+    if not seek:
         return []
-    if postgres:
-        # A looser prefilter than the share kept below: pg_trgm's word similarity also counts
-        # the key's trigrams around the match, the share does not.
-        session.execute(select(func.set_config("pg_trgm.word_similarity_threshold", str(min_share / 2), True)))
-        sim = func.word_similarity(literal(query.key), Address.search_key)
-        stmt = (select(Address).where(literal(query.key).op("<%")(Address.search_key), *scope)
-                .order_by(sim.desc(), Address.id).limit(FUZZY_CANDIDATES))
-    else:
-        match = " OR ".join(_phrase(g) for g in sorted(grams))
+    if postgres:  # the GIN trigram index answers each LIKE; the closest by pg_trgm similarity
+        sim = func.similarity(Address.search_key, literal(query.key))
+        stmt = (select(Address).where(or_(*(Address.search_key.like(f"%{g}%") for g in seek)), *scope)
+                .order_by(sim.desc(), Address.id).limit(FUZZY_CANDIDATES * 5))
+    else:  # FTS5: any of the trigrams, the closest by bm25
+        match = " OR ".join(_phrase(g) for g in seek)
         ranked = text("SELECT id FROM address_fts WHERE address_fts MATCH :m ORDER BY rank LIMIT :n") \
-            .bindparams(m=match, n=FUZZY_CANDIDATES * 5).columns(id=String).subquery()
+            .bindparams(m=f"search_key : ({match})", n=FUZZY_CANDIDATES * 5).columns(id=String).subquery()
         stmt = select(Address).join(ranked, ranked.c.id == Address.id).where(*scope)
     pairs = normalise_grams(query.key, 2)
     hits = []

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from shapely.geometry.base import BaseGeometry
-from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String, UniqueConstraint, event
+from sqlalchemy import DDL, JSON, Float, ForeignKey, Index, Integer, String, UniqueConstraint, event
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from resource_mgr.clock import utcnow
@@ -168,6 +168,26 @@ class Address(Resource):
             if getattr(self, level):
                 return level
         return "street"
+
+
+# The search's backend parts, for a schema made by create_all (scripts, tools) to match the one
+# the migrations make (c3a0d9e1f401 has the same statements): pg_trgm for the GIN index above;
+# on SQLite the FTS5 trigram table kept in step by triggers (resource_mgr/addresses/search.py).
+ADDRESS_FTS_DDL = (
+    "CREATE VIRTUAL TABLE address_fts USING fts5(search_key, id, tokenize='trigram')",
+    "CREATE TRIGGER address_fts_insert AFTER INSERT ON address BEGIN "
+    "INSERT INTO address_fts (search_key, id) VALUES (new.search_key, new.id); END",
+    "CREATE TRIGGER address_fts_delete AFTER DELETE ON address BEGIN "
+    "DELETE FROM address_fts WHERE address_fts MATCH 'id : \"' || old.id || '\"'; END",
+    "CREATE TRIGGER address_fts_update AFTER UPDATE OF search_key, id ON address BEGIN "
+    "DELETE FROM address_fts WHERE address_fts MATCH 'id : \"' || old.id || '\"'; "
+    "INSERT INTO address_fts (search_key, id) VALUES (new.search_key, new.id); END",
+)
+event.listen(Address.__table__, "before_create",
+             DDL("CREATE EXTENSION IF NOT EXISTS pg_trgm").execute_if(dialect="postgresql"))
+for _statement in ADDRESS_FTS_DDL:
+    event.listen(Address.__table__, "after_create", DDL(_statement).execute_if(dialect="sqlite"))
+event.listen(Address.__table__, "after_drop", DDL("DROP TABLE IF EXISTS address_fts").execute_if(dialect="sqlite"))
 
 
 # --- Infrastructure (基礎設施) ---------------------------------------------------------------

@@ -345,3 +345,63 @@ def test_demo_and_cli(tmp_path):
     assert '"services"' in result.output
     bad = CliRunner().invoke(generate_cmd, ["--size", "XS", "--as-of", "yesterday", str(tmp_path / "x")])
     assert bad.exit_code != 0
+
+
+def test_addresses_form_a_tree_and_coverage_is_kept_at_building_or_unit(small):
+    """Rooms hang under their unit, units under their building; coverage is written where
+    operators keep it (the unit, an office's building), never per room, and every service's box
+    covers an address above its room."""
+    bundle, _ = small
+    addrs = {a["key"]: a for a in rows(bundle, "addresses")}
+    for a in addrs.values():
+        parent = addrs.get(a["parent"]) if a["parent"] else None
+        if a["room"]:
+            assert parent and not parent["room"] and parent["building"] == a["building"], a["key"]
+            assert parent["unit"] == a["unit"]
+        elif a["unit"]:
+            assert parent and parent["building"] == a["building"] and not parent["unit"]
+        else:
+            assert parent is None  # buildings are the top addresses
+    cov = rows(bundle, "coverage")
+    covered: dict[str, set[str]] = defaultdict(set)
+    for c in cov:
+        assert not addrs[c["address"]]["room"], c
+        covered[c["address"]].add(c["box"])
+    rooms = sum(1 for a in addrs.values() if a["room"])
+    assert len(cov) < rooms / 5  # was ~1.7 rows per room
+
+    def chain(key: str):
+        while key:
+            yield key
+            key = addrs[key]["parent"]
+
+    address_of = {s["key"]: s["address"] for s in rows(bundle, "services")}
+    checked = 0
+    for service, path in _paths(bundle).items():
+        box, kind, _ = split_unit_ref(path[0])
+        if kind != "box_port":
+            continue
+        assert any(box in covered[k] for k in chain(address_of[service])), service
+        checked += 1
+    assert checked > 1000
+
+
+def test_imported_rooms_are_served_by_the_box_of_their_service(db, xs):
+    """After import, serving_boxes (coverage inherited down the tree) offers every FTTH and
+    copper service's own box for its room."""
+    from resource_mgr.addresses import serving_boxes
+    from resource_mgr.bulk.importer import import_bundle
+    from resource_mgr.config import Settings
+
+    report = import_bundle(db, str(xs[0]))
+    assert report.ok, [str(p) for p in report.problems[:20]]
+    with db.read_session() as s:
+        first = s.execute(
+            select(Service.id, Service.address_id, Unit.root_id, DistributionBox.medium)
+            .join(ServiceUnit, ServiceUnit.service_id == Service.id).join(Unit, Unit.id == ServiceUnit.unit_id)
+            .join(DistributionBox, DistributionBox.id == Unit.root_id).where(Unit.kind == "box_port")).all()
+        assert len(first) > 500
+        for sid, address_id, box_id, medium in first[:400]:
+            offered = serving_boxes(s, address_id, medium=medium, settings=Settings(), limit=50)
+            assert box_id in {b.box_id for b in offered}, sid
+            assert all(b.via == "coverage" for b in offered)
