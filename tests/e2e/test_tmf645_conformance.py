@@ -140,3 +140,57 @@ def tmf_world(db, tmp_path_factory):
             {"instantSyncQualification": False, "serviceQualificationItem": [item("fax", ref)]},
         ]
         yield {"live": live, "headers": live.headers("sales_fs"), "bodies": bodies, "room": room.id}
+
+
+def test_qualification_results_follow_the_native_check(tmf_world):
+    live, headers, bodies = tmf_world["live"], tmf_world["headers"], tmf_world["bodies"]
+    url = live.url + BASE_PATH + "/checkServiceQualification"
+    native = live.check({"address_id": tmf_world["room"]}).json()
+    want = {p["product"]: p["result"] for p in native["products"]}
+
+    r = live.http.post(url, json=bodies[0], headers=headers, timeout=60)
+    assert r.status_code == 200 and r.headers["Content-Type"] == "application/json;charset=utf-8"
+    q = r.json()
+    assert q["state"] == "done" and q["externalId"] == "BSS-1" and r.headers["Location"] == q["href"]
+    items = {i["service"]["serviceSpecification"]["name"]: i for i in q["serviceQualificationItem"]}
+    assert {p: i["qualificationResult"] for p, i in items.items()} == want
+    results = set(want.values())
+    assert q["qualificationResult"] == ("unqualified" if "unqualified" in results else
+                                        "alternate" if "alternate" in results else "qualified")
+    for p, i in items.items():
+        assert i["service"]["place"][0]["id"] == tmf_world["room"]
+        if want[p] != "qualified":
+            assert i["eligibilityUnavailabilityReason"][0]["label"]
+        if want[p] == "alternate":
+            proposed = [a["alternateService"]["serviceSpecification"]["name"] for a in i["alternateServiceProposal"]]
+            assert proposed and all(x in want for x in proposed)
+
+    r = live.http.post(url, json=bodies[1], headers=headers, timeout=60)
+    assert r.status_code == 201  # not instantSyncQualification: the task, already done
+    by_text, unknown_product, unknown_place = r.json()["serviceQualificationItem"]
+    assert by_text["state"] == "done" and by_text["service"]["place"][0]["id"] == tmf_world["room"]
+    assert unknown_product["state"] == unknown_place["state"] == "terminatedWithError"
+    assert "unknown product" in unknown_product["terminationError"][0]["value"]
+    assert "no address" in unknown_place["terminationError"][0]["value"]
+    assert r.json()["qualificationResult"] == "unqualified" and r.json()["state"] == "done"
+
+    r = live.http.post(url, json=bodies[2], headers=headers, timeout=60)
+    assert r.status_code == 201 and r.json()["state"] == "terminatedWithError"
+    last = r.json()["id"]
+
+    # stored: read again by the same principal, newest first; nobody else sees them
+    listed = live.http.get(url, params={"limit": 2, "fields": "state"}, headers=headers, timeout=30)
+    assert listed.headers["X-Total-Count"] == "3" and listed.headers["X-Result-Count"] == "2"
+    assert listed.json()[0]["id"] == last and set(listed.json()[0]) == {"id", "href", "@type", "state"}
+    assert live.http.get(f"{url}/{last}", headers=headers, timeout=30).json()["state"] == "terminatedWithError"
+    other = live.headers("reader")  # another principal
+    assert live.http.get(f"{url}/{last}", headers=other, timeout=30).status_code == 404
+    assert live.http.get(url, headers=other, timeout=30).headers["X-Total-Count"] == "0"
+
+    # a request that is not a checkServiceQualification: 400 with the TMF error body
+    for bad in ({"serviceQualificationItem": []}, [1], {"serviceQualificationItem": [{"service": 5}]},
+                {"instantSyncQualification": "yes", "serviceQualificationItem": [{}]}):
+        r = live.http.post(url, json=bad, headers=headers, timeout=30)
+        assert r.status_code == 400 and r.json()["code"] == "invalid" and r.json()["status"] == "400", r.text
+    r = live.http.post(url, data=b"{not json", headers={**headers, "Content-Type": "application/json"}, timeout=30)
+    assert r.status_code == 400
