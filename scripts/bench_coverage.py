@@ -249,16 +249,15 @@ def main() -> None:
         # Warm up: the design keeps the network's topology per process, loaded by the first
         # designs in each worker; measure the steady state (every worker answering fast).
         warm_started, fast, n = time.monotonic(), 0, 0
-        conns = [http.client.HTTPConnection("127.0.0.1", port, timeout=300) for _ in range(args.workers * 2)]
         while fast < 40 and time.monotonic() - warm_started < args.warmup_seconds:
-            status, took = request(conns[n % len(conns)], "POST", "/api/v1/coverage/check", token,
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)  # new: lands on any worker
+            status, took = request(conn, "POST", "/api/v1/coverage/check", token,
                                    json.dumps({"address_id": ids[n % len(ids)]}).encode())
+            conn.close()
             if status != 200:
                 sys.exit(f"coverage check answered {status} for {ids[n % len(ids)]}")
             fast = fast + 1 if took < 0.5 else 0
             n += 1
-        for c in conns:
-            c.close()
         print(f"warm-up: {n} checks in {time.monotonic() - warm_started:.0f} s", flush=True)
         phases = [phase(port, token, kind, work, args.clients, args.client_processes, args.seconds)
                   for kind, work in (("trivial", []), ("check", ids), ("search", texts))]
