@@ -19,6 +19,14 @@ ratios against the trivial endpoint. Targets on PostgreSQL at M: check p99 <= 20
         --pg-admin-url postgresql://postgres@127.0.0.1/postgres
     .venv/bin/python scripts/bench_coverage.py --size S --sqlite
 
+Measured 2026-12-01 12:15 UTC, PostgreSQL, M (seed 7), --workers 2 --threads 4, 8 clients, 15 s
+per phase, on the shared 2-core machine at load average ~14 (figures noisy), after a 300 s warm-up
+that did not reach the steady state (40 checks in a row within 0.5 s): /health p50 14.3 ms p99
+143.2 ms 301.5 req/s; check p50 5714 ms p99 39406 ms 1.6 req/s (1 % of trivial); search p50
+8724 ms p99 12454 ms, 3573 of 3581 answers 503 (the list-read bound). No target met. In process,
+one design per technology costs ~11 s cold (the design's per-process topology load, FTTH and
+ADSL) and 40-150 ms warm on the same machine, five per check.
+
 The PostgreSQL database (rmgr_bench_coverage_<size>) is created with PostGIS, loaded once and
 kept (--fresh loads it again; --drop drops it at the end), so later runs start at once.
 """
