@@ -15,6 +15,7 @@ from resource_mgr.bulk.importer import import_bundle
 from resource_mgr.clock import utcnow
 from resource_mgr.config import Settings, load_settings
 from resource_mgr.design import qualify
+from resource_mgr.design.trace import clear_topology_cache
 from resource_mgr.ids import new_id
 from resource_mgr.inventory.models import Address, Coverage
 from resource_mgr.occupancy import ledger
@@ -32,6 +33,7 @@ def load_xs(db, tmp_path_factory) -> Settings:
         generate("XS", SEED, out, as_of=datetime.now(timezone.utc).replace(microsecond=0))
         _BUNDLES[SEED] = out
     assert import_bundle(db, str(_BUNDLES[SEED])).written
+    clear_topology_cache()  # the design's per-process topology of the city a previous test loaded
     return load_settings(environ={}, database_url=db.url, testing=True)
 
 

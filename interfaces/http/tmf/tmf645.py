@@ -209,9 +209,7 @@ def _terminated(item: Item, why: str) -> dict[str, Any]:
 
 
 def _item(item: Item, answer: dict[str, Any]) -> dict[str, Any]:
-    product = next(p for p in answer["products"] if p["product"] == item.product) \
-        if any(p["product"] == item.product for p in answer["products"]) else None
-    assert product is not None  # every product is asked for
+    product = next(p for p in answer["products"] if p["product"] == item.product)  # all eight are answered
     technologies = {t["technology"]: t for t in answer["technologies"]}
     own = technologies.get(coverage.BROADBAND[item.product].value) if item.product in coverage.BROADBAND else None
     out: dict[str, Any] = {"id": item.id, "state": "done", "qualificationResult": product["result"],
