@@ -53,6 +53,17 @@ def units(live, ids):
                 for u in s.scalars(select(Unit).where(Unit.id.in_(ids)))}
 
 
+def occupy(live, unit_ids):
+    """Put these units in service, each for a service of its own (as an earlier order would)."""
+    with live.db.unit_of_work() as uow:
+        for uid in unit_ids:
+            svc = Service(local_network_id=live.networks["GZ"], product="ftth_broadband", technology="FTTH")
+            uow.session.add(svc)
+            uow.session.flush()
+            uow.session.get(Unit, uid).occupy(Change(principal="test"), service_id=svc.id)
+        uow.commit()
+
+
 def snapshot(live):
     """Everything an order can change: units, reservations, services, history."""
     with live.db.read_session() as s:
@@ -263,6 +274,9 @@ def test_expiry_marks_the_reservation_and_commit_of_an_expired_one(live_server, 
                 ttl_hours=1).json()
     b = reserve(live_server, order_ref="E-2", action="new", products=["ftth_broadband"], address_id=world["a1"],
                 ttl_hours=1).json()
+    # every other port of the box is in service: after the sweep, A's box port is the only free one
+    others = [u for u in world["fat_ports"] if u not in a["unit_ids"] + b["unit_ids"]]
+    occupy(live_server, others)
     later = utcnow() + timedelta(hours=2)
     # E-2 expired but nobody took its units: commit renews it and goes on
     with live_server.db.unit_of_work() as uow:
@@ -284,6 +298,7 @@ def test_expiry_marks_the_reservation_and_commit_of_an_expired_one(live_server, 
     assert units(live_server, a["unit_ids"])[a["unit_ids"][0]][0] == "free"
     # its box port is taken by a new order: its commit is refused, nothing changes
     taker = reserve(live_server, order_ref="E-3", action="new", products=["ftth_broadband"], address_id=world["a1"])
+    assert taker.status_code == 201, taker.text
     assert taker.json()["unit_ids"][0] == a["unit_ids"][0]
     before = snapshot(live_server)
     c = live_server.post(f"/reservations/{a['id']}/commit", token="dispatch_gz", json={"work_order_ref": "W-E1"})
