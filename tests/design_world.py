@@ -77,11 +77,12 @@ def _small_templates(session) -> None:
 
 
 class DesignWorld:
-    def __init__(self, session, *, code: str = "GZ") -> None:
+    def __init__(self, session, *, code: str = "GZ", local_network_id: str | None = None) -> None:
+        """A new local network `code`, or the existing `local_network_id` (e.g. live_server's GZ)."""
         self.s = session
         inv.seed_default_templates(session)
         _small_templates(session)
-        self.ln = inv.create_local_network(session, code=code, name=code, area_code="20").id
+        self.ln = local_network_id or inv.create_local_network(session, code=code, name=code, area_code="20").id
         self.site = inv.add_resource(session, Site(name=f"{code}-EX", local_network_id=self.ln,
                                                    location=Point(LON, LAT))).id
         self._n = 0

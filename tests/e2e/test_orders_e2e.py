@@ -1,6 +1,6 @@
-"""Orders end to end over HTTP: reserve, replay, commit, services and route, cancel, redesign,
-numbers, move / change / remove, expiry, and every bad input of the contract (right code,
-nothing changed)."""
+"""Orders end to end over HTTP with the real path design: reserve, replay, commit, services and
+route, cancel, redesign, numbers, move / change / remove, expiry, and every bad input of the
+contract (right code, nothing changed)."""
 from __future__ import annotations
 
 from datetime import timedelta
@@ -11,18 +11,36 @@ from sqlalchemy import func, select
 from resource_mgr.clock import utcnow
 from resource_mgr.customers.models import Service
 from resource_mgr.events.models import Event
+from resource_mgr.numbers import services as numbers
 from resource_mgr.numbers.models import Number
-from resource_mgr.occupancy.models import History, Unit
+from resource_mgr.occupancy.models import Change, History, Unit
 from resource_mgr.orders.expiry import expire_due
 from resource_mgr.orders.models import Reservation
 from resource_mgr.states import Occupancy
-from tests.orders_world import build, install_design
+from tests.design_world import DesignWorld
 
 
 @pytest.fixture
-def world(live_server, monkeypatch):
-    install_design(monkeypatch)
-    return build(live_server.db, live_server.networks)
+def world(live_server):
+    """In GZ (live_server's tokens): a 4-port FAT behind 1:2 + 1:4 splitters and a GPON port, and a
+    4-port copper box with its jumpers to a PSTN switch whose pool has 87650000-19 (30 days'
+    quarantine), both covering addresses A1 and A2; in FS a pool with 66660000-03."""
+    gz, fs = live_server.networks["GZ"], live_server.networks["FS"]
+    with live_server.db.unit_of_work() as uow:
+        w = DesignWorld(uow.session, local_network_id=gz)
+        a1, a2 = w.address("A1"), w.address("A2")
+        f = w.ftth(ports=4, building=a1)
+        p = w.copper(ports=4, head="T-PSTN-8", jumpered=4, mdf_jumpered=4, building=a1)
+        for box in (f.box, p.box):
+            for a in (a1, a2):
+                w.cover(box, a)
+        pool = numbers.create_pool(uow.session, local_network_id=gz, name="GZ-POOL", switch_id=p.head,
+                                   quarantine_days=30)
+        numbers.add_segment(uow.session, pool_id=pool.id, first="87650000", last="87650019")
+        fs_pool = numbers.create_pool(uow.session, local_network_id=fs, name="FS-POOL")
+        numbers.add_segment(uow.session, pool_id=fs_pool.id, first="66660000", last="66660003")
+        uow.commit()
+    return dict(a1=a1, a2=a2, f=f, p=p, fat_ports=f.ports, pool=pool.id)
 
 
 def reserve(live, token="sales_gz", **body):
@@ -33,6 +51,17 @@ def units(live, ids):
     with live.db.read_session() as s:
         return {u.id: (u.occupancy.value, u.reservation_id, u.service_id, u.used)
                 for u in s.scalars(select(Unit).where(Unit.id.in_(ids)))}
+
+
+def occupy(live, unit_ids):
+    """Put these units in service, each for a service of its own (as an earlier order would)."""
+    with live.db.unit_of_work() as uow:
+        for uid in unit_ids:
+            svc = Service(local_network_id=live.networks["GZ"], product="ftth_broadband", technology="FTTH")
+            uow.session.add(svc)
+            uow.session.flush()
+            uow.session.get(Unit, uid).occupy(Change(principal="test"), service_id=svc.id)
+        uow.commit()
 
 
 def snapshot(live):
@@ -192,21 +221,30 @@ def test_cancel_releases_everything_and_is_idempotent(live_server, world):
 
 def test_redesign_swaps_the_named_unit_and_keeps_the_rest(live_server, world):
     res = reserve(live_server, order_ref="R-1", action="new", products=["ftth_broadband"], address_id=world["a1"]).json()
-    port, rest = res["unit_ids"][0], res["unit_ids"][1:]
+    port = res["unit_ids"][0]
+    # the box port's own riser core and splitter output go with it; the shared tree behind is kept
+    tree = [h["unit_id"] for h in res["design"]["hops"] if h["shared"]]
+    assert port in world["fat_ports"] and tree and tree[-1] == world["f"].pon
     before = snapshot(live_server)
+    not_held = next(u for u in world["fat_ports"] if u not in res["unit_ids"])
     bad = live_server.post(f"/reservations/{res['id']}/redesign", token="dispatch_gz",
-                           json={"replace": [world["fat_ports"][-1]], "reason": "x"})
+                           json={"replace": [not_held], "reason": "x"})
     assert bad.status_code == 422 and bad.json()["field"] == "replace"
     assert snapshot(live_server) == before
     r = live_server.post(f"/reservations/{res['id']}/redesign", token="dispatch_gz",
                          json={"replace": [port], "reason": "port broken", "mark_faulty": True})
     assert r.status_code == 200, r.text
     new = r.json()["unit_ids"]
-    assert port not in new and new[1:] == rest
+    assert port not in new and new[0] in world["fat_ports"]
+    assert new == [h["unit_id"] for h in r.json()["design"]["hops"]]
+    assert [u for u in new if u in tree] == tree  # the rest kept, in order
+    dropped = [u for u in res["unit_ids"] if u not in new]
     with live_server.db.read_session() as s:
         old = s.get(Unit, port)
         assert old.admin_state.value == "faulty" and old.occupancy == Occupancy.FREE
         assert s.get(Unit, new[0]).reservation_id == res["id"]
+        assert all(s.get(Unit, u).occupancy == Occupancy.FREE and s.get(Unit, u).reservation_id is None
+                   for u in dropped)
 
 
 def test_move_keeps_the_number_on_the_same_exchange_and_change_to_fibre_keeps_it(live_server, world):
@@ -236,6 +274,9 @@ def test_expiry_marks_the_reservation_and_commit_of_an_expired_one(live_server, 
                 ttl_hours=1).json()
     b = reserve(live_server, order_ref="E-2", action="new", products=["ftth_broadband"], address_id=world["a1"],
                 ttl_hours=1).json()
+    # every other port of the box is in service: after the sweep, A's box port is the only free one
+    others = [u for u in world["fat_ports"] if u not in a["unit_ids"] + b["unit_ids"]]
+    occupy(live_server, others)
     later = utcnow() + timedelta(hours=2)
     # E-2 expired but nobody took its units: commit renews it and goes on
     with live_server.db.unit_of_work() as uow:
@@ -257,6 +298,7 @@ def test_expiry_marks_the_reservation_and_commit_of_an_expired_one(live_server, 
     assert units(live_server, a["unit_ids"])[a["unit_ids"][0]][0] == "free"
     # its box port is taken by a new order: its commit is refused, nothing changes
     taker = reserve(live_server, order_ref="E-3", action="new", products=["ftth_broadband"], address_id=world["a1"])
+    assert taker.status_code == 201, taker.text
     assert taker.json()["unit_ids"][0] == a["unit_ids"][0]
     before = snapshot(live_server)
     c = live_server.post(f"/reservations/{a['id']}/commit", token="dispatch_gz", json={"work_order_ref": "W-E1"})
