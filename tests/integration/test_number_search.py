@@ -285,3 +285,26 @@ def test_pool_quarantine_defaults_to_the_setting(db, world):
         uow.commit()
         assert (plain.quarantine_days, custom.quarantine_days) == (90, 365)
         assert s.get(NumberPool, world["p3"]).quarantine_days == 90
+
+
+def test_imported_numbers_carry_the_choosable_time_of_their_unit(db):
+    """The importer writes number rows in bulk (no trigger on insert): their choosable_from must
+    say what their units' states say (the example bundle holds an occupied, a pre-occupied and a
+    quarantined number)."""
+    from pathlib import Path
+
+    from resource_mgr.bulk.importer import import_bundle
+
+    assert import_bundle(db, str(Path(__file__).parents[1] / "data" / "bulk_example")).written
+    now = utcnow()
+    with db.read_session() as s:
+        rows = s.execute(select(Number, Unit).join(Unit, Unit.id == Number.id)).all()
+        states = set()
+        for n, u in rows:
+            want = (u.admin_state == AdminState.IN_SERVICE and not u.is_quarantined(now)
+                    and u.effective_occupancy(now) == Occupancy.FREE)
+            assert (n.choosable_from is not None and n.choosable_from <= now) == want, n.number
+            states.add((u.occupancy, u.quarantine_until is not None))
+        assert len(states) >= 3  # free, taken and quarantined ones were checked
+        got, total = numbers.search_numbers(s, local_network_ids=None, tail="0099", now=now)
+        assert total == 0  # 87650099 is in quarantine until 2030
