@@ -60,10 +60,10 @@ class Number(Base):
         # number search (resource_mgr/numbers/search.py): tails and letter patterns are prefix
         # ranges on these, within a local network; each index also holds what the choosable
         # test and the order need, so a search and its count read the index alone
-        Index("ix_number_search_rnumber", "local_network_id", "rnumber", "choosable_from", "grade_level", "number"),
-        Index("ix_number_search_rshape", "local_network_id", "rshape", "choosable_from", "grade_level", "number"),
-        Index("ix_number_search_grade", "local_network_id", "grade", "choosable_from", "grade_level", "number"),
-        Index("ix_number_search_level", "local_network_id", "grade_level", "choosable_from", "number"),
+        Index("ix_number_search_rnumber", "local_network_id", "rnumber", "choosable_from", "grade_level", "number", "id"),
+        Index("ix_number_search_rshape", "local_network_id", "rshape", "choosable_from", "grade_level", "number", "id"),
+        Index("ix_number_search_grade", "local_network_id", "grade", "choosable_from", "grade_level", "number", "id"),
+        Index("ix_number_search_level", "local_network_id", "grade_level", "choosable_from", "number", "id"),
         # `contains`: LIKE '%123%' through trigrams on PostgreSQL (pg_trgm)
         Index("ix_number_number_trgm", "number", postgresql_using="gin",
               postgresql_ops={"number": "gin_trgm_ops"}).ddl_if(dialect="postgresql"),

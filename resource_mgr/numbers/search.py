@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, lazyload
 
 from resource_mgr.clock import aware
 from resource_mgr.errors import Conflict, Invalid, Locked, NoCapacity, NotFound, Quarantined
@@ -60,8 +60,8 @@ def pattern_filter(text: str) -> ColumnElement[bool]:
     where = [Number.rshape == p.shape_prefix if p.whole else _prefix(Number.rshape, p.shape_prefix)]
     if p.digit_prefix:
         where.append(_prefix(Number.rnumber, p.digit_prefix))
-    if p.like_mask:
-        where.append(Number.rnumber.like(p.like_mask))
+    if p.number_mask:  # on the number, which the index holds (rnumber is not in the shape index)
+        where.append(Number.number.like(p.number_mask))
     return and_(*where)
 
 
@@ -132,7 +132,9 @@ def search_numbers(session: Session, *, local_network_ids: set[str] | None, loca
     ids = list(session.scalars(select(Number.id).where(*where)
                                .order_by(Number.grade_level.desc(), Number.number, Number.local_network_id)
                                .limit(limit).offset(offset)))
-    loaded = {n.id: n for n in session.scalars(select(Number).where(Number.id.in_(ids)))} if ids else {}
+    # without their units (a search shows numbers; `.unit` still loads on access)
+    loaded = {n.id: n for n in session.scalars(select(Number).options(lazyload(Number.unit))
+                                               .where(Number.id.in_(ids)))} if ids else {}
     rows = [loaded[i] for i in ids]
     if not count:
         return rows, -1
