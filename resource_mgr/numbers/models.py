@@ -1,12 +1,29 @@
 """Number pools (owned by a switch), segments (號段) and numbers with a grade."""
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from resource_mgr.db import Base
+from resource_mgr.clock import aware
+from resource_mgr.db import Base, UTCDateTime
 from resource_mgr.inventory.models import Resource, _child_id
 from resource_mgr.occupancy.models import Unit
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)  # "choosable since ever"
+
+
+def choosable_from(occupancy: str, admin_state: str, preoccupied_until: datetime | None,
+                   quarantine_until: datetime | None) -> datetime | None:
+    """Number.choosable_from for a unit in this state (the trigger's rule, for rows written in
+    bulk): never while occupied or not in service, else once its hold and quarantine are over."""
+    if admin_state != "in_service" or occupancy == "occupied":
+        return None
+    ends = [aware(t) for t in ((preoccupied_until if occupancy == "preoccupied" else None), quarantine_until)
+            if t is not None]
+    return max([EPOCH, *ends])
 
 
 class NumberPool(Resource):
@@ -41,10 +58,12 @@ class Number(Base):
         Index("ix_number_pool_grade", "pool_id", "grade_level"),
         Index("ix_number_tail4", "tail4"),
         # number search (resource_mgr/numbers/search.py): tails and letter patterns are prefix
-        # ranges on these, within a local network
-        Index("ix_number_local_network_id_rnumber", "local_network_id", "rnumber"),
-        Index("ix_number_local_network_id_rshape", "local_network_id", "rshape"),
-        Index("ix_number_local_network_id_grade", "local_network_id", "grade"),
+        # ranges on these, within a local network; each index also holds what the choosable
+        # test and the order need, so a search and its count read the index alone
+        Index("ix_number_search_rnumber", "local_network_id", "rnumber", "choosable_from", "grade_level", "number", "id"),
+        Index("ix_number_search_rshape", "local_network_id", "rshape", "choosable_from", "grade_level", "number", "id"),
+        Index("ix_number_search_grade", "local_network_id", "grade", "choosable_from", "grade_level", "number", "id"),
+        Index("ix_number_search_level", "local_network_id", "grade_level", "choosable_from", "number", "id"),
         # `contains`: LIKE '%123%' through trigrams on PostgreSQL (pg_trgm)
         Index("ix_number_number_trgm", "number", postgresql_using="gin",
               postgresql_ops={"number": "gin_trgm_ops"}).ddl_if(dialect="postgresql"),
@@ -61,6 +80,10 @@ class Number(Base):
     # read from the end (87653344 → AABBCDEF); a tail or pattern is a prefix of these
     rnumber: Mapped[str] = mapped_column(String(16))
     rshape: Mapped[str] = mapped_column(String(16))
+    # When an order may choose it (its unit's state, kept here by a database trigger on every
+    # update of the unit): NULL never (occupied, locked, faulty, reserved), else the end of its
+    # quarantine or pre-occupation, or EPOCH. Choosable now ⇔ choosable_from <= now.
+    choosable_from: Mapped[datetime | None] = mapped_column(UTCDateTime)
     grade: Mapped[str] = mapped_column(String(30), default="normal")  # rule name, or normal
     grade_level: Mapped[int] = mapped_column(Integer, default=0)  # 0 normal, higher = more golden
     unit: Mapped[Unit] = relationship(lazy="joined", innerjoin=True)

@@ -95,6 +95,15 @@ class SearchPattern:
             mask[pos] = d
         return "".join(mask) + ("" if self.whole else "%")
 
+    @property
+    def number_mask(self) -> str | None:
+        """`like_mask` turned round, on the number itself (which the search indexes hold)."""
+        mask = self.like_mask
+        if mask is None:
+            return None
+        body = mask.rstrip("%")[::-1]
+        return body if self.whole else "%" + body
+
     def matches(self, number: str) -> bool:
         """The same test in Python (for tests and single numbers)."""
         if self.whole and len(number) != self.length:

@@ -4,8 +4,9 @@ digits, whether an order may take it, its exchange, and golden numbers held per 
 Choosable means: in service (never locked, faulty or reserved), out of quarantine (a quarantine
 whose end has passed is over: the filter compares `quarantine_until` with now, so nothing has to
 run for a number to come back), and free (a pre-occupation past its expiry counts as free).
-Every filter is an index range on the number table (see numbers.patterns); only the matching
-rows are joined to their unit for the state test.
+The number row carries `choosable_from` (numbers.models), kept from its unit by a database
+trigger (migration c3a0d9e1f403), so every filter is an index range on the number table alone
+(see numbers.patterns) and a search with its count reads only the index.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, func, or_, select
-from sqlalchemy.orm import Session, contains_eager
+from sqlalchemy.orm import Session, lazyload
 
 from resource_mgr.clock import aware
 from resource_mgr.errors import Conflict, Invalid, Locked, NoCapacity, NotFound, Quarantined
@@ -37,8 +38,9 @@ def grade_names() -> list[str]:
 
 
 def choosable(now: datetime) -> ColumnElement[bool]:
-    """SQL: a number's unit a new order may take now (numbers are exclusive units: the shared
-    branch of Unit.choosable does not apply)."""
+    """SQL on Unit: a number's unit a new order may take now (numbers are exclusive units: the
+    shared branch of Unit.choosable does not apply). The search uses Number.choosable_from, the
+    same rule kept on the number row by a trigger."""
     return and_(
         Unit.admin_state == AdminState.IN_SERVICE,
         or_(Unit.quarantine_until.is_(None), Unit.quarantine_until <= now),
@@ -58,8 +60,8 @@ def pattern_filter(text: str) -> ColumnElement[bool]:
     where = [Number.rshape == p.shape_prefix if p.whole else _prefix(Number.rshape, p.shape_prefix)]
     if p.digit_prefix:
         where.append(_prefix(Number.rnumber, p.digit_prefix))
-    if p.like_mask:
-        where.append(Number.rnumber.like(p.like_mask))
+    if p.number_mask:  # on the number, which the index holds (rnumber is not in the shape index)
+        where.append(Number.number.like(p.number_mask))
     return and_(*where)
 
 
@@ -125,17 +127,20 @@ def search_numbers(session: Session, *, local_network_ids: set[str] | None, loca
                            exchange=exchange, pattern=pattern, tail=tail, contains=contains, grade=grade)
     if where is None:
         return [], 0
-    where.append(choosable(now))
-    page = (select(Number).join(Unit, Unit.id == Number.id).options(contains_eager(Number.unit))
-            .where(*where)
-            .order_by(Number.grade_level.desc(), Number.number, Number.local_network_id)
-            .limit(limit).offset(offset))
-    rows = list(session.scalars(page))
+    where.append(Number.choosable_from <= now)
+    # the page's ids from the index alone, then those few rows (with their units)
+    ids = list(session.scalars(select(Number.id).where(*where)
+                               .order_by(Number.grade_level.desc(), Number.number, Number.local_network_id)
+                               .limit(limit).offset(offset)))
+    # without their units (a search shows numbers; `.unit` still loads on access)
+    loaded = {n.id: n for n in session.scalars(select(Number).options(lazyload(Number.unit))
+                                               .where(Number.id.in_(ids)))} if ids else {}
+    rows = [loaded[i] for i in ids]
     if not count:
         return rows, -1
     if offset == 0 and len(rows) < limit:
         return rows, len(rows)  # the page holds them all
-    total = session.scalar(select(func.count()).select_from(Number).join(Unit, Unit.id == Number.id).where(*where))
+    total = session.scalar(select(func.count()).select_from(Number).where(*where))
     return rows, int(total or 0)
 
 

@@ -11,7 +11,7 @@ from resource_mgr.ids import new_id
 from resource_mgr.inventory.models import Device, LocalNetwork
 from resource_mgr.inventory.services import add_resource, get
 from resource_mgr.numbers.grades import Grader
-from resource_mgr.numbers.models import Number, NumberPool, NumberSegment
+from resource_mgr.numbers.models import EPOCH, Number, NumberPool, NumberSegment
 from resource_mgr.numbers.patterns import rshape
 from resource_mgr.numbers.search import (  # noqa: F401  (the interface of numbers)
     check_choosable, end_quarantines, exchange_of, find_number, golden_held, is_golden, pools_for_switch,
@@ -76,7 +76,7 @@ def add_segment(session: Session, *, pool_id: str, first: str, last: str, grader
                           admin_state=AdminState.IN_SERVICE, side="", technology=""))
         rows.append(dict(id=uid, local_network_id=ln, number=number, pool_id=pool.id, segment_id=segment.id,
                          exchange_code=number[: width - 4], tail4=number[-4:], grade=grade, grade_level=level,
-                         rnumber=number[::-1], rshape=rshape(number)))
+                         rnumber=number[::-1], rshape=rshape(number), choosable_from=EPOCH))
     session.execute(Unit.__table__.insert(), units)
     session.execute(Number.__table__.insert(), rows)
     return segment

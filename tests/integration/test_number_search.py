@@ -285,3 +285,86 @@ def test_pool_quarantine_defaults_to_the_setting(db, world):
         uow.commit()
         assert (plain.quarantine_days, custom.quarantine_days) == (90, 365)
         assert s.get(NumberPool, world["p3"]).quarantine_days == 90
+
+
+def test_imported_numbers_carry_the_choosable_time_of_their_unit(db):
+    """The importer writes number rows in bulk (no trigger on insert): their choosable_from must
+    say what their units' states say (the example bundle holds an occupied, a pre-occupied and a
+    quarantined number)."""
+    from pathlib import Path
+
+    from resource_mgr.bulk.importer import import_bundle
+
+    assert import_bundle(db, str(Path(__file__).parents[1] / "data" / "bulk_example")).written
+    now = utcnow()
+    with db.read_session() as s:
+        rows = s.execute(select(Number, Unit).join(Unit, Unit.id == Number.id)).all()
+        states = set()
+        for n, u in rows:
+            want = (u.admin_state == AdminState.IN_SERVICE and not u.is_quarantined(now)
+                    and u.effective_occupancy(now) == Occupancy.FREE)
+            assert (n.choosable_from is not None and n.choosable_from <= now) == want, n.number
+            states.add((u.occupancy, u.quarantine_until is not None))
+        assert len(states) >= 3  # free, taken and quarantined ones were checked
+        got, total = numbers.search_numbers(s, local_network_ids=None, tail="0099", now=now)
+        assert total == 0  # 87650099 is in quarantine until 2030
+
+
+def test_migration_backfills_the_search_columns(database_url, tmp_path):
+    """Down to the revision before and up again: rnumber, rshape and choosable_from are computed
+    for the numbers already there, and the trigger is back."""
+    import secrets
+
+    from sqlalchemy import create_engine, text as sql
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.pool import NullPool
+
+    from resource_mgr import migrate
+    from resource_mgr.db import Database
+    from resource_mgr.numbers.patterns import derived
+
+    if database_url.startswith("postgresql"):
+        url = make_url(database_url)
+        name = f"{url.database}_b{secrets.token_hex(4)}"[:63]
+        admin = create_engine(url.set(database="postgres"), poolclass=NullPool, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(sql(f'CREATE DATABASE "{name}"'))
+        target = url.set(database=name).render_as_string(hide_password=False)
+        with create_engine(target, poolclass=NullPool).begin() as conn:
+            conn.execute(sql("CREATE EXTENSION IF NOT EXISTS postgis"))
+    else:
+        admin, target = None, f"sqlite:///{tmp_path / 'backfill.sqlite'}"
+    db = Database(target)
+    try:
+        migrate.upgrade(target)
+        with db.unit_of_work() as uow:
+            s = uow.session
+            ln = inv.create_local_network(s, code="GZ", name="廣州", area_code="20")
+            pool = numbers.create_pool(s, local_network_id=ln.id, name="P")
+            numbers.add_segment(s, pool_id=pool.id, first="87650000", last="87650099")
+            held = _unit(s, ln.id, "87650011")
+            held.preoccupy(Change("user:a", at=NOW), reservation_id="R1", until=NOW + timedelta(hours=1))
+            _unit(s, ln.id, "87650022").mark_faulty(Change("m", at=NOW, reason="noise"))
+            uow.commit()
+        db.dispose()
+        from alembic import command
+        command.downgrade(migrate.alembic_config(target), "c3a0d9e1f402")
+        migrate.upgrade(target)
+        with db.read_session() as s:
+            rows = {n.number: n for n in s.scalars(select(Number))}
+            assert len(rows) == 100
+            assert all((n.rnumber, n.rshape) == derived(n.number) for n in rows.values())
+            assert rows["87650022"].choosable_from is None
+            assert rows["87650011"].choosable_from == NOW + timedelta(hours=1)
+            assert rows["87650033"].choosable_from <= NOW
+        with db.unit_of_work() as uow:  # the trigger again
+            _unit(uow.session, rows["87650033"].local_network_id, "87650033").reserve(Change("p", at=NOW, reason="x"))
+            uow.commit()
+        with db.read_session() as s:
+            assert s.scalar(select(Number.choosable_from).where(Number.number == "87650033")) is None
+    finally:
+        db.dispose()
+        if admin is not None:
+            with admin.connect() as conn:
+                conn.execute(sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            admin.dispose()

@@ -80,9 +80,9 @@ def test_sql_parts_of_a_pattern():
     p = parse_pattern("*AB88")
     assert (p.shape_prefix, p.digit_prefix, p.like_mask, p.whole) == ("AABC", "88", None, False)
     p = parse_pattern("*8A8B")  # reversed B8A8: digits at positions 1 and 3
-    assert (p.shape_prefix, p.digit_prefix, p.like_mask) == ("ABCB", "", "_8_8%")
+    assert (p.shape_prefix, p.digit_prefix, p.like_mask, p.number_mask) == ("ABCB", "", "_8_8%", "%8_8_")
     p = parse_pattern("8765AABB")
-    assert p.whole and p.like_mask == "____5678"
+    assert p.whole and p.like_mask == "____5678" and p.number_mask == "8765____"
     assert parse_pattern("*8888").digit_prefix == "8888"
 
 

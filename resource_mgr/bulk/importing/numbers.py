@@ -12,13 +12,14 @@ from resource_mgr.bulk.format import BundleReader
 from resource_mgr.bulk.importing.rows import rows
 from resource_mgr.bulk.importing.state import ImportState
 from resource_mgr.numbers.grades import Grader, letter_pattern_regex
-from resource_mgr.numbers.models import Number
+from resource_mgr.numbers.models import EPOCH, Number, choosable_from
 from resource_mgr.numbers.patterns import shape
-from resource_mgr.states import AdminState
+from resource_mgr.states import AdminState, Occupancy
 
 NUMBER_COLS = ("id", "local_network_id", "number", "pool_id", "segment_id", "exchange_code", "tail4", "grade",
-               "grade_level", "rnumber", "rshape")
+               "grade_level", "rnumber", "rshape", "choosable_from")
 _IN_SERVICE, _LOCKED = AdminState.IN_SERVICE.value, AdminState.LOCKED.value
+_FREE = Occupancy.FREE.value
 
 
 class FastGrader:
@@ -163,6 +164,8 @@ def write_numbers(st: ImportState) -> None:
     def dt(v):
         return None if v is None else value(v)
 
+    epoch = dt(EPOCH)
+
     def units() -> Iterator[tuple]:
         for pool_key, segs in st.pool_segments.items():
             owner = st.owners.get(pool_key)
@@ -186,10 +189,13 @@ def write_numbers(st: ImportState) -> None:
                         q = dt(over.get("quarantine_until"))
                     uid = text(base + n - lo)
                     occ, reservation, until, service, _used = unit_columns(slot, 1)
+                    # the search columns (numbers.patterns, numbers.models.choosable_from)
+                    rnumber = number[::-1]
+                    free = epoch if (occ == _FREE and admin == _IN_SERVICE and q is None) else \
+                        dt(choosable_from(occ, admin, until, over.get("quarantine_until") if over else None))
                     until = dt(until)
-                    rnumber = number[::-1]  # the search columns (numbers.patterns)
                     number_rows.append((uid, ln, number, owner.id, seg_id, exchange, number[-4:], grade, level,
-                                        rnumber, shape(rnumber)))
+                                        rnumber, shape(rnumber), free))
                     yield (uid, "number", number, n, ln, seg_id, owner.id, "", "", occ, reservation, until,
                            service, 1, 0, admin, None, reason, q, FIRST_VERSION)
 
