@@ -4,7 +4,7 @@ service_qualification: each TMF645 checkServiceQualification asked, with its ans
 by id and lists scoped to the principal who asked.
 
 Revision ID: c3a0d9e1f406
-Revises: c3a0d9e1f405
+Revises: c3a0d9e1f404
 Create Date: 2026-12-01 10:40:00
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from resource_mgr.db import UTCDateTime
 
 
 revision: str = 'c3a0d9e1f406'
-down_revision: str | None = 'c3a0d9e1f405'
+down_revision: str | None = 'c3a0d9e1f404'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
