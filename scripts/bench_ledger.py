@@ -10,7 +10,8 @@ and the double allocations and surfaced deadlocks (both must be 0).
 What one allocation costs each side (PostgreSQL): the baseline BEGIN, the UPDATE, COMMIT; the
 allocation path BEGIN, SAVEPOINT, the locking SELECT (… SKIP LOCKED; when everything left is
 locked, ROLLBACK TO SAVEPOINT and a SELECT that waits), one statement that re-checks and writes
-the unit, the hold and the history row, the change feed's stamp, COMMIT. The baseline keeps no
+the unit, the hold and the history row, the change feed's stamp and COMMIT (one round trip). The
+locking SELECT and the write are driver SQL compiled once, not per allocation. The baseline keeps no
 history, holds nor feed position: the ratio is what those guarantees and the ORM cost. Both
 phases count the same work: from the start barrier until every process has been refused (the
 places are gone), with the database reset before each phase and the checks after it untimed.

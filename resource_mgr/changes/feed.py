@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -117,12 +118,52 @@ def _on_execute(state: Any) -> None:
         mark_written(state.session)
 
 
+# On PostgreSQL the stamp and the COMMIT go to the server as one simple query, in one round trip:
+# the counter stays locked for the least time there is (every writer of history waits for it),
+# and nothing else can come between. The counter is upserted (a row emptied away is created
+# again after the highest position, as _ENSURE_COUNTER does), so the stamp cannot find it missing
+# after the fact with the COMMIT already sent. An error in either statement ends the transaction
+# and is raised here, before anything counts it as committed.
+_STAMP_AND_COMMIT_PG = """
+WITH mine AS (
+    SELECT id, row_number() OVER (ORDER BY id) AS rn, count(*) OVER () AS n
+    FROM history WHERE position IS NULL
+), bump AS (
+    INSERT INTO change_counter AS c (id, last)
+    SELECT 1, coalesce((SELECT max(position) FROM history), 0) + (SELECT count(*) FROM mine)
+    ON CONFLICT (id) DO UPDATE SET last = c.last + (SELECT count(*) FROM mine) RETURNING last
+), stamped AS (
+    UPDATE history AS h SET position = bump.last - mine.n + mine.rn
+    FROM mine, bump WHERE h.id = mine.id AND h.position IS NULL
+    RETURNING h.id, h.position
+)
+SELECT stamped.id, stamped.position FROM stamped;
+COMMIT"""
+
+
+def _stamp_and_commit_pg(connection: Connection) -> dict[int, int]:
+    """`stamp` and COMMIT in one round trip on the session's psycopg connection; the DBAPI's own
+    commit that follows finds the transaction ended and sends nothing."""
+    dbapi = connection.dialect.loaded_dbapi
+    try:
+        cursor = connection.connection.dbapi_connection.execute(_STAMP_AND_COMMIT_PG)
+        positions = dict(cursor.fetchall())
+        cursor.nextset()
+    except dbapi.Error as exc:
+        raise DBAPIError.instance(_STAMP_AND_COMMIT_PG, None, exc, dbapi.Error) from exc
+    return positions
+
+
 def _before_commit(session: Session) -> None:
     session.flush()  # rows still pending must be inserted before they can be stamped
     if _PENDING not in session.info or session.in_nested_transaction():
         return
     rows = session.info.pop(_PENDING)
-    positions = stamp(session.connection())
+    connection = session.connection()
+    if connection.dialect.name == "postgresql" and not connection.in_nested_transaction():
+        positions = _stamp_and_commit_pg(connection)
+    else:
+        positions = stamp(connection)
     for row in rows:
         position = positions.get(row.id)
         if position is not None:
