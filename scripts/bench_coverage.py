@@ -39,7 +39,6 @@ import multiprocessing
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -48,21 +47,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from benchlib import free_port, quantile  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 HEALTH = "/api/v1/health"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def quantile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def rmgr(env: dict[str, str], *args: str, timeout: float = 7200) -> str:

@@ -49,7 +49,6 @@ import multiprocessing
 import os
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -59,21 +58,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from benchlib import free_port, quantile  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("/api/v1/resources?kind=number&state=free&limit=1000", "/api/v1/history?limit=1000")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def quantile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def get(port: int, path: str, token: str | None, conn: http.client.HTTPConnection | None = None,

@@ -25,7 +25,6 @@ import http.client
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import tempfile
@@ -54,6 +53,8 @@ from resource_mgr.numbers.services import create_pool  # noqa: E402
 from resource_mgr.security import services as security  # noqa: E402
 from resource_mgr.states import Role  # noqa: E402
 
+from benchlib import free_port, quantile  # noqa: E402
+
 UNIT_COLS = ("id", "kind", "name", "seq", "local_network_id", "owner_id", "root_id", "side", "technology",
              "occupancy", "reservation_id", "preoccupied_until", "service_id", "capacity", "used", "admin_state",
              "locked_by", "admin_reason", "quarantine_until", "version")
@@ -77,17 +78,6 @@ SEARCHES: list[tuple[str, dict[str, Any]]] = [
     ("exchange 2012 + *ABAB", {"exchange": "2012", "pattern": "*ABAB"}),
     ("no filter (first page)", {}),
 ]
-
-
-def quantile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # -- loading ---------------------------------------------------------------------------------------
