@@ -176,6 +176,14 @@ class Settings(BaseModel):
     # the events of then that no delivery needs (the operation log keeps the changes themselves).
     event_keep_days: float = Field(default=30.0, gt=0)
     # -- end of events --
+    # -- transport --
+    # -- end of transport --
+    # -- topology --
+    # -- end of topology --
+    # -- faults --
+    # -- end of faults --
+    # -- cutovers --
+    # -- end of cutovers --
     log_level: str = "INFO"
     log_json: bool = False
     secret_key: str = "dev-only-change-me"
