@@ -192,7 +192,9 @@ def lock_cutover(session: Session, *, principal: Principal, settings: Settings, 
     avoid: set[str] = set()
     for row in rows:
         plan = plans[row.row]
-        ledger.lock_units(session, [row.old_unit_id])[0].lock(change)
+        old = ledger.lock_units(session, [row.old_unit_id])[0]
+        admin_reason = old.admin_reason
+        old.lock(change)
         if row.mode == COPPER_TO_FIBRE:
             path = _design_again(session, settings, now, row, plan, avoid)
             places = [(uid, 1) for uid in path]
@@ -208,7 +210,8 @@ def lock_cutover(session: Session, *, principal: Principal, settings: Settings, 
                 holders.append([uid, holder])
             if not unit.shared:
                 avoid.add(uid)
-        updates.append({"cutover_id": cutover.id, "row": row.row, "path": path, "holders": holders})
+        updates.append({"cutover_id": cutover.id, "row": row.row, "path": path, "holders": holders,
+                        "moved": {"admin_reason": admin_reason}})
     _update_rows(session, updates)
     cutover.state, cutover.locked_at, cutover.updated_at = CutoverState.LOCKED, now, now
     _record(session, cutover, "lock", principal.name, now, before)
@@ -273,7 +276,14 @@ def release_locks(session: Session, cutover: Cutover, rows: list[CutoverRow], pr
         if holds:
             for uid, holder in row.holders or []:
                 session.get(Unit, uid).release_preoccupation(change, reservation_id=holder)
-        session.get(Unit, row.old_unit_id).unlock(change)
+        unlock_old(session, row, change)
+
+
+def unlock_old(session: Session, row: CutoverRow, change: Change) -> None:
+    """The old unit in service again, with the note it had before the lock."""
+    unit = session.get(Unit, row.old_unit_id)
+    unit.unlock(change)
+    unit.admin_reason = (row.moved or {}).get("admin_reason")
 
 
 # -- apply and rollback: the jobs ------------------------------------------------------------------
@@ -312,3 +322,55 @@ def start_rollback(session: Session, *, principal: Principal, now: datetime, cut
     _record(session, cutover, "rollback", principal.name, now, before)
     session.flush()
     return cutover, job
+
+
+# -- impact ----------------------------------------------------------------------------------------
+
+def impact_of(session: Session, cutover: Cutover, *, limit: int = 50, offset: int = 0,
+              local_network_ids: Any = None) -> dict[str, Any]:
+    """Who to notify: the topology's impact (the `POST /impact` answer) of the old units."""
+    try:
+        from resource_mgr.topology.services import impact
+    except ImportError:  # the topology engine not installed here: the services on the units themselves
+        impact = _direct_impact
+    olds = sorted({r.old_unit_id for r in rows_of(session, cutover.id)})
+    known = set()
+    for part in chunks(olds):
+        known.update(session.scalars(select(Unit.id).where(Unit.id.in_(part))))
+    return impact(session, [u for u in olds if u in known], limit=limit, offset=offset,
+                  local_network_ids=local_network_ids)
+
+
+def _direct_impact(session: Session, unit_ids: list[str], *, limit: int, offset: int,
+                   local_network_ids: Any) -> dict[str, Any]:
+    """The services on the units and those riding on them (no route beyond them): down."""
+    from resource_mgr.customers.models import Customer, Service
+    from resource_mgr.cutovers.validation import load_units, services_on
+    from resource_mgr.inventory.models import Address, Area
+
+    units = load_units(session, unit_ids)
+    on = services_on(session, units, list(units))
+    ids = sorted({s for ss in on.values() for s in ss})
+    found: list[Any] = []
+    for part in chunks(ids):
+        found += session.scalars(select(Service).where((Service.id.in_(part)) | (Service.bearer_id.in_(part))))
+    found = [s for s in {s.id: s for s in found}.values()
+             if local_network_ids is None or s.local_network_id in local_network_ids]
+    areas = dict(session.execute(select(Address.id, Area.name).join(Area, Area.id == Address.area_id)
+                                 .where(Address.id.in_({s.address_id for s in found if s.address_id}))).all()) \
+        if found else {}
+    by_product: dict[str, dict[str, int]] = {}
+    by_area: dict[str, dict[str, int]] = {}
+    for s in found:
+        by_product.setdefault(s.product, {"down": 0, "degraded": 0})["down"] += 1
+        by_area.setdefault(areas.get(s.address_id) or "", {"down": 0, "degraded": 0})["down"] += 1
+
+    def view(s: Any) -> dict[str, Any]:
+        c = s.customer
+        return {"id": s.id, "product": s.product, "customer": None if c is None else c.name,
+                "vip": bool(c is not None and c.vip), "number": s.number, "address_id": s.address_id}
+
+    ordered = sorted(found, key=lambda s: (not (s.customer is not None and s.customer.vip), s.id))
+    return {"down_count": len(found), "degraded_count": 0, "by_product": by_product, "by_area": by_area,
+            "services": [view(s) for s in ordered[offset:offset + limit]], "degraded_services": [],
+            "affected_resources_count": len(units)}
