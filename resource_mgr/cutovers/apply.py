@@ -29,18 +29,19 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from resource_mgr.customers.models import Service, ServiceUnit
 from resource_mgr.cutovers.models import COPPER_TO_FIBRE, Cutover, CutoverRow
-from resource_mgr.cutovers.services import _change, _event, _record, rows_of, snapshot, unlock_old
+from resource_mgr.clock import aware
+from resource_mgr.cutovers.services import (
+    _change, _event, _record, lock_all, rows_of, snapshot, unlock_old, write_units,
+)
 from resource_mgr.cutovers.validation import (
-    FIBRE_PRODUCT, connection_moves, connections_of, load_units, paths_of, services_on,
+    FIBRE_PRODUCT, RowPlan, chunks, connection_moves, connections_of, load_units, paths_of, services_on,
 )
 from resource_mgr.inventory.models import Connection
-from resource_mgr.occupancy import ledger
-from resource_mgr.occupancy.models import SharedUse, Unit
 from resource_mgr.security import audit
 from resource_mgr.states import CutoverState, ServiceState
 
@@ -49,91 +50,102 @@ log = logging.getLogger("rmgr.cutovers")
 Step = Callable[[int, int], None]  # after each batch: (rows done, rows in all)
 
 
-def _service_state(service: Service) -> dict[str, Any]:
+def _service_state(service: Service, path: list[str]) -> dict[str, Any]:
     return {"product": service.product, "technology": service.technology, "number": service.number,
-            "address_id": service.address_id, "path": [su.unit_id for su in service.path]}
+            "address_id": service.address_id, "path": list(path)}
 
 
-def _set_path(session: Session, service: Service, unit_ids: list[str]) -> None:
-    service.path[:] = []
-    session.flush()
-    service.path[:] = [ServiceUnit(service_id=service.id, seq=i, unit_id=u) for i, u in enumerate(unit_ids, 1)]
+def _write_paths(session: Session, paths: dict[str, list[str]]) -> None:
+    """Replace these services' paths (Core statements, a few per thousand services)."""
+    table = ServiceUnit.__table__
+    ids = sorted(paths)
+    for part in chunks(ids):
+        session.execute(delete(table).where(table.c.service_id.in_(part)))
+    values = [{"service_id": sid, "seq": i, "unit_id": u} for sid in ids for i, u in enumerate(paths[sid], 1)]
+    for k in range(0, len(values), 5000):
+        session.execute(insert(table), values[k:k + 5000])
+
+
+def _services(session: Session, ids: list[str]) -> dict[str, Service]:
+    out: dict[str, Service] = {}
+    for part in chunks(sorted(set(ids))):
+        out.update({s.id: s for s in session.scalars(select(Service).where(Service.id.in_(part)))})
+    return out
 
 
 def _riders(session: Session, service_ids: list[str]) -> dict[str, list[Service]]:
     out: dict[str, list[Service]] = {}
-    for svc in session.scalars(select(Service).where(Service.bearer_id.in_(service_ids),
-                                                     Service.state == ServiceState.ACTIVE)):
-        out.setdefault(svc.bearer_id, []).append(svc)
+    for part in chunks(sorted(set(service_ids))):
+        for svc in session.scalars(select(Service).where(Service.bearer_id.in_(part),
+                                                         Service.state == ServiceState.ACTIVE)):
+            out.setdefault(svc.bearer_id, []).append(svc)
     return out
 
 
 def apply_cutover(session: Session, cutover: Cutover, *, principal: str, now: datetime, batch: int,
                   step: Step) -> dict[str, Any]:
     rows = rows_of(session, cutover.id)
+    session.autoflush = False  # flushed per batch (write_units): the ledger's reads need no flush between
     change = _change(cutover, principal, now)
     olds = [r.old_unit_id for r in rows]
-    units = load_units(session, olds)
-    on_old = services_on(session, units, olds)
+    on_old = services_on(session, load_units(session, olds), olds)
     services_all = sorted({s for ss in on_old.values() for s in ss})
-    copper_paths = paths_of(session, services_all)
-    fibre_units = {uid for r in rows if r.mode == COPPER_TO_FIBRE for uid in (r.path or [])}
-    copper_units = {uid for r in rows if r.mode == COPPER_TO_FIBRE for s in on_old.get(r.old_unit_id, [])
-                    for uid in copper_paths.get(s, [])}
-    ledger.lock_units(session, sorted(set(olds) | {r.new_unit_id for r in rows} | fibre_units | copper_units))
-    services = {s.id: s for s in session.scalars(select(Service).where(Service.id.in_(services_all)))} \
-        if services_all else {}
+    paths = paths_of(session, services_all)
+    ids = set(olds) | {r.new_unit_id for r in rows} | {uid for r in rows for uid, _ in (r.holders or [])}
+    ids |= {uid for r in rows if r.mode == COPPER_TO_FIBRE for s in on_old.get(r.old_unit_id, [])
+            for uid in paths.get(s, [])}
+    units = lock_all(session, ids)
+    on_old = services_on(session, load_units(session, olds), olds)  # as committed, now that they are locked
+    services = _services(session, services_all)
+    riders = _riders(session, services_all)
     # connections re-pointed where the new unit has none (judged before anything moves)
     same = [r for r in rows if r.mode != COPPER_TO_FIBRE]
     connections = connections_of(session, {r.old_unit_id for r in same} | {r.new_unit_id for r in same})
-    plans = [type("P", (), {"old": r.old_unit_id, "new": r.new_unit_id, "mode": r.mode}) for r in same]
-    moves = connection_moves(plans, connections)
+    moves = connection_moves([RowPlan(row=r.row, old=r.old_unit_id, new=r.new_unit_id, keep_number=r.keep_number,
+                                      mode=r.mode) for r in same], connections)
     subst = {r.old_unit_id: r.new_unit_id for r in same}
-    riders = _riders(session, services_all) if services_all else {}
-    snapshots: dict[str, dict[str, Any]] = {}
+    new_paths: dict[str, list[str]] = {}
     moved_services = 0
     updates: list[dict[str, Any]] = []
     for n, row in enumerate(rows, 1):
         moved: dict[str, Any] = {**(row.moved or {}), "services": {}, "connections": [], "since": {}}
-        holders = [h for h in (row.holders or [])]
-        old = session.get(Unit, row.old_unit_id)
+        holders = list(row.holders or [])
+        old = units[row.old_unit_id]
         for sid in on_old.get(row.old_unit_id, []):
             service = services[sid]
-            if sid not in snapshots:
-                snapshots[sid] = _service_state(service)
-                moved["services"][sid] = snapshots[sid]
-                moved["services"][sid]["riders"] = {r.id: r.technology for r in riders.get(sid, [])}
+            if sid not in new_paths:
+                moved["services"][sid] = {**_service_state(service, paths.get(sid, [])),
+                                          "riders": {r.id: r.technology for r in riders.get(sid, [])}}
+                new_paths[sid] = [subst.get(u, u) for u in paths.get(sid, [])]
             if old.shared:
                 use = next(u for u in old.uses if u.service_id == sid)
-                moved["since"][sid] = use.since.isoformat()
+                moved["since"][sid] = aware(use.since).isoformat()
             svc_change = _change(cutover, principal, now, service_id=sid)
             if row.mode == COPPER_TO_FIBRE:
                 for uid, holder in holders:
-                    session.get(Unit, uid).occupy(svc_change, service_id=sid, reservation_id=holder)
+                    units[uid].occupy(svc_change, service_id=sid, reservation_id=holder)
                 holders = []
-                for uid in copper_paths.get(sid, []):
-                    unit = session.get(Unit, uid)
-                    if unit.carries(sid):
-                        unit.release(svc_change, service_id=sid)
-                _set_path(session, service, list(row.path or []))
+                for uid in paths.get(sid, []):
+                    if units[uid].carries(sid):
+                        units[uid].release(svc_change, service_id=sid)
+                new_paths[sid] = list(row.path or [])
                 service.product = FIBRE_PRODUCT.get(service.product, service.product)
                 service.technology = "FTTH"
                 for rider in riders.get(sid, []):
                     rider.technology = "FTTH"
             else:
                 uid, holder = holders.pop(0)
-                session.get(Unit, uid).occupy(svc_change, service_id=sid, reservation_id=holder)
+                units[uid].occupy(svc_change, service_id=sid, reservation_id=holder)
                 old.release(svc_change, service_id=sid)
             moved_services += 1
         for uid, holder in holders:  # places held but not needed (an old unit with fewer services)
-            session.get(Unit, uid).release_preoccupation(change, reservation_id=holder)
+            units[uid].release_preoccupation(change, reservation_id=holder)
         updates.append({"cutover_id": cutover.id, "row": row.row, "moved": moved})
         if n % batch == 0 or n == len(rows):
+            write_units(session, units.values())
+            session.flush()
             step(n, len(rows))
-    # the paths of like-for-like moves, every service once (a service may cross several rows)
-    for sid, snap in snapshots.items():
-        if any(u in subst for u in snap["path"]):
-            _set_path(session, services[sid], [subst.get(u, u) for u in snap["path"]])
+    _write_paths(session, {sid: p for sid, p in new_paths.items() if p != paths.get(sid, [])})
     moved_connections = _move_connections(session, cutover, principal, now, connections, moves, updates)
     for i in range(0, len(updates), 2000):
         session.execute(update(CutoverRow), updates[i:i + 2000])
@@ -144,14 +156,14 @@ def _move_connections(session: Session, cutover: Cutover, principal: str, now: d
                       connections: dict[str, tuple[str, str]], moves: dict[str, str],
                       updates: list[dict[str, Any]]) -> int:
     row_of = {u["row"]: u for u in updates}
-    rows = {r.old_unit_id: r.row for r in session.scalars(select(CutoverRow).where(
-        CutoverRow.cutover_id == cutover.id, CutoverRow.old_unit_id.in_(list(moves))))} if moves else {}
-    count = 0
-    for cid, (a, z) in sorted(connections.items()):
+    rows = {r.old_unit_id: r.row for r in rows_of(session, cutover.id) if r.old_unit_id in moves}
+    changed = sorted(cid for cid, (a, z) in connections.items() if a in moves or z in moves)
+    loaded = {c.id: c for part in chunks(changed)
+              for c in session.scalars(select(Connection).where(Connection.id.in_(part)))}
+    for cid in changed:
+        a, z = connections[cid]
         na, nz = moves.get(a, a), moves.get(z, z)
-        if (na, nz) == (a, z):
-            continue
-        conn = session.get(Connection, cid)
+        conn = loaded[cid]
         conn.a_unit_id, conn.z_unit_id = na, nz
         audit.record(session, principal, resource_id=cid, resource_kind="connection", action="move",
                      local_network_id=conn.local_network_id, before={"a_unit_id": a, "z_unit_id": z},
@@ -159,60 +171,61 @@ def _move_connections(session: Session, cutover: Cutover, principal: str, now: d
                      reason=f"cutover {cutover.name}"[:300], at=now)
         row = rows.get(a) if a in moves else rows.get(z)
         row_of[row]["moved"]["connections"].append({"id": cid, "a_unit_id": a, "z_unit_id": z})
-        count += 1
-    return count
+    return len(changed)
 
 
 def rollback_cutover(session: Session, cutover: Cutover, *, principal: str, now: datetime, batch: int,
                      step: Step) -> dict[str, Any]:
     """Put back what `moved` recorded, then unlock the old units (as before the lock)."""
     rows = rows_of(session, cutover.id)
+    session.autoflush = False  # flushed per batch, as apply
     change = _change(cutover, principal, now)
     snaps = {sid: snap for r in rows for sid, snap in ((r.moved or {}).get("services") or {}).items()}
+    current = paths_of(session, sorted(snaps))
     ids = {r.old_unit_id for r in rows} | {r.new_unit_id for r in rows}
     ids |= {uid for snap in snaps.values() for uid in snap["path"]}
-    ids |= {uid for r in rows for uid in (r.path or [])}
-    ledger.lock_units(session, sorted(ids))
-    services = {s.id: s for s in session.scalars(select(Service).where(Service.id.in_(sorted(snaps))))} \
-        if snaps else {}
-    for row in rows:  # the old units in service again, so the services can go back onto them
-        unlock_old(session, row, change)
+    ids |= {uid for path in current.values() for uid in path}
+    units = lock_all(session, ids)
+    services = _services(session, sorted(snaps))
+    with session.no_autoflush:
+        for row in rows:  # the old units in service again, so the services can go back onto them
+            unlock_old(units[row.old_unit_id], row, change)
+    write_units(session, units.values())
     since_of = {(r.old_unit_id, sid): since for r in rows
                 for sid, since in ((r.moved or {}).get("since") or {}).items()}
     for n, row in enumerate(rows, 1):
         moved = row.moved or {}
         for sid in (moved.get("services") or {}):
             svc_change = _change(cutover, principal, now, service_id=sid)
-            service = services[sid]
-            now_on = [su.unit_id for su in service.path]
             before = snaps[sid]["path"]
-            for uid in now_on:
-                if uid not in before:
-                    unit = session.get(Unit, uid)
-                    if unit.carries(sid):
-                        unit.release(svc_change, service_id=sid)
+            for uid in current.get(sid, []):
+                if uid not in before and units[uid].carries(sid):
+                    units[uid].release(svc_change, service_id=sid)
             for uid in before:
-                unit = session.get(Unit, uid)
+                unit = units[uid]
                 if not unit.carries(sid):
                     unit.occupy(svc_change, service_id=sid)
                     since = since_of.get((uid, sid))
                     if unit.shared and since:
-                        use = next(u for u in unit.uses if u.service_id == sid)
-                        use.since = datetime.fromisoformat(since)
-        for conn in moved.get("connections") or []:
-            c = session.get(Connection, conn["id"])
-            before = {"a_unit_id": c.a_unit_id, "z_unit_id": c.z_unit_id}
-            c.a_unit_id, c.z_unit_id = conn["a_unit_id"], conn["z_unit_id"]
-            audit.record(session, principal, resource_id=c.id, resource_kind="connection", action="move",
-                         local_network_id=c.local_network_id, before=before,
-                         after={"a_unit_id": c.a_unit_id, "z_unit_id": c.z_unit_id}, cutover_id=cutover.id,
-                         reason=f"rollback of cutover {cutover.name}"[:300], at=now)
+                        next(u for u in unit.uses if u.service_id == sid).since = datetime.fromisoformat(since)
+        if moved.get("connections"):
+            conns = {c.id: c for c in session.scalars(select(Connection).where(
+                Connection.id.in_([c["id"] for c in moved["connections"]])))}
+            for conn in moved["connections"]:
+                c = conns[conn["id"]]
+                before_ends = {"a_unit_id": c.a_unit_id, "z_unit_id": c.z_unit_id}
+                c.a_unit_id, c.z_unit_id = conn["a_unit_id"], conn["z_unit_id"]
+                audit.record(session, principal, resource_id=c.id, resource_kind="connection", action="move",
+                             local_network_id=c.local_network_id, before=before_ends,
+                             after={"a_unit_id": c.a_unit_id, "z_unit_id": c.z_unit_id}, cutover_id=cutover.id,
+                             reason=f"rollback of cutover {cutover.name}"[:300], at=now)
         if n % batch == 0 or n == len(rows):
+            write_units(session, units.values())
+            session.flush()
             step(n, len(rows))
+    _write_paths(session, {sid: snap["path"] for sid, snap in snaps.items() if current.get(sid, []) != snap["path"]})
     for sid, snap in snaps.items():
         service = services[sid]
-        if [su.unit_id for su in service.path] != snap["path"]:
-            _set_path(session, service, list(snap["path"]))
         service.product, service.technology = snap["product"], snap["technology"]
         service.number, service.address_id = snap["number"], snap["address_id"]
         for rider_id, technology in (snap.get("riders") or {}).items():

@@ -20,8 +20,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import instance_state, set_committed_value
 
 from resource_mgr.config import Settings
 from resource_mgr.cutovers import errors as cutover_errors
@@ -171,7 +172,7 @@ def lock_cutover(session: Session, *, principal: Principal, settings: Settings, 
     before = snapshot(cutover)
     rows = rows_of(session, cutover.id)
     # row locks first (id order, as every allocation takes them), then the check on what is committed
-    ledger.lock_units(session, sorted({r.old_unit_id for r in rows} | {r.new_unit_id for r in rows}))
+    units = lock_all(session, {r.old_unit_id for r in rows} | {r.new_unit_id for r in rows})
     report = validate(session, mapping_of(rows), settings=settings, now=now,
                       local_network_ids=principal.local_network_ids, cutover_id=cutover.id)
     if not report.valid:
@@ -190,9 +191,23 @@ def lock_cutover(session: Session, *, principal: Principal, settings: Settings, 
     plans = {p.row: p for p in report.rows}
     updates = []
     avoid: set[str] = set()
+    with session.no_autoflush:
+        _lock_rows(session, settings, now, cutover, rows, plans, units, change, until, holder_for, updates, avoid)
+    write_units(session, units.values())
+    _update_rows(session, updates)
+    cutover.state, cutover.locked_at, cutover.updated_at = CutoverState.LOCKED, now, now
+    _record(session, cutover, "lock", principal.name, now, before)
+    _event(session, cutover, "cutover.locked", now)
+    session.flush()
+    return cutover
+
+
+def _lock_rows(session: Session, settings: Settings, now: datetime, cutover: Cutover, rows: list[CutoverRow],
+               plans: dict[int, Any], units: dict[str, Unit], change: Change, until: datetime, holder_for: Any,
+               updates: list[dict[str, Any]], avoid: set[str]) -> None:
     for row in rows:
         plan = plans[row.row]
-        old = ledger.lock_units(session, [row.old_unit_id])[0]
+        old = units[row.old_unit_id]
         admin_reason = old.admin_reason
         old.lock(change)
         if row.mode == COPPER_TO_FIBRE:
@@ -202,8 +217,10 @@ def lock_cutover(session: Session, *, principal: Principal, settings: Settings, 
             path = None
             places = [(row.new_unit_id, max(1, len(plan.services)))]
         holders: list[list[str]] = []
+        if path:
+            units.update(lock_all(session, [u for u in path if u not in units]))
         for uid, count in places:
-            unit = ledger.lock_units(session, [uid])[0]
+            unit = units[uid]
             for _ in range(count if unit.shared else 1):
                 holder = holder_for(unit)
                 unit.preoccupy(change, reservation_id=holder, until=until)
@@ -212,12 +229,6 @@ def lock_cutover(session: Session, *, principal: Principal, settings: Settings, 
                 avoid.add(uid)
         updates.append({"cutover_id": cutover.id, "row": row.row, "path": path, "holders": holders,
                         "moved": {"admin_reason": admin_reason}})
-    _update_rows(session, updates)
-    cutover.state, cutover.locked_at, cutover.updated_at = CutoverState.LOCKED, now, now
-    _record(session, cutover, "lock", principal.name, now, before)
-    _event(session, cutover, "cutover.locked", now)
-    session.flush()
-    return cutover
 
 
 def _update_rows(session: Session, updates: list[dict[str, Any]]) -> None:
@@ -253,6 +264,52 @@ def _design_again(session: Session, settings: Settings, now: datetime, row: Cuto
     return list(design.unit_ids)
 
 
+def lock_all(session: Session, ids: Any) -> dict[str, Unit]:
+    """Row-lock these units (id order) and hold them: the session keeps objects only while someone
+    refers to them, and a unit it forgot would be read again one statement at a time."""
+    wanted = sorted(set(ids))
+    out: dict[str, Unit] = {}
+    todo = [i for i in wanted if not ledger.is_locked(session, i)]
+    for part in chunks(todo, 500):
+        for unit in ledger.lock_query(session, select(Unit).where(Unit.id.in_(part)).order_by(Unit.id)):
+            out[unit.id] = unit
+    for part in chunks([i for i in wanted if i not in out]):  # locked earlier in this transaction
+        for unit in session.scalars(select(Unit).where(Unit.id.in_(part))):
+            out[unit.id] = unit
+    missing = [i for i in wanted if i not in out]
+    if missing:
+        raise Conflict(f"unit {missing[0]} of the cutover no longer exists", field="mapping", unit_id=missing[0])
+    return out
+
+
+_WRITTEN = ("occupancy", "reservation_id", "preoccupied_until", "service_id", "used", "admin_state", "locked_by",
+            "admin_reason", "quarantine_until")
+
+
+def write_units(session: Session, units: Any) -> int:
+    """Write the units the transitions changed in one executemany UPDATE (the ORM writes a
+    versioned row one statement at a time: 40,000 round trips for a 20,000-row cutover). Each
+    row is checked against its version (they are row-locked by us: a miss is a defect)."""
+    table = Unit.__table__
+    dirty = [u for u in units if instance_state(u).modified and session.is_modified(u, include_collections=False)]
+    if not dirty:
+        return 0
+    stmt = (update(table).where(table.c.id == bindparam("w_id"), table.c.version == bindparam("w_version"))
+            .values(version=table.c.version + 1,
+                    **{c: bindparam(f"w_{c}", type_=table.c[c].type) for c in _WRITTEN}))
+    values = [{"w_id": u.id, "w_version": u.version, **{f"w_{c}": getattr(u, c) for c in _WRITTEN}} for u in dirty]
+    written = 0
+    for i in range(0, len(values), 2000):
+        written += session.connection().execute(stmt, values[i:i + 2000]).rowcount
+    if written != len(values):
+        raise Conflict("units of the cutover were changed under their row locks", field="mapping")
+    for u in dirty:
+        for c in _WRITTEN:
+            set_committed_value(u, c, getattr(u, c))
+        set_committed_value(u, "version", u.version + 1)
+    return written
+
+
 def unlock_cutover(session: Session, *, principal: Principal, now: datetime, cutover_id: str) -> Cutover:
     cutover = get_cutover(session, cutover_id, principal, lock=True)
     if cutover.state not in (CutoverState.LOCKED, CutoverState.FAILED):
@@ -271,17 +328,18 @@ def release_locks(session: Session, cutover: Cutover, rows: list[CutoverRow], pr
     """Unlock the old units and (`holds`) release the new units' pre-occupations."""
     change = _change(cutover, principal, now)
     ids = {r.old_unit_id for r in rows} | ({uid for r in rows for uid, _ in (r.holders or [])} if holds else set())
-    ledger.lock_units(session, sorted(ids))
-    for row in rows:
-        if holds:
-            for uid, holder in row.holders or []:
-                session.get(Unit, uid).release_preoccupation(change, reservation_id=holder)
-        unlock_old(session, row, change)
+    units = lock_all(session, ids)
+    with session.no_autoflush:
+        for row in rows:
+            if holds:
+                for uid, holder in row.holders or []:
+                    units[uid].release_preoccupation(change, reservation_id=holder)
+            unlock_old(units[row.old_unit_id], row, change)
+    write_units(session, units.values())
 
 
-def unlock_old(session: Session, row: CutoverRow, change: Change) -> None:
+def unlock_old(unit: Unit, row: CutoverRow, change: Change) -> None:
     """The old unit in service again, with the note it had before the lock."""
-    unit = session.get(Unit, row.old_unit_id)
     unit.unlock(change)
     unit.admin_reason = (row.moved or {}).get("admin_reason")
 

@@ -212,3 +212,29 @@ def test_copper_to_fibre_moves_the_dsl_service_onto_an_ftth_path_and_back(db, se
         assert s.get(Unit, n.c.heads[0]).occupancy == Occupancy.FREE
     run(db, cut.start_rollback, c.id)
     assert diff(before, snapshot_of(db)) == []
+
+
+def test_an_order_for_the_building_cannot_take_the_locked_path(db, settings, world):
+    """The only free copper path runs through D1 pair 4: once the cutover locks it, the order is
+    refused (no_capacity, reason `locked`) and holds nothing; after unlock the same order succeeds."""
+    from resource_mgr.errors import NoCapacity
+    from resource_mgr.orders import services as orders
+
+    n = world
+    sales = Principal(name="user:sales", roles=frozenset({Role.SALES}), local_network_ids=None)
+    c = lock(db, settings, create(db, settings, cable_mapping(n)).id)
+
+    def reserve():
+        with db.unit_of_work(principal=sales.name) as uow:
+            res, _ = orders.reserve(uow.session, principal=sales, settings=settings, now=utcnow(), order_ref="O-1",
+                                    action="new", products=["adsl_broadband"], address_id=n.c.building)
+            uow.commit()
+        return res
+
+    with pytest.raises(NoCapacity) as refused:
+        reserve()
+    assert refused.value.extra["reasons"] == ["locked"]
+    with db.unit_of_work(principal=PLANNER.name) as uow:
+        cut.unlock_cutover(uow.session, principal=PLANNER, now=utcnow(), cutover_id=c.id)
+        uow.commit()
+    assert n.c.pairs[3] in reserve().unit_ids
