@@ -180,9 +180,11 @@ def _order(services: list[Service]) -> list[Service]:
 
 def plan_copper_to_fibre(session: Session, *, scope_id: str, settings: Settings, now: datetime,
                          local_network_ids: set[str] | None,
-                         progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+                         progress: Callable[[int, int], None] | None = None,
+                         one_line_per_address: bool = True) -> dict[str, Any]:
     """The proposed mapping of the scope's copper services (see the module docstring).
-    `progress(done, total)` is called after each address."""
+    `progress(done, total)` is called after each address. `one_line_per_address=False`: a line
+    of its own (a box port each) for every copper service, none riding on another's."""
     scope = _scope(session, scope_id, local_network_ids)
     found = _services_in_scope(session, scope)
     lines = [s for s in found if s.bearer_id is None]
@@ -203,6 +205,30 @@ def plan_copper_to_fibre(session: Session, *, scope_id: str, settings: Settings,
     unmapped: list[dict[str, Any]] = [_own(s, "no_address") for s in by_address.get(None, [])]
     capacity = _Capacity(session, settings, now)
     box_names: dict[str, str] = {}
+
+    def design(address_id: str, group: list[tuple[Service, Unit]]) -> None:
+        """One FTTH line for these services of the address: a row each, all to its box port."""
+        try:
+            d = design_path(session, address_id=address_id, technology="FTTH", settings=settings, now=now,
+                            avoid=capacity.frozen())
+        except NoDesign as exc:
+            code = DESIGN_REASONS.get(exc.reasons[0], exc.reasons[0])
+            unmapped.extend(_unmapped(s, code, exc.detail, exc.reason_zh) for s, _h in group)
+            return
+        except NotFound:
+            unmapped.extend(_own(s, "no_address") for s, _h in group)
+            return
+        capacity.take(d.hops)
+        add(address_id, group, d.hops[0].unit_id, d.hops[0].device, "design")
+
+    def add(address_id: str, group: list[tuple[Service, Unit]], new: str, box: str | None, via: str) -> None:
+        for s, head in group:
+            rows.append({"old": head.id, "new": new, "keep_number": True})
+            notes.append({"service_id": s.id, "product": s.product, "number": s.number, "address_id": address_id,
+                          "address": names.get(address_id, ""), "old_port": head.name, "new_box": box, "via": via})
+            if box is None:
+                box_names.setdefault(new, "")
+
     total = len(addresses)
     for done, address_id in enumerate(addresses, 1):
         movable = []
@@ -214,30 +240,13 @@ def plan_copper_to_fibre(session: Session, *, scope_id: str, settings: Settings,
                 unmapped.append(_own(s, "locked"))
             else:
                 movable.append((s, head))
-        if movable:
-            new, box, why = existing.get(address_id), None, "existing_ftth"
-            if new is None:
-                why = "design"
-                try:
-                    design = design_path(session, address_id=address_id, technology="FTTH", settings=settings,
-                                         now=now, avoid=capacity.frozen())
-                except NoDesign as exc:
-                    code = DESIGN_REASONS.get(exc.reasons[0], exc.reasons[0])
-                    unmapped += [_unmapped(s, code, exc.detail, exc.reason_zh) for s, _h in movable]
-                    movable = []
-                except NotFound:
-                    unmapped += [_own(s, "no_address") for s, _h in movable]
-                    movable = []
-                else:
-                    capacity.take(design.hops)
-                    new, box = design.hops[0].unit_id, design.hops[0].device
-            for s, head in movable:
-                rows.append({"old": head.id, "new": new, "keep_number": True})
-                notes.append({"service_id": s.id, "product": s.product, "number": s.number,
-                              "address_id": address_id, "address": names.get(address_id, ""),
-                              "old_port": head.name, "new_box": box, "via": why})
-                if box is None:
-                    box_names.setdefault(new, "")
+        if movable and not one_line_per_address:
+            for one in movable:
+                design(address_id, [one])
+        elif movable and address_id in existing:
+            add(address_id, movable, existing[address_id], None, "existing_ftth")
+        elif movable:
+            design(address_id, movable)
         if progress is not None:
             progress(done, total)
     if box_names:  # the names of the existing lines' boxes, for the notes

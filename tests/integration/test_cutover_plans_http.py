@@ -80,3 +80,31 @@ def test_roles_and_bad_scopes_are_problems(http):
         if field:
             assert problem.get("field") == field, problem
     assert client.get(URL, headers=h).status_code == 422  # no scope_id
+
+
+def test_cli_writes_the_plan_as_csv_and_xlsx(db, database_url, tmp_path):
+    """`rmgr cutover plan --scope ID --out file.csv|.xlsx`: the same rows as the planner's."""
+    import json
+
+    from click.testing import CliRunner
+
+    from interfaces.cli.main import cli
+
+    with db.unit_of_work() as uow:
+        pw = planner_world.build(uow.session)
+        uow.commit()
+    env = {"RMGR_DATABASE_URL": database_url}
+    for name in ("plan.csv", "plan.xlsx"):
+        out = tmp_path / name
+        r = CliRunner().invoke(cli, ["cutover", "plan", "--scope", pw.c.cross, "--out", str(out),
+                                     "--unmapped", str(tmp_path / "unmapped.csv")], env=env, catch_exceptions=False)
+        assert r.exit_code == 0, r.output
+        summary = json.loads(r.stdout.strip().splitlines()[-1])
+        assert summary["rows"] == 4 and summary["unmapped"] == 4 and summary["scope"]["kind"] == "cross_box"
+        rows = read_mapping(out.read_bytes(), name)
+        assert [r_["new"] for r_ in rows] == [pw.f1.ports[0], pw.f1.ports[0], pw.f3.ports[1], pw.f3.ports[0]]
+        assert "no_pon_capacity" in (tmp_path / "unmapped.csv").read_text("utf-8-sig")
+    r = CliRunner().invoke(cli, ["cutover", "plan", "--scope", pw.f1.box, "--out", str(tmp_path / "x.csv")], env=env)
+    assert r.exit_code == 2 and "invalid" in r.output and "scope_id" in r.output
+    r = CliRunner().invoke(cli, ["cutover", "plan", "--scope", pw.c.cross, "--out", str(tmp_path / "x.pdf")], env=env)
+    assert r.exit_code == 2 and ".csv or .xlsx" in r.output
