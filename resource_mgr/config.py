@@ -183,6 +183,15 @@ class Settings(BaseModel):
     # -- faults --
     # -- end of faults --
     # -- cutovers --
+    # The new units a locked cutover pre-occupies stay held until its window ends plus this
+    # grace (a night's work that runs late can still be applied).
+    cutover_grace_hours: float = Field(default=24.0, gt=0)
+    # Rows one mapping may have (an upload, a JSON body).
+    cutover_max_rows: int = Field(default=50_000, ge=1)
+    # Rows between two progress reports of an apply or rollback job.
+    cutover_batch_rows: int = Field(default=500, ge=1)
+    # A pause after each batch (testing: lets a test kill the worker mid-apply); 0 in production.
+    cutover_batch_pause_seconds: float = Field(default=0.0, ge=0)
     # -- end of cutovers --
     log_level: str = "INFO"
     log_json: bool = False

@@ -2,6 +2,7 @@
 from resource_mgr.changes.models import ChangeCounter  # noqa: F401
 from resource_mgr.coverage.models import ServiceQualification  # noqa: F401
 from resource_mgr.customers.models import Customer, Service, ServiceUnit  # noqa: F401
+from resource_mgr.cutovers.models import Cutover, CutoverRow  # noqa: F401
 from resource_mgr.db import Base  # noqa: F401
 from resource_mgr.events.models import Delivery, Event, Subscription  # noqa: F401
 from resource_mgr.inventory.models import (  # noqa: F401

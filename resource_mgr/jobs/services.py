@@ -71,7 +71,8 @@ class JobKind:
 
 # Modules that register job kinds when imported; `handler_for` imports them on first use so a
 # worker process knows every kind without importing the HTTP layer.
-KIND_MODULES: list[str] = ["resource_mgr.occupancy.sweep", "resource_mgr.bulk.importer", "resource_mgr.events.delivery"]
+KIND_MODULES: list[str] = ["resource_mgr.occupancy.sweep", "resource_mgr.bulk.importer", "resource_mgr.events.delivery",
+                           "resource_mgr.cutovers.tasks"]
 
 _registry: dict[str, JobKind] = {}
 _loaded = False

@@ -1,0 +1,376 @@
+"""Cutover use cases: create (with its validation), read, lock, unlock, and start apply or
+rollback (the work itself is resource_mgr.cutovers.apply, run as a background job).
+
+Each use case runs in the caller's unit of work (one transaction) and changes units only
+through the ledger, whose history rows carry the cutover's id.
+
+- **lock** (draft, valid → locked): every unit of the mapping is row-locked (id order), the
+  mapping validated again against what is committed now, then every old unit is locked by the
+  cutover (`Unit.lock`: no order may take it, designs skip it) and every new unit pre-occupied
+  by it until the window's end plus `cutover_grace_hours`; for a copper-to-fibre row the whole
+  FTTH path is designed (and locked) again and pre-occupied. All of it or, on the first
+  refusal, nothing: a reservation racing the lock either took a unit first (the lock is then
+  `409 conflict` and changes nothing) or finds the units locked or held.
+- **unlock** (locked or failed → cancelled): the pre-occupations released, the old units
+  unlocked: everything as before the lock.
+- **apply** (locked or failed → applying) and **rollback** (applied) create the job.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from resource_mgr.config import Settings
+from resource_mgr.cutovers import errors as cutover_errors
+from resource_mgr.cutovers.models import COPPER_TO_FIBRE, Cutover, CutoverRow
+from resource_mgr.cutovers.validation import Validation, chunks, validate
+from resource_mgr.errors import Conflict, Invalid
+from resource_mgr.events.services import emit
+from resource_mgr.ids import new_id
+from resource_mgr.jobs import services as jobs
+from resource_mgr.jobs.models import Job
+from resource_mgr.occupancy import ledger
+from resource_mgr.occupancy.models import Change, Unit
+from resource_mgr.security import audit
+from resource_mgr.security.principal import Principal
+from resource_mgr.states import CutoverState, JobState, Occupancy
+
+APPLY_KIND = "cutover_apply"
+ROLLBACK_KIND = "cutover_rollback"
+
+
+# -- reading ---------------------------------------------------------------------------------------
+
+def get_cutover(session: Session, cutover_id: str, principal: Principal, *, lock: bool = False) -> Cutover:
+    stmt = select(Cutover).where(Cutover.id == cutover_id)
+    if lock:
+        stmt = stmt.execution_options(populate_existing=True)
+        if session.get_bind().dialect.name == "postgresql":
+            stmt = stmt.with_for_update()
+    cutover = session.scalar(stmt)
+    if cutover is None or not principal.sees(cutover.local_network_id):
+        raise cutover_errors.not_found(cutover_id)
+    return cutover
+
+
+def rows_of(session: Session, cutover_id: str) -> list[CutoverRow]:
+    return list(session.scalars(select(CutoverRow).where(CutoverRow.cutover_id == cutover_id)
+                                .order_by(CutoverRow.row)))
+
+
+def mapping_of(rows: list[CutoverRow]) -> list[dict[str, Any]]:
+    return [{"old": r.old_unit_id, "new": r.new_unit_id, "keep_number": r.keep_number} for r in rows]
+
+
+def progress_of(session: Session, cutover: Cutover) -> dict[str, int]:
+    """The running job's counters while it runs, the cutover's own otherwise."""
+    if cutover.job_id and cutover.state in (CutoverState.APPLYING, CutoverState.APPLIED):
+        job = session.get(Job, cutover.job_id)
+        if job is not None and job.state in (JobState.QUEUED, JobState.RUNNING):
+            return {"done": job.done, "total": job.total or cutover.row_count}
+    return {"done": cutover.done, "total": cutover.total or cutover.row_count}
+
+
+# -- create ----------------------------------------------------------------------------------------
+
+def _check_mapping(mapping: Any, settings: Settings) -> list[dict[str, Any]]:
+    if not isinstance(mapping, list) or not mapping:
+        raise Invalid("mapping must hold at least one row {old, new, keep_number?}", field="mapping")
+    if len(mapping) > settings.cutover_max_rows:
+        raise Invalid(f"mapping has {len(mapping)} rows; at most {settings.cutover_max_rows}", field="mapping")
+    rows = []
+    for i, row in enumerate(mapping, 1):
+        if not isinstance(row, dict):
+            raise Invalid(f"mapping row {i} is not an object {{old, new, keep_number?}}", field=f"mapping[{i}]")
+        old, new, keep = row.get("old"), row.get("new"), row.get("keep_number", True)
+        for name, value in (("old", old), ("new", new)):
+            if not isinstance(value, str) or not value.strip() or len(value.strip()) > 64:
+                raise Invalid(f"mapping row {i}: {name} must be a unit id (1 to 64 characters)",
+                              field=f"mapping[{i}].{name}")
+        if keep is None:
+            keep = True
+        if not isinstance(keep, bool):
+            raise Invalid(f"mapping row {i}: keep_number must be true or false", field=f"mapping[{i}].keep_number")
+        rows.append({"old": old.strip(), "new": new.strip(), "keep_number": keep})
+    return rows
+
+
+def create_cutover(session: Session, *, principal: Principal, settings: Settings, now: datetime, name: str,
+                   window_start: datetime, window_end: datetime, mapping: Any) -> Cutover:
+    """A cutover in `draft` with its validation report (valid or not: the report says why)."""
+    name = (name or "").strip()
+    if not 1 <= len(name) <= 200:
+        raise Invalid("name must be 1 to 200 characters", field="name")
+    if window_start is None or window_end is None:
+        raise Invalid("window_start and window_end are needed", field="window_start" if window_start is None
+                      else "window_end")
+    if window_end <= window_start:
+        raise Invalid("window_end must be after window_start", field="window_end")
+    rows = _check_mapping(mapping, settings)
+    report = validate(session, rows, settings=settings, now=now, local_network_ids=principal.local_network_ids)
+    ln = report.local_network_id
+    if ln is None and principal.local_network_ids is not None and len(principal.local_network_ids) == 1:
+        ln = next(iter(principal.local_network_ids))
+    if ln is not None:
+        principal.check_write_scope(ln)
+    cutover = Cutover(id=new_id(), name=name, local_network_id=ln, state=CutoverState.DRAFT,
+                      window_start=window_start, window_end=window_end, row_count=len(rows), valid=report.valid,
+                      errors=[e.as_json() for e in report.errors], done=0, total=len(rows),
+                      created_by=principal.name, created_at=now, updated_at=now)
+    session.add(cutover)
+    session.flush()
+    plans = {p.row: p for p in report.rows}
+    values = [{"cutover_id": cutover.id, "row": i, "old_unit_id": r["old"], "new_unit_id": r["new"],
+               "keep_number": r["keep_number"], "mode": plans[i].mode, "path": plans[i].path}
+              for i, r in enumerate(rows, 1)]
+    for i in range(0, len(values), 5000):
+        session.execute(CutoverRow.__table__.insert(), values[i:i + 5000])
+    _record(session, cutover, "create", principal.name, now, None)
+    return cutover
+
+
+# -- lock and unlock -------------------------------------------------------------------------------
+
+def _change(cutover: Cutover, principal: str, now: datetime, **extra: Any) -> Change:
+    return Change(principal=principal, cutover_id=cutover.id, reason=f"cutover {cutover.name}"[:300], at=now, **extra)
+
+
+def _record(session: Session, cutover: Cutover, action: str, principal: str, now: datetime,
+            before: dict[str, Any] | None) -> None:
+    audit.record(session, principal, resource_id=cutover.id, resource_kind="cutover", action=action,
+                 local_network_id=cutover.local_network_id, before=before, after=snapshot(cutover),
+                 cutover_id=cutover.id, at=now)
+
+
+def snapshot(cutover: Cutover) -> dict[str, Any]:
+    return {"state": cutover.state.value, "rows": cutover.row_count, "valid": cutover.valid, "job_id": cutover.job_id}
+
+
+def _event(session: Session, cutover: Cutover, type_: str, now: datetime, **data: Any) -> None:
+    if cutover.local_network_id is None:
+        return  # a cutover naming no known unit changes nothing anyone listens for
+    emit(session, type_, local_network_id=cutover.local_network_id, cutover_id=cutover.id, occurred_at=now,
+         data={"name": cutover.name, "state": cutover.state.value, "rows": cutover.row_count,
+               "window_start": cutover.window_start.isoformat(), "window_end": cutover.window_end.isoformat(),
+               **data})
+
+
+def lock_cutover(session: Session, *, principal: Principal, settings: Settings, now: datetime,
+                 cutover_id: str) -> Cutover:
+    cutover = get_cutover(session, cutover_id, principal, lock=True)
+    if cutover.state != CutoverState.DRAFT:
+        raise cutover_errors.wrong_state(cutover, "lock", "draft")
+    if not cutover.valid:
+        raise Conflict(f"cutover {cutover.id} has {len(cutover.errors)} invalid row(s) and stays a draft: fix the "
+                       "mapping and create it again", field="validation", errors=cutover.errors[:100])
+    if now >= cutover.window_end:
+        raise Conflict(f"cutover {cutover.id}'s window ended at {cutover.window_end.isoformat()}", field="window_end")
+    before = snapshot(cutover)
+    rows = rows_of(session, cutover.id)
+    # row locks first (id order, as every allocation takes them), then the check on what is committed
+    ledger.lock_units(session, sorted({r.old_unit_id for r in rows} | {r.new_unit_id for r in rows}))
+    report = validate(session, mapping_of(rows), settings=settings, now=now,
+                      local_network_ids=principal.local_network_ids, cutover_id=cutover.id)
+    if not report.valid:
+        raise cutover_errors.no_longer_valid(cutover, [e.as_json() for e in report.errors])
+    _refuse_pending_orders(session, rows, now)
+    until = cutover.window_end + timedelta(hours=settings.cutover_grace_hours)
+    change = _change(cutover, principal.name, now)
+    held_by_cutover: set[str] = set()
+
+    def holder_for(unit: Unit) -> str:
+        if unit.shared and unit.id in held_by_cutover:
+            return new_id()  # one more place on a shared unit: a holder of its own
+        held_by_cutover.add(unit.id)
+        return cutover.id
+
+    plans = {p.row: p for p in report.rows}
+    updates = []
+    avoid: set[str] = set()
+    for row in rows:
+        plan = plans[row.row]
+        old = ledger.lock_units(session, [row.old_unit_id])[0]
+        admin_reason = old.admin_reason
+        old.lock(change)
+        if row.mode == COPPER_TO_FIBRE:
+            path = _design_again(session, settings, now, row, plan, avoid)
+            places = [(uid, 1) for uid in path]
+        else:
+            path = None
+            places = [(row.new_unit_id, max(1, len(plan.services)))]
+        holders: list[list[str]] = []
+        for uid, count in places:
+            unit = ledger.lock_units(session, [uid])[0]
+            for _ in range(count if unit.shared else 1):
+                holder = holder_for(unit)
+                unit.preoccupy(change, reservation_id=holder, until=until)
+                holders.append([uid, holder])
+            if not unit.shared:
+                avoid.add(uid)
+        updates.append({"cutover_id": cutover.id, "row": row.row, "path": path, "holders": holders,
+                        "moved": {"admin_reason": admin_reason}})
+    _update_rows(session, updates)
+    cutover.state, cutover.locked_at, cutover.updated_at = CutoverState.LOCKED, now, now
+    _record(session, cutover, "lock", principal.name, now, before)
+    _event(session, cutover, "cutover.locked", now)
+    session.flush()
+    return cutover
+
+
+def _update_rows(session: Session, updates: list[dict[str, Any]]) -> None:
+    for i in range(0, len(updates), 2000):
+        session.execute(update(CutoverRow), updates[i:i + 2000])
+
+
+def _refuse_pending_orders(session: Session, rows: list[CutoverRow], now: datetime) -> None:
+    """An old unit an order holds would strand the order: commit or cancel it first."""
+    held = []
+    for part in chunks(sorted({r.old_unit_id for r in rows})):
+        held += session.execute(select(Unit.id, Unit.name, Unit.reservation_id).where(
+            Unit.id.in_(part), Unit.capacity == 1, Unit.occupancy == Occupancy.PREOCCUPIED,
+            Unit.preoccupied_until > now)).all()
+    if held:
+        uid, name, rid = held[0]
+        raise Conflict(f"{len(held)} old unit(s) are pre-occupied by orders, first {name} ({uid}) by reservation "
+                       f"{rid}: commit or cancel them, or leave those rows out", field="mapping", unit_id=uid)
+
+
+def _design_again(session: Session, settings: Settings, now: datetime, row: CutoverRow, plan: Any,
+                  avoid: set[str]) -> list[str]:
+    """The FTTH path of a copper-to-fibre row, designed and row-locked now from its box port."""
+    from resource_mgr.customers.models import Service
+    from resource_mgr.design.services import design_path
+
+    service = session.get(Service, plan.services[0])
+    design = design_path(session, address_id=service.address_id, technology="FTTH", settings=settings, now=now,
+                         keep=[row.new_unit_id], avoid=frozenset(avoid), lock=True)
+    if row.new_unit_id not in design.unit_ids:
+        raise Conflict(f"row {row.row}: box port {row.new_unit_id} no longer gives an FTTH path to service "
+                       f"{service.id}", field="mapping", row=row.row)
+    return list(design.unit_ids)
+
+
+def unlock_cutover(session: Session, *, principal: Principal, now: datetime, cutover_id: str) -> Cutover:
+    cutover = get_cutover(session, cutover_id, principal, lock=True)
+    if cutover.state not in (CutoverState.LOCKED, CutoverState.FAILED):
+        raise cutover_errors.wrong_state(cutover, "unlock", "locked (or failed, not applied)")
+    before = snapshot(cutover)
+    release_locks(session, cutover, rows_of(session, cutover.id), principal.name, now)
+    cutover.state, cutover.ended_at, cutover.updated_at = CutoverState.CANCELLED, now, now
+    _record(session, cutover, "unlock", principal.name, now, before)
+    _event(session, cutover, "cutover.cancelled", now)
+    session.flush()
+    return cutover
+
+
+def release_locks(session: Session, cutover: Cutover, rows: list[CutoverRow], principal: str, now: datetime,
+                  *, holds: bool = True) -> None:
+    """Unlock the old units and (`holds`) release the new units' pre-occupations."""
+    change = _change(cutover, principal, now)
+    ids = {r.old_unit_id for r in rows} | ({uid for r in rows for uid, _ in (r.holders or [])} if holds else set())
+    ledger.lock_units(session, sorted(ids))
+    for row in rows:
+        if holds:
+            for uid, holder in row.holders or []:
+                session.get(Unit, uid).release_preoccupation(change, reservation_id=holder)
+        unlock_old(session, row, change)
+
+
+def unlock_old(session: Session, row: CutoverRow, change: Change) -> None:
+    """The old unit in service again, with the note it had before the lock."""
+    unit = session.get(Unit, row.old_unit_id)
+    unit.unlock(change)
+    unit.admin_reason = (row.moved or {}).get("admin_reason")
+
+
+# -- apply and rollback: the jobs ------------------------------------------------------------------
+
+def _start_job(session: Session, cutover: Cutover, kind: str, principal: Principal, now: datetime) -> Job:
+    job = jobs.create_job(session, kind, {"cutover_id": cutover.id}, created_by=principal.name,
+                          local_network_id=cutover.local_network_id)
+    job.total = cutover.row_count
+    cutover.job_id, cutover.updated_at = job.id, now
+    return job
+
+
+def start_apply(session: Session, *, principal: Principal, now: datetime, cutover_id: str) -> tuple[Cutover, Job]:
+    cutover = get_cutover(session, cutover_id, principal, lock=True)
+    if cutover.state not in (CutoverState.LOCKED, CutoverState.FAILED):
+        raise cutover_errors.wrong_state(cutover, "apply", "locked (or failed)")
+    before = snapshot(cutover)
+    cutover.state, cutover.done = CutoverState.APPLYING, 0
+    job = _start_job(session, cutover, APPLY_KIND, principal, now)
+    _record(session, cutover, "apply", principal.name, now, before)
+    session.flush()
+    return cutover, job
+
+
+def start_rollback(session: Session, *, principal: Principal, now: datetime, cutover_id: str) -> tuple[Cutover, Job]:
+    cutover = get_cutover(session, cutover_id, principal, lock=True)
+    if cutover.state != CutoverState.APPLIED:
+        raise cutover_errors.wrong_state(cutover, "roll back", "applied")
+    running = session.get(Job, cutover.job_id) if cutover.job_id else None
+    if running is not None and running.kind == ROLLBACK_KIND and running.state in (JobState.QUEUED, JobState.RUNNING):
+        raise Conflict(f"cutover {cutover.id} is being rolled back already (job {running.id})", field="state",
+                       job_id=running.id)
+    before = snapshot(cutover)
+    cutover.done = 0
+    job = _start_job(session, cutover, ROLLBACK_KIND, principal, now)
+    _record(session, cutover, "rollback", principal.name, now, before)
+    session.flush()
+    return cutover, job
+
+
+# -- impact ----------------------------------------------------------------------------------------
+
+def impact_of(session: Session, cutover: Cutover, *, limit: int = 50, offset: int = 0,
+              local_network_ids: Any = None) -> dict[str, Any]:
+    """Who to notify: the topology's impact (the `POST /impact` answer) of the old units."""
+    try:
+        from resource_mgr.topology.services import impact
+    except ImportError:  # the topology engine not installed here: the services on the units themselves
+        impact = _direct_impact
+    olds = sorted({r.old_unit_id for r in rows_of(session, cutover.id)})
+    known = set()
+    for part in chunks(olds):
+        known.update(session.scalars(select(Unit.id).where(Unit.id.in_(part))))
+    return impact(session, [u for u in olds if u in known], limit=limit, offset=offset,
+                  local_network_ids=local_network_ids)
+
+
+def _direct_impact(session: Session, unit_ids: list[str], *, limit: int, offset: int,
+                   local_network_ids: Any) -> dict[str, Any]:
+    """The services on the units and those riding on them (no route beyond them): down."""
+    from resource_mgr.customers.models import Customer, Service
+    from resource_mgr.cutovers.validation import load_units, services_on
+    from resource_mgr.inventory.models import Address, Area
+
+    units = load_units(session, unit_ids)
+    on = services_on(session, units, list(units))
+    ids = sorted({s for ss in on.values() for s in ss})
+    found: list[Any] = []
+    for part in chunks(ids):
+        found += session.scalars(select(Service).where((Service.id.in_(part)) | (Service.bearer_id.in_(part))))
+    found = [s for s in {s.id: s for s in found}.values()
+             if local_network_ids is None or s.local_network_id in local_network_ids]
+    areas = dict(session.execute(select(Address.id, Area.name).join(Area, Area.id == Address.area_id)
+                                 .where(Address.id.in_({s.address_id for s in found if s.address_id}))).all()) \
+        if found else {}
+    by_product: dict[str, dict[str, int]] = {}
+    by_area: dict[str, dict[str, int]] = {}
+    for s in found:
+        by_product.setdefault(s.product, {"down": 0, "degraded": 0})["down"] += 1
+        by_area.setdefault(areas.get(s.address_id) or "", {"down": 0, "degraded": 0})["down"] += 1
+
+    def view(s: Any) -> dict[str, Any]:
+        c = s.customer
+        return {"id": s.id, "product": s.product, "customer": None if c is None else c.name,
+                "vip": bool(c is not None and c.vip), "number": s.number, "address_id": s.address_id}
+
+    ordered = sorted(found, key=lambda s: (not (s.customer is not None and s.customer.vip), s.id))
+    return {"down_count": len(found), "degraded_count": 0, "by_product": by_product, "by_area": by_area,
+            "services": [view(s) for s in ordered[offset:offset + limit]], "degraded_services": [],
+            "affected_resources_count": len(units)}

@@ -1,0 +1,214 @@
+"""Cutovers in the domain (resource_mgr.cutovers), on both backends: validation codes, lock,
+apply, rollback equality, unlock, copper to fibre, the locked-unit refusals. The network is
+tests/cutover_world.py (its docstring has the diagram); the jobs run here by `run_job`."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from resource_mgr.clock import utcnow
+from resource_mgr.config import load_settings
+from resource_mgr.customers.models import Service, ServiceUnit
+from resource_mgr.cutovers import services as cut
+from resource_mgr.cutovers.models import Cutover
+from resource_mgr.errors import Conflict, Locked
+from resource_mgr.events.models import Event
+from resource_mgr.inventory.models import Connection
+from resource_mgr.jobs.services import run_job
+from resource_mgr.occupancy.models import Change, History, Unit
+from resource_mgr.security.principal import Principal
+from resource_mgr.states import AdminState, CutoverState, JobState, Occupancy, Role
+
+from cutover_world import build, diff, snapshot
+from design_world import DesignWorld
+
+PLANNER = Principal(name="user:planner", roles=frozenset({Role.PLANNER}), local_network_ids=None)
+
+
+@pytest.fixture
+def settings(db):
+    return load_settings(environ={}, database_url=db.url)
+
+
+@pytest.fixture
+def world(db):
+    with db.unit_of_work() as uow:
+        n = build(uow.session)
+        uow.commit()
+    return n
+
+
+def create(db, settings, mapping, name="D1 → D2"):
+    now = utcnow()
+    with db.unit_of_work(principal=PLANNER.name) as uow:
+        c = cut.create_cutover(uow.session, principal=PLANNER, settings=settings, now=now, name=name,
+                               window_start=now, window_end=now + timedelta(hours=6), mapping=mapping)
+        uow.commit()
+    return c
+
+
+def lock(db, settings, cutover_id):
+    with db.unit_of_work(principal=PLANNER.name) as uow:
+        c = cut.lock_cutover(uow.session, principal=PLANNER, settings=settings, now=utcnow(), cutover_id=cutover_id)
+        uow.commit()
+    return c
+
+
+def run(db, start, cutover_id):
+    with db.unit_of_work(principal=PLANNER.name) as uow:
+        _, job = start(uow.session, principal=PLANNER, now=utcnow(), cutover_id=cutover_id)
+        uow.commit()
+    assert run_job(db, job.id) == JobState.SUCCEEDED.value, job.id
+    with db.read_session() as s:
+        return s.get(Cutover, cutover_id)
+
+
+def cable_mapping(n, pairs=(0, 1, 2, 3)):
+    return [{"old": n.c.pairs[k], "new": n.new_pairs[k]} for k in pairs]
+
+
+def test_a_cable_replacement_locks_applies_and_rolls_back_exactly(db, settings, world):
+    n = world
+    before = snapshot_of(db)
+    c = create(db, settings, cable_mapping(n))
+    assert c.valid and c.errors == [] and c.state == CutoverState.DRAFT and c.row_count == 4
+    c = lock(db, settings, c.id)
+    assert c.state == CutoverState.LOCKED
+    with db.read_session() as s:
+        for k in range(4):
+            old, new = s.get(Unit, n.c.pairs[k]), s.get(Unit, n.new_pairs[k])
+            assert old.admin_state == AdminState.LOCKED and old.locked_by == c.id
+            assert new.occupancy == Occupancy.PREOCCUPIED and new.reservation_id == c.id
+            assert new.preoccupied_until >= c.window_end + timedelta(hours=settings.cutover_grace_hours)
+        assert s.scalar(select(func.count()).select_from(History).where(
+            History.cutover_id == c.id, History.action == "preoccupy")) == 4
+    c = run(db, cut.start_apply, c.id)
+    assert c.state == CutoverState.APPLIED and (c.done, c.total) == (4, 4)
+    with db.read_session() as s:
+        for k, sid in enumerate(n.services):
+            path = list(s.scalars(select(ServiceUnit.unit_id).where(ServiceUnit.service_id == sid)
+                                  .order_by(ServiceUnit.seq)))
+            assert path[1] == n.new_pairs[k] and n.c.pairs[k] not in path
+            new, old = s.get(Unit, n.new_pairs[k]), s.get(Unit, n.c.pairs[k])
+            assert new.occupancy == Occupancy.OCCUPIED and new.service_id == sid
+            assert old.occupancy == Occupancy.FREE and old.admin_state == AdminState.LOCKED
+            # the route runs through the new pair: box port ─ new pair ─ distribution terminal
+            ends = {frozenset((a, z)) for a, z in s.execute(select(Connection.a_unit_id, Connection.z_unit_id))}
+            assert frozenset((n.c.ports[k], n.new_pairs[k])) in ends
+            assert frozenset((n.new_pairs[k], n.c.dts[k])) in ends
+            assert not any(n.c.pairs[k] in e for e in ends)
+        moved = s.scalars(select(History).where(History.cutover_id == c.id, History.resource_kind == "pair",
+                                                History.action.in_(("occupy", "release")))).all()
+        assert sorted(h.resource_id for h in moved if h.action == "occupy") == sorted(n.new_pairs[:3])
+        assert sorted(h.resource_id for h in moved if h.action == "release") == sorted(n.c.pairs[:3])
+        assert {e.type for e in s.scalars(select(Event).where(Event.cutover_id == c.id))} == \
+            {"cutover.locked", "cutover.applied"}
+    c = run(db, cut.start_rollback, c.id)
+    assert c.state == CutoverState.ROLLED_BACK
+    assert diff(before, snapshot_of(db)) == []  # every unit, service, path, connection as before
+    with db.read_session() as s:
+        assert "cutover.rolled_back" in {e.type for e in s.scalars(select(Event).where(Event.cutover_id == c.id))}
+
+
+def snapshot_of(db):
+    with db.read_session() as s:
+        return snapshot(s)
+
+
+def test_unlock_returns_everything_as_before_the_lock(db, settings, world):
+    before = snapshot_of(db)
+    c = lock(db, settings, create(db, settings, cable_mapping(world)).id)
+    with db.unit_of_work(principal=PLANNER.name) as uow:
+        c = cut.unlock_cutover(uow.session, principal=PLANNER, now=utcnow(), cutover_id=c.id)
+        uow.commit()
+    assert c.state == CutoverState.CANCELLED
+    assert diff(before, snapshot_of(db)) == []
+    with db.read_session() as s:
+        assert "cutover.cancelled" in {e.type for e in s.scalars(select(Event).where(Event.cutover_id == c.id))}
+
+
+def test_wrong_state_transitions_are_conflicts(db, settings, world):
+    c = create(db, settings, cable_mapping(world))
+    for start in (cut.start_apply, cut.start_rollback):
+        with db.unit_of_work() as uow, pytest.raises(Conflict):
+            start(uow.session, principal=PLANNER, now=utcnow(), cutover_id=c.id)
+    with db.unit_of_work() as uow, pytest.raises(Conflict):
+        cut.unlock_cutover(uow.session, principal=PLANNER, now=utcnow(), cutover_id=c.id)
+    lock(db, settings, c.id)
+    with pytest.raises(Conflict):
+        lock(db, settings, c.id)
+
+
+def test_every_kind_of_invalid_row_is_reported(db, settings, world):
+    n = world
+    with db.unit_of_work() as uow:
+        w = n.w
+        w.s = uow.session
+        elsewhere = DesignWorld(uow.session, code="SZ").copper(ports=1)
+        core = n.f.riser_cores[1]
+        w.take(n.new_pairs[1], product="pots", technology="POTS")
+        w.set(n.new_pairs[2], admin_state=AdminState.LOCKED, locked_by="01OTHERCUTOVER000000000000")
+        w.link(n.new_pairs[3], n.c.dts[3])  # wired already: the old pair's connections cannot move to it
+        spare = w.cable("copper", 2, 100.0)
+        spare_pair = w.unit(spare, "pair", 1)
+        uow.commit()
+    mapping = [
+        {"old": "NO-SUCH-UNIT", "new": n.new_pairs[0]},                  # 1 unknown_unit
+        {"old": n.c.pairs[0], "new": core},                              # 2 kind_mismatch
+        {"old": n.c.pairs[1], "new": n.new_pairs[1]},                    # 3 new_not_free
+        {"old": n.c.pairs[2], "new": n.new_pairs[2]},                    # 4 locked_elsewhere
+        {"old": n.c.pairs[2], "new": spare_pair},                        # 5 duplicate (old of row 4)
+        {"old": n.c.pairs[0], "new": elsewhere.pairs[0]},                # 6 other_network
+        {"old": n.c.ppairs[0], "new": n.new_pairs[3]},                   # 7 kind fits; route_break
+    ]
+    c = create(db, settings, mapping)
+    assert not c.valid and c.state == CutoverState.DRAFT
+    codes = {e["row"]: e["code"] for e in c.errors}
+    assert codes == {1: "unknown_unit", 2: "kind_mismatch", 3: "new_not_free", 4: "locked_elsewhere",
+                     5: "duplicate", 6: "other_network", 7: "route_break"}, c.errors
+    assert all(e["reason"] and e["old"] == mapping[e["row"] - 1]["old"] for e in c.errors)
+    with pytest.raises(Conflict):  # a cutover with errors cannot be locked
+        lock(db, settings, c.id)
+
+
+def test_locked_units_are_refused_to_orders_and_never_designed(db, settings, world):
+    n = world
+    c = lock(db, settings, create(db, settings, [{"old": n.c.heads[3], "new": n.c.all_heads[5]}]).id)
+    from resource_mgr.design.errors import NoDesign
+    from resource_mgr.design.services import design_path
+
+    with db.read_session() as s:
+        # box port 4 is the only free one, and its path ends on the locked DSLAM port 4
+        with pytest.raises(NoDesign) as refused:
+            design_path(s, address_id=n.c.building, technology="ADSL", settings=settings, now=utcnow())
+        assert refused.value.reasons == ["locked"]
+        unit = s.get(Unit, n.c.heads[3])
+        with pytest.raises(Locked):
+            unit.preoccupy(Change(principal="user:bss", cutover_id=None), reservation_id="R1",
+                           until=utcnow() + timedelta(hours=1))
+    assert c.state == CutoverState.LOCKED
+
+
+def test_copper_to_fibre_moves_the_dsl_service_onto_an_ftth_path_and_back(db, settings, world):
+    n = world
+    before = snapshot_of(db)
+    sid = n.services[0]
+    c = create(db, settings, [{"old": n.c.heads[0], "new": n.f.ports[1]}])
+    assert c.valid, c.errors
+    c = lock(db, settings, c.id)
+    with db.read_session() as s:
+        assert s.get(Unit, n.f.ports[1]).reservation_id == c.id
+        assert s.get(Unit, n.f.pon).active_holds(utcnow())  # the whole FTTH path is held
+    c = run(db, cut.start_apply, c.id)
+    with db.read_session() as s:
+        svc = s.get(Service, sid)
+        assert (svc.product, svc.technology) == ("ftth_broadband", "FTTH")
+        path = [su.unit_id for su in svc.path]
+        assert path[0] == n.f.ports[1] and path[-1] == n.f.pon
+        assert s.get(Unit, n.f.pon).carries(sid)
+        assert s.get(Unit, n.c.ports[0]).occupancy == Occupancy.FREE
+        assert s.get(Unit, n.c.heads[0]).occupancy == Occupancy.FREE
+    run(db, cut.start_rollback, c.id)
+    assert diff(before, snapshot_of(db)) == []
