@@ -20,9 +20,10 @@ COMMANDS: list[click.Command] = []
               help="the mapping file to write: .csv or .xlsx")
 @click.option("--unmapped", "unmapped_out", type=click.Path(dir_okay=False, writable=True), default=None,
               help="also write the services that cannot be mapped, with their reasons (CSV)")
-@click.option("--separate-lines", is_flag=True,
-              help="a line (box port) of its own for every copper service, none riding on another's")
-def plan_cmd(scope_id: str, out: str, unmapped_out: str | None, separate_lines: bool) -> None:
+@click.option("--share-lines/--separate-lines", "share", default=None,
+              help="the copper services of an address on one FTTH line (one box port), or a line each; "
+                   "default: as cutover validation accepts")
+def plan_cmd(scope_id: str, out: str, unmapped_out: str | None, share: bool | None) -> None:
     """Propose a copper-to-fibre cutover mapping (光進銅退) for a cross box, a copper
     distribution box or an area: every copper service to an FTTH box port at its address,
     number kept. The file can be given as it is to POST /api/v1/cutovers."""
@@ -48,7 +49,7 @@ def plan_cmd(scope_id: str, out: str, unmapped_out: str | None, separate_lines: 
                 bar.update(done - bar.n)
             plan = plan_copper_to_fibre(session, scope_id=scope_id, settings=settings, now=utcnow(),
                                         local_network_ids=None, progress=progress,
-                                        one_line_per_address=not separate_lines)
+                                        one_line_per_address=share)
     finally:
         database.dispose()
     rows = download_rows(plan)

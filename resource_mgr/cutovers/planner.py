@@ -12,10 +12,12 @@ copper) to an FTTH path at its address, number kept.
   their own and move with their line: they are counted, not mapped.
 - **A row per line service**: `old` is its head port (the DSLAM's dsl_port, the switch's or the
   access gateway's line_port), `new` the fibre box port the FTTH design at its address starts
-  from (resource_mgr.design.design_path, the one design orders use), `keep_number` true. All the
-  copper services of one address map to the same box port: one FTTH line, the POTS becoming an
-  NGN phone riding on it. An address whose customer already has a live FTTH line maps to that
-  line's box port (nothing new to build).
+  from (resource_mgr.design.design_path, the one design orders use), `keep_number` true.
+- **One line per address** (`one_line_per_address`, by default as the cutover's validation
+  accepts: `shared_lines()`): all the copper services of an address map to the same box port,
+  one FTTH line, the POTS becoming an NGN phone riding on it; an address whose customer already
+  has a live FTTH line maps to that line's box port (nothing new to build). Otherwise each
+  copper service gets an FTTH line (a box port) of its own.
 - **Capacity across the plan**: the design sees the database only, so the planner keeps what its
   earlier rows took: their exclusive units are avoided, and each shared unit (PON port,
   splitters, feeder cores) is given at most the room it had when the plan started.
@@ -178,13 +180,26 @@ def _order(services: list[Service]) -> list[Service]:
     return sorted(services, key=lambda s: (s.technology == "POTS", s.id))
 
 
+def shared_lines() -> bool:
+    """Whether cutover validation and apply take several copper-to-fibre rows onto one box port
+    (the services of an address on one FTTH line): `SHARED_FIBRE_LINES` in
+    resource_mgr.cutovers.validation says so. Until it does, every row has a box port of its own,
+    so that the plan validates clean."""
+    from resource_mgr.cutovers import validation
+
+    return bool(getattr(validation, "SHARED_FIBRE_LINES", False))
+
+
 def plan_copper_to_fibre(session: Session, *, scope_id: str, settings: Settings, now: datetime,
                          local_network_ids: set[str] | None,
                          progress: Callable[[int, int], None] | None = None,
-                         one_line_per_address: bool = True) -> dict[str, Any]:
+                         one_line_per_address: bool | None = None) -> dict[str, Any]:
     """The proposed mapping of the scope's copper services (see the module docstring).
-    `progress(done, total)` is called after each address. `one_line_per_address=False`: a line
-    of its own (a box port each) for every copper service, none riding on another's."""
+    `progress(done, total)` is called after each address. `one_line_per_address`: True, the
+    services of an address share one FTTH line (one box port; an existing FTTH line's); False,
+    a line of its own for each; None, as the cutover's validation accepts (shared_lines())."""
+    if one_line_per_address is None:
+        one_line_per_address = shared_lines()
     scope = _scope(session, scope_id, local_network_ids)
     found = _services_in_scope(session, scope)
     lines = [s for s in found if s.bearer_id is None]
@@ -269,4 +284,4 @@ def download_rows(plan: dict[str, Any]) -> list[dict[str, Any]]:
     return [{**row, **note} for row, note in zip(plan["rows"], plan["notes"])]
 
 
-__all__ = ["download_rows", "plan_copper_to_fibre"]
+__all__ = ["download_rows", "plan_copper_to_fibre", "shared_lines"]

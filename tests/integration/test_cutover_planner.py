@@ -42,9 +42,9 @@ def plan(db, scope_id, local_network_ids=None, **kw):
                                     **kw)
 
 
-def test_cross_box_plan_exact_rows_and_reasons(db, world):
+def test_cross_box_plan_one_line_per_address(db, world):
     calls = []
-    out = plan(db, world.c.cross, {world.w.ln}, progress=lambda d, t: calls.append((d, t)))
+    out = plan(db, world.c.cross, {world.w.ln}, progress=lambda d, t: calls.append((d, t)), one_line_per_address=True)
     pw = world
     assert out["rows"] == [
         {"old": pw.adsl_heads[0], "new": pw.f1.ports[0], "keep_number": True},  # room A: one FTTH line
@@ -73,6 +73,27 @@ def test_cross_box_plan_exact_rows_and_reasons(db, world):
     assert set(download_rows(out)[0]) >= {"old", "new", "keep_number", "service_id", "address", "number"}
 
 
+def test_cross_box_plan_a_line_per_service_validates_clean(db, world):
+    """Without shared lines (what the cutover's validation takes today) room A's POTS needs a
+    port of its own (FAT-1 has one: box_full) and room X's POTS a new line (the PON is full)."""
+    from resource_mgr.cutovers.planner import shared_lines
+    from resource_mgr.cutovers.validation import validate
+
+    pw = world
+    out = plan(db, pw.c.cross, one_line_per_address=False)
+    assert out["rows"] == [{"old": pw.adsl_heads[0], "new": pw.f1.ports[0], "keep_number": True},
+                           {"old": pw.pots.heads[3], "new": pw.f3.ports[1], "keep_number": True}]
+    assert {u["service_id"]: u["reason_code"] for u in out["unmapped"]} == {
+        pw.svc["A_pots"]: "box_full", pw.svc["F_pots"]: "box_full", pw.svc["C_adsl"]: "no_fibre_coverage",
+        pw.svc["D2_adsl"]: "no_pon_capacity", pw.svc["X_pots"]: "no_pon_capacity", pw.svc["H_adsl"]: "budget"}
+    default = plan(db, pw.c.cross)
+    assert default["rows"] == (plan(db, pw.c.cross, one_line_per_address=True)["rows"] if shared_lines()
+                               else out["rows"])
+    with db.read_session() as s:
+        v = validate(s, default["rows"], settings=S, now=NOW, local_network_ids={pw.w.ln})
+    assert v.valid, [e.as_json() for e in v.errors]
+
+
 def test_plan_reads_only(db, world):
     from sqlalchemy import func, select
     from resource_mgr.occupancy.models import History, Unit
@@ -88,11 +109,11 @@ def test_plan_reads_only(db, world):
 
 def test_distribution_box_and_area_scopes(db, world):
     pw = world
-    out = plan(db, pw.c.box)  # DBOX-A: the ADSL lines only, so D2 has the PON's last place
+    out = plan(db, pw.c.box, one_line_per_address=True)  # DBOX-A: the ADSL lines only, so D2 has the PON's last place
     assert out["rows"] == [{"old": pw.adsl_heads[0], "new": pw.f1.ports[0], "keep_number": True},
                            {"old": pw.adsl_heads[2], "new": pw.f3.ports[1], "keep_number": True}]
     assert {u["service_id"] for u in out["unmapped"]} == {pw.svc["C_adsl"], pw.svc["H_adsl"]}
-    out = plan(db, pw.street)  # Street 1: B1 and B2 (area on the buildings, services in their rooms)
+    out = plan(db, pw.street, one_line_per_address=True)  # Street 1: B1 and B2 (area on the buildings, services in their rooms)
     assert out["rows"] == [{"old": pw.adsl_heads[0], "new": pw.f1.ports[0], "keep_number": True},
                            {"old": pw.pots.heads[0], "new": pw.f1.ports[0], "keep_number": True}]
     assert {u["service_id"]: u["reason_code"] for u in out["unmapped"]} == {
@@ -110,7 +131,7 @@ def test_locked_head_port_and_rider(db, world):
         uow.session.add(Service(local_network_id=pw.w.ln, product="pots", technology="ADSL", address_id=pw.rooms["A"],
                                 bearer_id=pw.svc["A_adsl"], number="20000009"))
         uow.commit()
-    out = plan(db, pw.street)
+    out = plan(db, pw.street, one_line_per_address=True)
     assert out["rows"] == [{"old": pw.adsl_heads[0], "new": pw.f1.ports[0], "keep_number": True}]
     codes = {u["service_id"]: u["reason_code"] for u in out["unmapped"]}
     assert codes[pw.svc["A_pots"]] == "locked"

@@ -32,7 +32,7 @@ def http(db):
 def test_json_csv_and_xlsx_are_the_same_plan(http):
     client, tokens, pw = http
     h = bearer(tokens["planner"])
-    r = client.post(URL, json={"scope_id": pw.c.cross}, headers=h)
+    r = client.post(URL, json={"scope_id": pw.c.cross, "one_line_per_address": True}, headers=h)
     assert r.status_code == 200, r.get_json()
     plan = r.get_json()
     assert len(plan["rows"]) == 4 and len(plan["unmapped"]) == 4 and plan["counts"]["rows"] == 4
@@ -40,7 +40,7 @@ def test_json_csv_and_xlsx_are_the_same_plan(http):
     assert {u["reason_code"] for u in plan["unmapped"]} == {"box_full", "no_fibre_coverage", "no_pon_capacity",
                                                            "budget"}
 
-    r = client.post(URL + "?format=csv", json={"scope_id": pw.c.cross}, headers=h)
+    r = client.post(URL + "?format=csv", json={"scope_id": pw.c.cross, "one_line_per_address": True}, headers=h)
     assert r.status_code == 200
     assert r.headers["Content-Type"] == "text/csv; charset=utf-8"
     assert r.headers["Content-Disposition"] == f'attachment; filename="copper-to-fibre-cross_box-{pw.c.cross}.csv"'
@@ -48,14 +48,16 @@ def test_json_csv_and_xlsx_are_the_same_plan(http):
     assert r.data.decode("utf-8-sig").splitlines()[0].startswith("old,new,keep_number,service_id,")
     assert read_mapping(r.data, "plan.csv") == plan["rows"]
 
-    r = client.get(f"{URL}?scope_id={pw.c.cross}&format=xlsx", headers=h)
+    r = client.get(f"{URL}?scope_id={pw.c.cross}&format=xlsx&one_line_per_address=true", headers=h)
     assert r.status_code == 200
     assert r.headers["Content-Type"] == "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
     assert r.headers["Content-Disposition"].endswith('.xlsx"') and r.data.startswith(b"PK")
     assert read_mapping(r.data, "plan.xlsx") == plan["rows"]
 
-    r = client.get(f"{URL}?scope_id={pw.street}", headers=bearer(tokens["admin"]))
+    r = client.get(f"{URL}?scope_id={pw.street}&one_line_per_address=true", headers=bearer(tokens["admin"]))
     assert r.status_code == 200 and len(r.get_json()["rows"]) == 2
+    r = client.post(URL, json={"scope_id": pw.c.cross, "one_line_per_address": False}, headers=h)
+    assert r.status_code == 200 and len(r.get_json()["rows"]) == 2 and r.get_json()["counts"]["unmapped"] == 6
 
 
 def test_roles_and_bad_scopes_are_problems(http):
@@ -97,7 +99,7 @@ def test_cli_writes_the_plan_as_csv_and_xlsx(db, database_url, tmp_path):
     for name in ("plan.csv", "plan.xlsx"):
         out = tmp_path / name
         r = CliRunner().invoke(cli, ["cutover", "plan", "--scope", pw.c.cross, "--out", str(out),
-                                     "--unmapped", str(tmp_path / "unmapped.csv")], env=env, catch_exceptions=False)
+                                     "--unmapped", str(tmp_path / "unmapped.csv"), "--share-lines"], env=env, catch_exceptions=False)
         assert r.exit_code == 0, r.output
         summary = json.loads(r.stdout.strip().splitlines()[-1])
         assert summary["rows"] == 4 and summary["unmapped"] == 4 and summary["scope"]["kind"] == "cross_box"

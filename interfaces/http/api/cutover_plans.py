@@ -32,9 +32,14 @@ FORMATS = ("json", "csv", "xlsx")
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
+_SHARE = {"description": "true: the copper services of an address share one FTTH line (one box port); false: "
+                          "a line each; absent: as cutover validation accepts"}
+
+
 class PlanIn(Schema):
     scope_id = String(required=True, validate=Length(1, 26),
                       metadata={"description": "a cross box, a copper distribution box or an area"})
+    one_line_per_address = Boolean(load_default=None, allow_none=True, metadata=_SHARE)
 
 
 class PlanQuery(Schema):
@@ -44,6 +49,7 @@ class PlanQuery(Schema):
 
 class PlanGetQuery(PlanQuery):
     scope_id = String(required=True, validate=Length(1, 26))
+    one_line_per_address = Boolean(load_default=None, allow_none=True, metadata=_SHARE)
 
 
 class RowOut(Schema):
@@ -72,12 +78,12 @@ class PlanOut(Schema):
                                            "unmapped, by_reason"})
 
 
-def _answer(scope_id: str, fmt: str) -> Any:
+def _answer(scope_id: str, fmt: str, share: bool | None) -> Any:
     rt = runtime()
     me = principal()
     ln = None if me.local_network_ids is None else set(me.local_network_ids)
     plan = plan_copper_to_fibre(read_session(), scope_id=scope_id, settings=rt.settings, now=utcnow(),
-                                local_network_ids=ln)
+                                local_network_ids=ln, one_line_per_address=share)
     if fmt == "json":
         return plan
     rows = download_rows(plan)
@@ -103,7 +109,7 @@ _DOC = dict(responses={200: "The plan (JSON), or with format=csv / xlsx the mapp
 @bp.doc(summary="Propose a copper-to-fibre cutover mapping for a cross box, copper box or area", **_DOC)
 @require(*PLANNERS)
 def plan_copper_to_fibre_post(body: dict[str, Any], query: dict[str, Any]):
-    return _answer(body["scope_id"], query["format"])
+    return _answer(body["scope_id"], query["format"], body.get("one_line_per_address"))
 
 
 @bp.get("/cutovers/plans/copper-to-fibre")
@@ -112,4 +118,4 @@ def plan_copper_to_fibre_post(body: dict[str, Any], query: dict[str, Any]):
 @bp.doc(summary="The same plan for a download link (?scope_id=&format=csv|xlsx)", **_DOC)
 @require(*PLANNERS)
 def plan_copper_to_fibre_get(query: dict[str, Any]):
-    return _answer(query["scope_id"], query["format"])
+    return _answer(query["scope_id"], query["format"], query.get("one_line_per_address"))
