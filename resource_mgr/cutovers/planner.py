@@ -240,7 +240,8 @@ def plan_copper_to_fibre(session: Session, *, scope_id: str, settings: Settings,
         for s, head in group:
             rows.append({"old": head.id, "new": new, "keep_number": True})
             notes.append({"service_id": s.id, "product": s.product, "number": s.number, "address_id": address_id,
-                          "address": names.get(address_id, ""), "old_port": head.name, "new_box": box, "via": via})
+                          "address": names.get(address_id, ""), "old_device": head.root_id, "old_port": head.name,
+                          "new_box": box, "via": via})
             if box is None:
                 box_names.setdefault(new, "")
 
@@ -264,6 +265,11 @@ def plan_copper_to_fibre(session: Session, *, scope_id: str, settings: Settings,
             design(address_id, movable)
         if progress is not None:
             progress(done, total)
+    devices: dict[str, str] = {}
+    for chunk in _chunks(sorted({n["old_device"] for n in notes})):
+        devices.update(session.execute(select(Resource.id, Resource.name).where(Resource.id.in_(chunk))).all())
+    for n in notes:
+        n["old_device"] = devices.get(n["old_device"], "")
     if box_names:  # the names of the existing lines' boxes, for the notes
         for chunk in _chunks(sorted(box_names)):
             box_names.update(session.execute(select(Unit.id, Resource.name).join(Resource, Resource.id == Unit.root_id)
