@@ -344,9 +344,9 @@ def impact_of(session: Session, cutover: Cutover, *, limit: int = 50, offset: in
 def _direct_impact(session: Session, unit_ids: list[str], *, limit: int, offset: int,
                    local_network_ids: Any) -> dict[str, Any]:
     """The services on the units and those riding on them (no route beyond them): down."""
-    from resource_mgr.customers.models import Customer, Service
+    from resource_mgr.customers.models import Service
     from resource_mgr.cutovers.validation import load_units, services_on
-    from resource_mgr.inventory.models import Address, Area
+    from resource_mgr.inventory.models import Address, Resource
 
     units = load_units(session, unit_ids)
     on = services_on(session, units, list(units))
@@ -356,9 +356,11 @@ def _direct_impact(session: Session, unit_ids: list[str], *, limit: int, offset:
         found += session.scalars(select(Service).where((Service.id.in_(part)) | (Service.bearer_id.in_(part))))
     found = [s for s in {s.id: s for s in found}.values()
              if local_network_ids is None or s.local_network_id in local_network_ids]
-    areas = dict(session.execute(select(Address.id, Area.name).join(Area, Area.id == Address.area_id)
-                                 .where(Address.id.in_({s.address_id for s in found if s.address_id}))).all()) \
-        if found else {}
+    area_of = dict(session.execute(select(Address.id, Address.area_id).where(
+        Address.id.in_(sorted({s.address_id for s in found if s.address_id})))).all()) if found else {}
+    names = dict(session.execute(select(Resource.id, Resource.name).where(
+        Resource.id.in_(sorted({a for a in area_of.values() if a})))).all()) if area_of else {}
+    areas = {address: names.get(area) for address, area in area_of.items()}
     by_product: dict[str, dict[str, int]] = {}
     by_area: dict[str, dict[str, int]] = {}
     for s in found:
