@@ -237,6 +237,7 @@ def _register_module(name: str) -> None:
 
 for _module in ("interfaces.cli.bulk", "interfaces.cli.security"):
     _register_module(_module)
+_register_module("interfaces.cli.cutover_plan")
 
 
 def main() -> None:  # pragma: no cover - console entry alias
