@@ -421,8 +421,10 @@ def _seed_rows(session: Session) -> Iterator[tuple]:
     multi = select(u.c.root_id).where(u.c.kind == "splitter_in").group_by(u.c.root_id).having(func.count() > 1)
     cols = (u.c.id, u.c.kind, u.c.owner_id, u.c.root_id)
     yield from session.execute(select(*cols).where(u.c.kind == "splitter_in", u.c.root_id.in_(multi)))
+    c = Connection.__table__
+    wired = or_(u.c.id.in_(select(c.c.a_unit_id)), u.c.id.in_(select(c.c.z_unit_id)))
     yield from session.execute(select(*cols).where(or_(
-        u.c.kind == "uplink_port", u.c.root_id.in_(select(cab.c.id).where(cab.c.stage == "trunk")))))
+        u.c.kind == "uplink_port", u.c.root_id.in_(select(cab.c.id).where(cab.c.stage == "trunk"))), wired))
 
 
 def wire_network_side(graph: NetworkGraph, session: Session) -> None:

@@ -41,9 +41,10 @@ def transport_routes(graph: NetworkGraph, device: int | None, limit: int) -> lis
     ports = sorted(p for p in _contents(graph, device) if graph.kinds[p] == "uplink_port" and graph.route_next(p))
     found: list[Route] = []
     for port in ports:
-        stack: list[tuple[int, Route, frozenset[int | None]]] = [(port, (port,), frozenset({device}))]
+        # (unit, route so far, devices passed, whether it just crossed a device inside)
+        stack: list[tuple[int, Route, frozenset[int | None], bool]] = [(port, (port,), frozenset({device}), True)]
         while stack and len(found) < limit:
-            n, route, devices = stack.pop()
+            n, route, devices, crossed = stack.pop()
             here = graph.root(n)
             if here is not None and here != device and _is_end(graph, here):
                 found.append(route)
@@ -52,9 +53,12 @@ def transport_routes(graph: NetworkGraph, device: int | None, limit: int) -> lis
                 if v in route or not graph.is_transport_unit(v):
                     continue
                 there = graph.root(v)
-                if graph.kinds[v] == "uplink_port" and there != here and there in devices:
+                inside = there == here and graph.kinds[v] == "uplink_port" and graph.kinds[n] == "uplink_port"
+                if inside and crossed:
+                    continue  # through a device once: in by one port, out by another, then a link
+                if not inside and graph.kinds[v] == "uplink_port" and there in devices:
                     continue  # never into a device already passed
-                stack.append((v, route + (v,), devices | {there}))
+                stack.append((v, route + (v,), devices | {there}, inside))
     found.sort(key=len)
     result = [(r, frozenset(r)) for r in found[:limit]]
     graph.transport_cache[device] = result
