@@ -15,19 +15,22 @@ router. Type-B: a splitter with two `splitter_in` units, each fed from its own P
 """
 from __future__ import annotations
 
+import random
 from typing import Any
 
 from shapely.geometry import Point
+from sqlalchemy import select
 
 from resource_mgr.customers.models import Customer, Service, ServiceUnit
 from resource_mgr.inventory import services as inv
 from resource_mgr.inventory.models import (
-    Address, Area, Cable, CableSpan, Card, Device, DistributionBox, Duct, DuctSegment, Manhole, Site,
+    Address, Area, Cable, CableSpan, Card, Connection, Device, DistributionBox, Duct, DuctSegment, Manhole, Site,
 )
-from resource_mgr.occupancy.models import Unit
+from resource_mgr.occupancy.models import Change, Unit
 from resource_mgr.states import CustomerGrade
 
 LON, LAT = 113.32, 23.12
+CHANGE = Change(principal="test")
 SHARED = {"pon_port", "splitter_in"}
 
 
@@ -168,3 +171,83 @@ def access_world(w: TopoWorld, *, dual_homed: bool = False, type_b: bool = False
     n.svc = w.service(n.path, vip=True)
     n.iptv = w.service([], product="iptv", bearer=n.svc)
     return n
+
+
+def random_world(w: TopoWorld, rng: random.Random) -> list[str]:
+    """A random metro with rings, dual homing and type-B splitters; returns every id in it.
+
+        boxes ─ drop cores ─ splitters (1 or 2 inputs) ─ feeder cores ─ PON ports [OLTs @A]
+        OLT uplinks (1 or 2) ─ trunk cores ─ aggregation switches, in a ring (with a chord
+        sometimes) ─ one or two of them ─ a core router
+        every cable through a random few duct segments between random manholes
+    """
+    ids: list[str] = []
+    sites = [w.site(f"S{i}") for i in range(rng.randint(3, 5))]
+    holes = [w.manhole(f"M{i}") for i in range(rng.randint(2, 4))]
+    segs = [w.segment(f"G{i}", rng.choice(holes), rng.choice(holes)) for i in range(rng.randint(2, 5))]
+    ids += sites + holes + segs
+    aggs = []
+    for i in range(rng.randint(2, 4)):
+        d, p = w.device(f"AGG{i}", "aggregation_switch", sites[1 + i % (len(sites) - 1)], uplink_port=8)
+        aggs.append([d, list(p["uplink_port"])])
+        ids += [d] + p["uplink_port"]
+    cr, p = w.device("CR", "core_router", sites[-1], uplink_port=4)
+    cr_ports = list(p["uplink_port"])
+    ids += [cr] + cr_ports
+
+    def trunk(a: str, z: str) -> None:
+        cab, cores = w.cable(f"T{len(ids)}", 1, stage="trunk", spans=tuple(rng.sample(segs, rng.randint(0, 2))))
+        ids.extend([cab] + cores)
+        w.chain(a, cores[0], z)
+
+    def port(agg: list) -> str:
+        return agg[1].pop()
+
+    for i in range(len(aggs)):  # the ring
+        if len(aggs) > 2 or i == 0:
+            trunk(port(aggs[i]), port(aggs[(i + 1) % len(aggs)]))
+    if len(aggs) > 3 and rng.random() < 0.5:
+        trunk(port(aggs[0]), port(aggs[2]))
+    for agg in rng.sample(aggs, rng.randint(1, min(2, len(aggs)))):
+        w.link(port(agg), cr_ports.pop())
+    pons = []
+    for i in range(rng.randint(1, 3)):
+        ups = rng.randint(1, 2)
+        d, p = w.device(f"OLT{i}", "olt", sites[0], pon_port=2, uplink_port=ups)
+        ids += [d] + p["pon_port"] + p["uplink_port"]
+        pons += p["pon_port"]
+        for up, agg in zip(p["uplink_port"], rng.sample(aggs, ups)):
+            trunk(up, port(agg))
+    feeder, fcores = w.cable("F", 6, spans=tuple(rng.sample(segs, rng.randint(0, 2))))
+    ids += [feeder] + fcores
+    free_pons = list(pons)
+    for i in range(rng.randint(1, 3)):
+        ins = rng.randint(1, 2)
+        sp, p = w.device(f"SP{i}", "splitter", None, splitter_in=ins, splitter_out=2)
+        ids += [sp] + p["splitter_in"] + p["splitter_out"]
+        for s_in in p["splitter_in"]:
+            if not fcores or not free_pons:
+                break
+            core, pon = fcores.pop(), free_pons.pop(rng.randrange(len(free_pons)))
+            w.chain(s_in, core, pon, kind="splice")
+        else:
+            for j, out in enumerate(p["splitter_out"]):
+                box, ports = w.box(f"B{i}{j}", 1)
+                drop, dcores = w.cable(f"D{i}{j}", 1, stage="distribution",
+                                       spans=tuple(rng.sample(segs, rng.randint(0, 1))))
+                ids += [box, drop] + ports + dcores
+                w.chain(ports[0], dcores[0], out, kind="splice")
+                first_in = p["splitter_in"][0]
+                chain = [ports[0], dcores[0], out, first_in]
+                f = next(iter(_wired_to(w, first_in)))
+                chain += [f, next(iter(_wired_to(w, f) - {first_in}))]
+                svc = w.service(chain, vip=rng.random() < 0.5)
+                if rng.random() < 0.5:
+                    w.service([], product="iptv", bearer=svc)
+    return ids
+
+
+def _wired_to(w: TopoWorld, unit: str) -> set[str]:
+    rows = w.s.execute(select(Connection.a_unit_id, Connection.z_unit_id).where(
+        (Connection.a_unit_id == unit) | (Connection.z_unit_id == unit))).all()
+    return {z if a == unit else a for a, z in rows}
