@@ -44,21 +44,34 @@ class Containment:
         return hit
 
 
-def brute_states(session, failed: set[str], containment: Containment | None = None, limit: int = 64) -> dict[str, str]:
-    """{service id: "down" | "degraded"} for every live service some route of which is cut."""
-    containment = containment or Containment(session)
-    graph = topo.get_graph(session)
-    out = {}
-    with graph.lock:
-        for s, info in graph.services.items():
-            routes = service_routes(graph, s, limit)
-            assert len(routes) < limit, "the bound would make the brute force partial"
-            cut = [any(not containment.closure(graph.keys[u]).isdisjoint(failed) for u in r) for r in routes]
+class BruteForce:
+    """Every live service's routes as sets of everything on them (units and their containers)."""
+
+    def __init__(self, session, containment: Containment | None = None, limit: int = 64) -> None:
+        containment = containment or Containment(session)
+        graph = topo.get_graph(session)
+        self.routes: dict[str, list[frozenset[str]]] = {}
+        with graph.lock:
+            for s, info in graph.services.items():
+                routes = service_routes(graph, s, limit)
+                assert len(routes) < limit, "the bound would make the brute force partial"
+                self.routes[info.id] = [frozenset().union(*(containment.closure(graph.keys[u]) for u in r))
+                                        for r in routes]
+
+    def states(self, failed: set[str]) -> dict[str, str]:
+        """{service id: "down" | "degraded"} for every live service some route of which is cut."""
+        out = {}
+        for sid, routes in self.routes.items():
+            cut = [not r.isdisjoint(failed) for r in routes]
             if routes and all(cut):
-                out[info.id] = "down"
+                out[sid] = "down"
             elif any(cut):
-                out[info.id] = "degraded"
-    return out
+                out[sid] = "degraded"
+        return out
+
+
+def brute_states(session, failed: set[str], containment: Containment | None = None, limit: int = 64) -> dict[str, str]:
+    return BruteForce(session, containment, limit).states(failed)
 
 
 def engine_states(session, failed: set[str]) -> dict[str, str]:
