@@ -62,17 +62,20 @@ MANIFEST = "manifest.json"
 LEVELS = ("province", "local_network", "district", "street")
 SITE_TYPES = ("exchange", "machine_room", "outdoor")
 STATUSES = tuple(s.value for s in ResourceStatus)
-DEVICE_TYPES = ("pstn_switch", "ngn_softswitch", "access_gateway", "dslam", "olt", "splitter", "lan_switch", "ont")
+DEVICE_TYPES = ("pstn_switch", "ngn_softswitch", "access_gateway", "dslam", "olt", "splitter", "lan_switch", "ont",
+                "aggregation_switch", "bras", "core_router")
+# the transport layer: devices made only of uplink ports, passing traffic between any two of them
+TRANSPORT_DEVICE_TYPES = ("aggregation_switch", "bras", "core_router")
 TEMPLATE_KINDS = ("device", "cross_box", "distribution_box", "frame")
 FRAME_TYPES = ("mdf", "odf")
 MEDIA = ("copper", "fibre")
-CABLE_STAGES = ("primary", "feeder", "distribution", "drop")
+CABLE_STAGES = ("primary", "feeder", "distribution", "drop", "trunk")  # trunk: between two sites
 UNIT_MODES = ("template", "listed")
 UNIT_KINDS = ("pon_port", "dsl_port", "line_port", "eth_port", "ont_port", "splitter_in", "splitter_out",
-              "pair", "core", "terminal", "box_port", "number")
+              "pair", "core", "terminal", "box_port", "number", "uplink_port")
 _UNIT_KIND_SET = frozenset(UNIT_KINDS)
 LISTABLE_UNIT_KINDS = tuple(k for k in UNIT_KINDS if k != "number")
-SIDES = ("", "feeder", "distribution", "line", "equipment")
+SIDES = ("", "feeder", "distribution", "line", "equipment", "network")
 ADMIN_STATES = tuple(s.value for s in AdminState)
 CONNECTION_KINDS = ("jumper", "splice", "patch", "fixed")
 NAMING_KINDS = ("device", "card", "port", "device_port", "cross_box", "distribution_box", "fibre_access_terminal",
