@@ -30,7 +30,10 @@ from resource_mgr.bulk.exporter import export_bundle
 from resource_mgr.bulk.format import FILES, MANIFEST, BundleReader, split_unit_ref
 from resource_mgr.bulk.generator import generate
 from resource_mgr.bulk.importer import import_bundle
-from resource_mgr.inventory.models import Cable, CableSpan, Connection, Device
+from resource_mgr.config import Settings
+from resource_mgr.customers.models import Service, ServiceUnit
+from resource_mgr.design import NoDesign, design_path
+from resource_mgr.inventory.models import Address, Cable, CableSpan, Connection, Device
 from resource_mgr.occupancy.models import Unit
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
@@ -240,6 +243,29 @@ def test_generated_transport_layer_after_import(db, tmp_path):
         # no service rides on the transport layer's units
         assert not s.scalar(select(func.count()).select_from(Unit).where(
             Unit.kind == "uplink_port", Unit.occupancy != "free"))
+        # designs stop at the head (the uplinks are never walked) and, on a type-B tree, take the
+        # first input as the services there do
+        protected = select(Unit.root_id).where(Unit.kind == "splitter_in", Unit.name == "IN2")
+        homes = list(s.scalars(select(Service.address_id).join(ServiceUnit, ServiceUnit.service_id == Service.id)
+                               .join(Unit, Unit.id == ServiceUnit.unit_id)
+                               .where(Unit.kind == "splitter_in", Unit.root_id.in_(protected))
+                               .order_by(Service.address_id).distinct().limit(12)))
+        offices = list(s.scalars(select(Address.id).where(Address.room != "", Address.building.like("%座"))
+                                 .order_by(Address.id).limit(10)))
+        assert len(homes) >= 5
+        through_b = 0
+        for address, tech in [(h, "FTTH") for h in homes] + [(o, "LAN") for o in offices]:
+            try:
+                d = design_path(s, address_id=address, technology=tech, settings=Settings(), now=NOW)
+            except NoDesign:
+                continue
+            units = s.scalars(select(Unit).where(Unit.id.in_(d.unit_ids))).all()
+            assert not [u for u in units if u.kind == "uplink_port"], (address, tech)
+            assert {u.kind for u in units if u.id == d.unit_ids[-1]} <= {"pon_port", "eth_port"}
+            inputs = [u for u in units if u.kind == "splitter_in" and u.root_id in set(s.scalars(protected))]
+            assert all(u.name == "IN1" for u in inputs), address
+            through_b += bool(inputs)
+        assert through_b >= 3
 
 
 # -- a metro topology from files ------------------------------------------------------------------
