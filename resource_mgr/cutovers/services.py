@@ -27,7 +27,7 @@ from sqlalchemy.orm.attributes import instance_state, set_committed_value
 from resource_mgr.config import Settings
 from resource_mgr.cutovers import errors as cutover_errors
 from resource_mgr.cutovers.models import COPPER_TO_FIBRE, Cutover, CutoverRow
-from resource_mgr.cutovers.validation import Validation, chunks, validate
+from resource_mgr.cutovers.validation import chunks, validate
 from resource_mgr.errors import Conflict, Invalid
 from resource_mgr.events.services import emit
 from resource_mgr.ids import new_id
@@ -387,10 +387,8 @@ def start_rollback(session: Session, *, principal: Principal, now: datetime, cut
 def impact_of(session: Session, cutover: Cutover, *, limit: int = 50, offset: int = 0,
               local_network_ids: Any = None) -> dict[str, Any]:
     """Who to notify: the topology's impact (the `POST /impact` answer) of the old units."""
-    try:
-        from resource_mgr.topology.services import impact
-    except ImportError:  # the topology engine not installed here: the services on the units themselves
-        impact = _direct_impact
+    from resource_mgr.topology.services import impact
+
     olds = sorted({r.old_unit_id for r in rows_of(session, cutover.id)})
     known = set()
     for part in chunks(olds):
@@ -398,39 +396,3 @@ def impact_of(session: Session, cutover: Cutover, *, limit: int = 50, offset: in
     return impact(session, [u for u in olds if u in known], limit=limit, offset=offset,
                   local_network_ids=local_network_ids)
 
-
-def _direct_impact(session: Session, unit_ids: list[str], *, limit: int, offset: int,
-                   local_network_ids: Any) -> dict[str, Any]:
-    """The services on the units and those riding on them (no route beyond them): down."""
-    from resource_mgr.customers.models import Service
-    from resource_mgr.cutovers.validation import load_units, services_on
-    from resource_mgr.inventory.models import Address, Resource
-
-    units = load_units(session, unit_ids)
-    on = services_on(session, units, list(units))
-    ids = sorted({s for ss in on.values() for s in ss})
-    found: list[Any] = []
-    for part in chunks(ids):
-        found += session.scalars(select(Service).where((Service.id.in_(part)) | (Service.bearer_id.in_(part))))
-    found = [s for s in {s.id: s for s in found}.values()
-             if local_network_ids is None or s.local_network_id in local_network_ids]
-    area_of = dict(session.execute(select(Address.id, Address.area_id).where(
-        Address.id.in_(sorted({s.address_id for s in found if s.address_id})))).all()) if found else {}
-    names = dict(session.execute(select(Resource.id, Resource.name).where(
-        Resource.id.in_(sorted({a for a in area_of.values() if a})))).all()) if area_of else {}
-    areas = {address: names.get(area) for address, area in area_of.items()}
-    by_product: dict[str, dict[str, int]] = {}
-    by_area: dict[str, dict[str, int]] = {}
-    for s in found:
-        by_product.setdefault(s.product, {"down": 0, "degraded": 0})["down"] += 1
-        by_area.setdefault(areas.get(s.address_id) or "", {"down": 0, "degraded": 0})["down"] += 1
-
-    def view(s: Any) -> dict[str, Any]:
-        c = s.customer
-        return {"id": s.id, "product": s.product, "customer": None if c is None else c.name,
-                "vip": bool(c is not None and c.vip), "number": s.number, "address_id": s.address_id}
-
-    ordered = sorted(found, key=lambda s: (not (s.customer is not None and s.customer.vip), s.id))
-    return {"down_count": len(found), "degraded_count": 0, "by_product": by_product, "by_area": by_area,
-            "services": [view(s) for s in ordered[offset:offset + limit]], "degraded_services": [],
-            "affected_resources_count": len(units)}
