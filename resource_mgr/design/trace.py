@@ -22,7 +22,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import String, any_, bindparam, case, func, or_, select, union_all
+from sqlalchemy import String, any_, bindparam, case, func, or_, select, text, union_all
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
@@ -52,6 +52,31 @@ NOT_TOPOLOGY = ("reservation", "service", "user", "api_token")
 NOT_PLANT = ("local_network", "naming_rule", "device_template")
 MAX_CACHED_UNITS = 2_000_000
 MAX_CHANGES = 500  # more topology changes than this since the last design: read it all again
+
+
+HEAD_KINDS = ("pon_port", "dsl_port", "line_port", "eth_port")  # a walk ends there
+DOWNSTREAM_KINDS = ("box_port", "ont_port")  # a walk starts there, never goes back into one
+# PostgreSQL: every unit a walk from these units towards the head could reach, in one recursive
+# query (along connections, never straight back, and from a splitter output to its inputs),
+# instead of a query per level; the walk then finds them all cached.
+_REACH_PG = text("""
+WITH RECURSIVE reach(id, prev, depth) AS (
+    SELECT x, CAST('' AS varchar), 0 FROM unnest(CAST(:ids AS varchar[])) AS x
+    UNION
+    SELECT e.dst, r.id, r.depth + 1
+    FROM reach r
+    JOIN unit u ON u.id = r.id
+    CROSS JOIN LATERAL (  -- lateral: each step is three index lookups, never a join of the tables
+        SELECT c.z_unit_id AS dst FROM connection c WHERE c.a_unit_id = r.id
+        UNION ALL SELECT c.a_unit_id FROM connection c WHERE c.z_unit_id = r.id
+        UNION ALL SELECT i.id FROM unit i
+                  WHERE u.kind = 'splitter_out' AND i.root_id = u.root_id AND i.kind = 'splitter_in') e
+    WHERE r.depth < :levels AND e.dst <> r.prev AND u.kind NOT IN :heads
+      AND (r.depth = 0 OR u.kind NOT IN :downstream)
+)
+SELECT DISTINCT u.id, u.kind, u.root_id, r.depth = 0 FROM reach r JOIN unit u ON u.id = r.id
+""").bindparams(bindparam("heads", value=HEAD_KINDS, expanding=True),
+                bindparam("downstream", value=DOWNSTREAM_KINDS, expanding=True))
 
 
 def _in(column: Any, name: str, dialect: str) -> Any:
@@ -365,8 +390,25 @@ class Tracer:
     def neighbours(self, ids: Iterable[str]) -> None:
         """Make sure the connections of these units (and the units at their other ends) are known."""
         todo = sorted({i for i in ids if i not in self.topo.links})
+        if todo and self.dialect == "postgresql":
+            todo = self._reach(todo)
         if todo:
             self.topo.read_links(self._run, todo)
+
+    def _reach(self, ids: list[str]) -> list[str]:
+        """Prefetch what a walk from these units will need (see _REACH_PG): the inputs of the
+        splitters reached, and the ids whose connections to read (these and those reached)."""
+        from resource_mgr.design.walk import MAX_LEVELS
+
+        self.queries += 1
+        rows = self.session.execute(_REACH_PG, {"ids": ids, "levels": MAX_LEVELS}).all()
+        roots = sorted({root for _id, kind, root, _seed in rows if kind == "splitter_out"}
+                       - {k[0] for k in self.topo.owned if k[1] == "splitter_in"})
+        if roots:
+            self.by_root(roots, "splitter_in")
+        want = {uid for uid, kind, _root, seed in rows
+                if seed or (kind not in HEAD_KINDS and kind not in DOWNSTREAM_KINDS and kind != "splitter_out")}
+        return sorted(i for i in want | set(ids) if i not in self.topo.links)
 
     def links(self, uid: str) -> list[tuple[str, str, str | None]]:
         return self.topo.links.get(uid, [])
