@@ -171,7 +171,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=8, help="rmgr serve --threads")
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--client-processes", type=int, default=2)
-    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--seconds", type=float, default=15)
     args = parser.parse_args()
 
     token, addresses = prepare(args.database_url, args.size)
@@ -215,12 +215,16 @@ def main() -> None:
     done = commits.get(200, 0)
     base_rps = len(base_ok) / args.seconds
     print(f"\nserver: rmgr serve --workers {args.workers} --threads {args.threads}; {args.clients} clients, "
-          f"{args.seconds:.0f} s each phase; database {args.database_url.split('@')[-1]}")
+          f"{args.seconds:.0f} s each phase; database {args.database_url.split('@')[-1]}; load average "
+          f"{os.getloadavg()[0]:.1f}")
     print(f"baseline GET /health: {base_rps:,.1f} requests/s, p50 {quantile(base_ok, .5) * 1000:.1f} ms, "
           f"p99 {quantile(base_ok, .99) * 1000:.1f} ms")
     print(f"FTTH full cycles (reserve + commit): {done / args.seconds:,.1f} /s "
           f"({done / args.seconds / base_rps * 100 if base_rps else float('nan'):.1f}% of the baseline)")
     ok = [t for s, t in reserves if s == 201]
+    print(f"targets: reserve p99 <= 100 ms at 16 clients: "
+          f"{'met' if reserves and quantile([t for s, t in reserves if s == 201], .99) <= 0.1 else 'NOT met'}; "
+          f"full cycles >= 15 % of the baseline: {'met' if base_rps and done / args.seconds >= 0.15 * base_rps else 'NOT met'}")
     print(f"reserve: {Counter(s for s, _ in reserves)} answers; 201 p50 {quantile(ok, .5) * 1000:.1f} ms, "
           f"p99 {quantile(ok, .99) * 1000:.1f} ms; all answers p99 {quantile([t for _, t in reserves], .99) * 1000:.1f} ms")
     print(f"commit answers: {dict(commits)}; errors (connection): {sum(1 for k, _, _ in cycles if k == 'error')}")
