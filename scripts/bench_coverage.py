@@ -27,6 +27,13 @@ that did not reach the steady state (40 checks in a row within 0.5 s): /health p
 one design per technology costs ~11 s cold (the design's per-process topology load, FTTH and
 ADSL) and 40-150 ms warm on the same machine, five per check.
 
+Measured 2026-12-01 15:05 UTC after the speed work, PostgreSQL, M (seed 1, --database-url of the
+database bench_orders.py uses), --workers 2 --threads 8, 16 clients, 10 s per phase, load average
+20.7 (the trivial endpoint itself at 37 req/s, an eighth of the run above): /health p50 420 ms
+p99 990 ms 37.3 req/s; check p50 7320 ms p99 15390 ms 2.5 req/s (7 % of trivial); search p50
+1547 ms p99 16460 ms 7.2 req/s, every answer 200 (no 503: not under the list-read bound any
+more). Targets not met; the machine's load dominates these figures.
+
 The PostgreSQL database (rmgr_bench_coverage_<size>) is created with PostGIS, loaded once and
 kept (--fresh loads it again; --drop drops it at the end), so later runs start at once.
 """

@@ -21,6 +21,15 @@ PostgreSQL, size S (not M: loading M did not fit the time), `--workers 2 --threa
     FTTH full cycles              1.5 /s (1.0% of the baseline; target 15%)
     reserve (201)                 p50 3,753 ms, p99 5,351 ms (target p99 100 ms at 16 clients)
 
+Measured 2026-12-01 on size M (seed 1, 212 k services, rmgr_bench_speed loaded once), same
+machine at load average 12-18 (seven helpers at work; /health itself fell from 109 to 39 req/s
+between runs), `--workers 2 --threads 8 --clients 16 --seconds 10`:
+
+    before (main 077d477)   /health 76.0 req/s; 1.6 cycles/s (2.1 %); reserve p50 6828 ms, p99 15471 ms
+    after (branch speed)    /health 38.8 req/s; 1.4 cycles/s (3.6 %); reserve p50 11524 ms, p99 18265 ms
+
+Under that load the wall figures say little; in process (one reserve at a time, rolled back) a
+reserve at M went from 1375 ms to ~820 ms, most of the rest in the ledger's per-unit work.
 Far from the targets. A profile of one reserve in process (same database) spent ~1.0 s of 1.45 s in
 resource_mgr.design.design_path (fibre candidate walk, `trace.neighbours`), ~0.3 s pre-occupying
 the 9 units (the ledger's per-unit locks and shared holds) and little in the rest of the order.
