@@ -130,6 +130,11 @@ class Settings(BaseModel):
     addresses_local_network_radius_m: float = Field(default=5000.0, gt=0)
     # Search: a fuzzy match (no exact substring match) needs this share of the query's trigrams.
     addresses_fuzzy_min_share: float = Field(default=0.5, gt=0, le=1)
+    # Search over HTTP is a counter's interactive read, not a list read: at most this many run at
+    # once per API process (0: no bound); one more waits up to addresses_search_wait_ms for a slot,
+    # then is answered 503 `unavailable`.
+    addresses_search_concurrency: int = Field(default=4, ge=0)
+    addresses_search_wait_ms: int = Field(default=5000, ge=0)
     # -- end of addresses --
     # -- coverage (qualification, TMF645: resource_mgr/coverage) --
     # An address_text resolves to the best search hit when its text is what was typed, or it

@@ -27,6 +27,13 @@ that did not reach the steady state (40 checks in a row within 0.5 s): /health p
 one design per technology costs ~11 s cold (the design's per-process topology load, FTTH and
 ADSL) and 40-150 ms warm on the same machine, five per check.
 
+Measured 2026-12-01 15:05 UTC after the speed work, PostgreSQL, M (seed 1, --database-url of the
+database bench_orders.py uses), --workers 2 --threads 8, 16 clients, 10 s per phase, load average
+20.7 (the trivial endpoint itself at 37 req/s, an eighth of the run above): /health p50 420 ms
+p99 990 ms 37.3 req/s; check p50 7320 ms p99 15390 ms 2.5 req/s (7 % of trivial); search p50
+1547 ms p99 16460 ms 7.2 req/s, every answer 200 (no 503: not under the list-read bound any
+more). Targets not met; the machine's load dominates these figures.
+
 The PostgreSQL database (rmgr_bench_coverage_<size>) is created with PostGIS, loaded once and
 kept (--fresh loads it again; --drop drops it at the end), so later runs start at once.
 """
@@ -186,15 +193,17 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "rmgr-bench")
     parser.add_argument("--sqlite", action="store_true", help="a fresh SQLite file instead of PostgreSQL")
     parser.add_argument("--pg-admin-url", default="postgresql://postgres@127.0.0.1/postgres")
+    parser.add_argument("--database-url", help="an existing, loaded database to use as it is (nothing generated "
+                        "or imported), e.g. the one bench_orders.py loaded")
     parser.add_argument("--fresh", action="store_true", help="load the PostgreSQL database again")
     parser.add_argument("--drop", action="store_true", help="drop the PostgreSQL database at the end")
     parser.add_argument("--workers", type=int, default=2, help="rmgr serve --workers")
-    parser.add_argument("--threads", type=int, default=4, help="rmgr serve --threads")
-    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=8, help="rmgr serve --threads")
+    parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--client-processes", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=15, help="per phase")
     parser.add_argument("--addresses", type=int, default=2000, help="addresses sampled")
-    parser.add_argument("--warmup-seconds", type=float, default=300,
+    parser.add_argument("--warmup-seconds", type=float, default=60,
                         help="warm up until 40 checks in a row answer within 0.5 s, or this long")
     args = parser.parse_args()
 
@@ -202,13 +211,17 @@ def main() -> None:
     env.update(RMGR_RATELIMIT_DEFAULT="100000000/minute",  # one principal: measure the work, not the limiter
                RMGR_LOG_LEVEL="WARNING", PYTHONPATH=str(ROOT))
     bundle = args.work / f"city-{args.size}-seed{args.seed}"
-    if not (bundle / "manifest.json").exists():
+    if args.database_url:
+        url, load = args.database_url, False
+    elif not (bundle / "manifest.json").exists():
         print(f"generating {args.size} (seed {args.seed}) into {bundle} ...", flush=True)
         started = time.perf_counter()
         rmgr(env, "generate", "--size", args.size, "--seed", str(args.seed), str(bundle))
         print(f"  {time.perf_counter() - started:.0f} s", flush=True)
     tmp = tempfile.TemporaryDirectory(prefix="rmgr-bench-coverage-")
-    if args.sqlite:
+    if args.database_url:
+        pass
+    elif args.sqlite:
         url, load = f"sqlite:///{Path(tmp.name) / 'bench.sqlite'}", True
     else:
         url, load = prepare_postgres(args.pg_admin_url, f"rmgr_bench_coverage_{args.size.lower()}", args.fresh)
@@ -264,7 +277,7 @@ def main() -> None:
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
         log.close()
-    if args.drop and not args.sqlite:
+    if args.drop and not args.sqlite and not args.database_url:
         from sqlalchemy import create_engine, text
         from sqlalchemy.pool import NullPool
         admin = create_engine(args.pg_admin_url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
@@ -272,8 +285,9 @@ def main() -> None:
             c.execute(text(f'DROP DATABASE IF EXISTS "rmgr_bench_coverage_{args.size.lower()}" WITH (FORCE)'))
         admin.dispose()
 
-    backend = "SQLite" if args.sqlite else "PostgreSQL"
-    print(f"\n{backend}, size {args.size} (seed {args.seed}), rmgr serve --workers {args.workers} --threads "
+    backend = "SQLite" if url.startswith("sqlite") else "PostgreSQL"
+    print(f"\n{backend}, size {args.size} (seed {args.seed}; --database-url: as loaded), load average "
+          f"{os.getloadavg()[0]:.1f}, rmgr serve --workers {args.workers} --threads "
           f"{args.threads}, {args.clients} keep-alive clients in {args.client_processes} processes, "
           f"{args.seconds:.0f} s per phase")
     names = {"trivial": "GET /health (trivial)", "check": "POST /coverage/check", "search": "GET /addresses?q="}

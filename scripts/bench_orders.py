@@ -21,6 +21,15 @@ PostgreSQL, size S (not M: loading M did not fit the time), `--workers 2 --threa
     FTTH full cycles              1.5 /s (1.0% of the baseline; target 15%)
     reserve (201)                 p50 3,753 ms, p99 5,351 ms (target p99 100 ms at 16 clients)
 
+Measured 2026-12-01 on size M (seed 1, 212 k services, rmgr_bench_speed loaded once), same
+machine at load average 12-18 (seven helpers at work; /health itself fell from 109 to 39 req/s
+between runs), `--workers 2 --threads 8 --clients 16 --seconds 10`:
+
+    before (main 077d477)   /health 76.0 req/s; 1.6 cycles/s (2.1 %); reserve p50 6828 ms, p99 15471 ms
+    after (branch speed)    /health 38.8 req/s; 1.4 cycles/s (3.6 %); reserve p50 11524 ms, p99 18265 ms
+
+Under that load the wall figures say little; in process (one reserve at a time, rolled back) a
+reserve at M went from 1375 ms to ~820 ms, most of the rest in the ledger's per-unit work.
 Far from the targets. A profile of one reserve in process (same database) spent ~1.0 s of 1.45 s in
 resource_mgr.design.design_path (fibre candidate walk, `trace.neighbours`), ~0.3 s pre-occupying
 the 9 units (the ledger's per-unit locks and shared holds) and little in the rest of the order.
@@ -171,7 +180,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=8, help="rmgr serve --threads")
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--client-processes", type=int, default=2)
-    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--seconds", type=float, default=15)
     args = parser.parse_args()
 
     token, addresses = prepare(args.database_url, args.size)
@@ -215,12 +224,16 @@ def main() -> None:
     done = commits.get(200, 0)
     base_rps = len(base_ok) / args.seconds
     print(f"\nserver: rmgr serve --workers {args.workers} --threads {args.threads}; {args.clients} clients, "
-          f"{args.seconds:.0f} s each phase; database {args.database_url.split('@')[-1]}")
+          f"{args.seconds:.0f} s each phase; database {args.database_url.split('@')[-1]}; load average "
+          f"{os.getloadavg()[0]:.1f}")
     print(f"baseline GET /health: {base_rps:,.1f} requests/s, p50 {quantile(base_ok, .5) * 1000:.1f} ms, "
           f"p99 {quantile(base_ok, .99) * 1000:.1f} ms")
     print(f"FTTH full cycles (reserve + commit): {done / args.seconds:,.1f} /s "
           f"({done / args.seconds / base_rps * 100 if base_rps else float('nan'):.1f}% of the baseline)")
     ok = [t for s, t in reserves if s == 201]
+    print(f"targets: reserve p99 <= 100 ms at 16 clients: "
+          f"{'met' if reserves and quantile([t for s, t in reserves if s == 201], .99) <= 0.1 else 'NOT met'}; "
+          f"full cycles >= 15 % of the baseline: {'met' if base_rps and done / args.seconds >= 0.15 * base_rps else 'NOT met'}")
     print(f"reserve: {Counter(s for s, _ in reserves)} answers; 201 p50 {quantile(ok, .5) * 1000:.1f} ms, "
           f"p99 {quantile(ok, .99) * 1000:.1f} ms; all answers p99 {quantile([t for _, t in reserves], .99) * 1000:.1f} ms")
     print(f"commit answers: {dict(commits)}; errors (connection): {sum(1 for k, _, _ in cycles if k == 'error')}")

@@ -17,6 +17,7 @@ errors.py answers 413 problem+json (code `too_large`).
 from __future__ import annotations
 
 import math
+import threading
 import time
 
 from apiflask import APIFlask
@@ -118,3 +119,19 @@ def login_limit(view):  # type: ignore[no-untyped-def]
         return view(*args, **kwargs)
 
     return wrapper
+
+
+class WaitingGate:
+    """A counting semaphore that waits a little for a slot: bounds the work an interactive read
+    (the address search) puts on the database without refusing a burst of a counter's clients."""
+
+    def __init__(self, slots: int) -> None:
+        self.slots = slots
+        self._free = threading.BoundedSemaphore(slots) if slots else None
+
+    def enter(self, wait_seconds: float) -> bool:
+        return self._free is None or self._free.acquire(timeout=wait_seconds)
+
+    def leave(self) -> None:
+        if self._free is not None:
+            self._free.release()

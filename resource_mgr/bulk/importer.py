@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
 from resource_mgr.bulk import format as fmt
@@ -322,6 +322,9 @@ def _write(st: ImportState) -> None:
     out.close_pg()
     record_import(st, out.uow.session)
     out.uow.commit()
+    if not st.sqlite:  # fresh statistics: autovacuum lags a bulk load, and plans made on empty ones are bad
+        with st.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("ANALYZE"))
 
 
 def _write_big(st: ImportState) -> None:

@@ -19,7 +19,7 @@ from resource_mgr.addresses import (
 )
 from resource_mgr.config import Settings
 from resource_mgr.customers.models import Service
-from resource_mgr.design import qualify
+from resource_mgr.design import qualify_all
 from resource_mgr.errors import Invalid, NotFound
 from resource_mgr.inventory.models import Address, Device
 from resource_mgr.states import Product, ServiceState, Technology
@@ -48,8 +48,11 @@ def check(session: Session, *, local_network_ids: set[str] | frozenset[str] | No
                               address_text=address_text, location=location, settings=settings)
     if isinstance(address, tuple):  # a location with no standard address near it
         return _no_address_answer(session, address, wanted, local_network_ids=local_network_ids, settings=settings)
-    technologies = {t: qualify(session, address_id=address.id, technology=t, settings=settings, now=now,
-                               min_down_mbps=min_down_mbps) for t in TECHNOLOGIES}
+    # one design search for all of them: the serving boxes of each medium, the topology and the
+    # state of the plant they share are read once
+    answers_by_tech = qualify_all(session, address_id=address.id, technologies=TECHNOLOGIES, settings=settings,
+                                  now=now, min_down_mbps=min_down_mbps)
+    technologies = dict(zip(TECHNOLOGIES, answers_by_tech))
     bearer = _live_broadband(session, address.id)
     ngn = _ngn_line(session, technologies, settings)
     answers = {p: _product(p, technologies, bearer, ngn) for p in PRODUCTS}

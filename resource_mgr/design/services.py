@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from resource_mgr.clock import aware
 from resource_mgr.config import Settings
@@ -19,7 +20,7 @@ from resource_mgr.design.rates import rate_for_loop
 from resource_mgr.design.trace import Tracer
 from resource_mgr.inventory.models import Resource
 from resource_mgr.occupancy import ledger
-from resource_mgr.occupancy.models import Unit
+from resource_mgr.occupancy.models import SharedHold, Unit
 from resource_mgr.states import AdminState, Occupancy, Technology
 
 from resource_mgr.addresses import ancestors, serving_boxes
@@ -145,6 +146,19 @@ def _still_free(u: Unit, now: datetime, reservation_id: str | None, settings: Se
         u.occupancy == Occupancy.PREOCCUPIED and aware(u.preoccupied_until) <= now)
 
 
+def _load_holds(session: Session, units: list[Unit]) -> None:
+    """The holds of the shared units just locked, in one query (the re-check and the ledger's
+    pre-occupation read them; lazily that is a query and an autoflush per unit)."""
+    shared = [u for u in units if u.shared and "holds" not in u.__dict__]
+    if not shared:
+        return
+    found: dict[str, list[SharedHold]] = {u.id: [] for u in shared}
+    for hold in session.scalars(select(SharedHold).where(SharedHold.unit_id.in_(list(found)))):
+        found[hold.unit_id].append(hold)
+    for u in shared:
+        set_committed_value(u, "holds", found[u.id])
+
+
 def design_path(session: Session, *, address_id: str, technology: Technology | str, settings: Settings,
                 now: datetime, min_down_mbps: float | None = None, avoid: frozenset[str] = frozenset(),
                 keep: Sequence[str] = (), lock: bool = False, reservation_id: str | None = None) -> Design:
@@ -160,6 +174,7 @@ def design_path(session: Session, *, address_id: str, technology: Technology | s
         if not lock:
             return search.design(best)
         locked = ledger.lock_units(session, best.ids)
+        _load_holds(session, locked)
         taken = {u.id for u in locked if not _still_free(u, now, reservation_id, settings)}
         if not taken:
             return search.design(best)

@@ -2,8 +2,10 @@
 
 - **topology** (what a unit is, its root resource's facts — cable length and gauge, splitter
   ratio, OLT model, site — and its connections) changes rarely: it is kept per process and
-  database in `_Topology`, read a whole frontier at a time on a miss, and dropped as soon as the
-  change feed (resource_mgr.changes) shows a committed change other than a unit's state.
+  database in `_Topology`, read a whole frontier at a time on a miss, and brought up to date from
+  the change feed (resource_mgr.changes) before every design: a new connection re-reads the links
+  of its two ends, a changed resource the facts of its units (and which units its owners have);
+  a change it cannot place (an import, a deletion, too many at once) starts a fresh topology.
 - **state** (occupancy, holder, expiry, admin state, capacity, used, live holds of others, the
   root resource's status) is read fresh for every design, in one query for all the units the
   walk reached (`Tracer.ensure_state`).
@@ -20,7 +22,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import String, any_, bindparam, case, func, or_, select, union_all
+from sqlalchemy import String, any_, bindparam, case, func, or_, select, text, union_all
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
@@ -41,12 +43,40 @@ _CHUNK = 900
 _NOW = bindparam("now", type_=UTCDateTime)
 _RES = bindparam("res")
 # History actions that change only a unit's state (read fresh anyway): any other committed
-# change may touch the topology, and drops the cached one.
+# change may touch the topology (`_Topology.follow`).
 STATE_ACTIONS = ("preoccupy", "release_preoccupation", "occupy", "release", "expire", "end_quarantine", "lock",
                  "unlock", "mark_faulty", "repair", "reserve", "unreserve")
 # rows about orders, services and identities never change what units are or how they connect
 NOT_TOPOLOGY = ("reservation", "service", "user", "api_token")
+# kinds of history rows that are not about units, their resources or connections
+NOT_PLANT = ("local_network", "naming_rule", "device_template")
 MAX_CACHED_UNITS = 2_000_000
+MAX_CHANGES = 500  # more topology changes than this since the last design: read it all again
+
+
+HEAD_KINDS = ("pon_port", "dsl_port", "line_port", "eth_port")  # a walk ends there
+DOWNSTREAM_KINDS = ("box_port", "ont_port")  # a walk starts there, never goes back into one
+# PostgreSQL: every unit a walk from these units towards the head could reach, in one recursive
+# query (along connections, never straight back, and from a splitter output to its inputs),
+# instead of a query per level; the walk then finds them all cached.
+_REACH_PG = text("""
+WITH RECURSIVE reach(id, prev, depth) AS (
+    SELECT x, CAST('' AS varchar), 0 FROM unnest(CAST(:ids AS varchar[])) AS x
+    UNION
+    SELECT e.dst, r.id, r.depth + 1
+    FROM reach r
+    JOIN unit u ON u.id = r.id
+    CROSS JOIN LATERAL (  -- lateral: each step is three index lookups, never a join of the tables
+        SELECT c.z_unit_id AS dst FROM connection c WHERE c.a_unit_id = r.id
+        UNION ALL SELECT c.a_unit_id FROM connection c WHERE c.z_unit_id = r.id
+        UNION ALL SELECT i.id FROM unit i
+                  WHERE u.kind = 'splitter_out' AND i.root_id = u.root_id AND i.kind = 'splitter_in') e
+    WHERE r.depth < :levels AND e.dst <> r.prev AND u.kind NOT IN :heads
+      AND (r.depth = 0 OR u.kind NOT IN :downstream)
+)
+SELECT DISTINCT u.id, u.kind, u.root_id, r.depth = 0 FROM reach r JOIN unit u ON u.id = r.id
+""").bindparams(bindparam("heads", value=HEAD_KINDS, expanding=True),
+                bindparam("downstream", value=DOWNSTREAM_KINDS, expanding=True))
 
 
 def _in(column: Any, name: str, dialect: str) -> Any:
@@ -93,6 +123,9 @@ def _statement(name: str, dialect: str) -> Any:
         return _select(*_STATIC).where(_in(_u.c.owner_id, "ids", dialect), _u.c.kind == bindparam("kind"))
     if name == "by_root":
         return _select(*_STATIC).where(_in(_u.c.root_id, "ids", dialect), _u.c.kind == bindparam("kind"))
+    if name == "related":  # units that are, or belong to (root or owner), these ids
+        return _select(*_STATIC).where(or_(_in(_u.c.id, "ids", dialect), _in(_u.c.root_id, "ids", dialect),
+                                           _in(_u.c.owner_id, "ids", dialect)))
     if name == "state":
         return (select(_u.c.id, *_state_columns()).select_from(_u.join(_res, _res.c.id == _u.c.root_id))
                 .where(_in(_u.c.id, "ids", dialect)))
@@ -128,33 +161,132 @@ def _statement(name: str, dialect: str) -> Any:
             select(func.max(h.c.position)).scalar_subquery(),
             select(func.count()).select_from(h).where(h.c.position > bindparam("pos"),
                                                       h.c.action.not_in(STATE_ACTIONS),
-                                                      h.c.resource_kind.not_in(NOT_TOPOLOGY)).scalar_subquery())
+                                                      h.c.resource_kind.not_in(NOT_TOPOLOGY)).scalar_subquery(),
+            # the row at the position the topology began at: another one (or none) means the
+            # feed was emptied (a database made again)
+            select(h.c.id).where(h.c.position == bindparam("base")).scalar_subquery(),
+            select(h.c.id).where(h.c.position == select(func.max(h.c.position)).scalar_subquery())
+            .scalar_subquery())
+    if name == "feed_rows":
+        h = History.__table__
+        return (select(h.c.resource_id, h.c.resource_kind, h.c.action, h.c.before, h.c.after)
+                .where(h.c.position > bindparam("pos"), h.c.position <= bindparam("head"),
+                       h.c.action.not_in(STATE_ACTIONS), h.c.resource_kind.not_in(NOT_TOPOLOGY))
+                .order_by(h.c.position).limit(MAX_CHANGES + 1))
     raise KeyError(name)
 
 
 class _Topology:
-    """What units are and how they connect, per process and database, following the change feed."""
+    """What units are and how they connect, per process and database, following the change feed.
 
-    def __init__(self) -> None:
+    Entries are only ever added or replaced, never removed, so a design running in another thread
+    never finds a unit it has reached missing; a change that cannot be applied in place makes a
+    new _Topology (designs already running keep the one they started with)."""
+
+    def __init__(self, position: int | None = None, position_id: int | None = None) -> None:
         self.lock = threading.Lock()
-        self.position: int | None = None
-        self.clear()
-
-    def clear(self) -> None:
+        self.position = position
+        # (position, history row id) where it began: the feed it follows is still the same one
+        # while that row is
+        self.base: tuple[int, int | None] = (position or 0, position_id)
         self.static: dict[str, tuple] = {}  # unit id -> the _STATIC row
         self.links: dict[str, list[tuple[str, str, str | None]]] = {}  # -> [(other id, kind, container)]
         self.owned: dict[tuple[str, str], list[str]] = {}  # (owner or root id, kind) -> unit ids by seq
+        self.owned_by: dict[tuple[str, str], str] = {}  # -> the statement that read it (by_owner, by_root)
         self.site_names: dict[str, str] = {}
         self.extra: dict[str, Any] = {}  # other static things kept with it (lan.py: the LAN switches)
 
-    def follow(self, session: Session, dialect: str) -> None:
+    # -- reading (the Tracer's misses, and the changes followed) -----------------------------
+
+    def keep(self, row: Sequence[Any]) -> str:
+        static = tuple(row[:len(_STATIC)])
+        self.static[static[0]] = static
+        return static[0]
+
+    def read_owned(self, run: Any, name: str, ids: Sequence[str], kind: str) -> None:
+        found: dict[str, list[tuple[int, str]]] = {i: [] for i in ids}
+        col = 5 if name == "by_owner" else 4  # owner_id / root_id in _STATIC
+        for row in run(name, ids=list(ids), kind=kind):
+            found[row[col]].append((row[3], self.keep(row)))
+        for i, units in found.items():
+            self.owned_by[(i, kind)] = name
+            self.owned[(i, kind)] = [uid for _seq, uid in sorted(units)]
+
+    def read_links(self, run: Any, ids: Sequence[str]) -> None:
+        for i in range(0, len(ids), _CHUNK):
+            chunk = ids[i:i + _CHUNK]
+            found: dict[str, list[tuple[str, str, str | None]]] = {uid: [] for uid in chunk}
+            for row in run("neighbours", ids=chunk):
+                found[row[0]].append((self.keep(row[3:]), row[1], row[2]))
+            self.links.update(found)
+
+    # -- following the change feed -----------------------------------------------------------
+
+    def apply(self, run: Any, rows: Sequence[Any]) -> bool:
+        """Bring the cached topology up to date with these history rows (no state changes among
+        them); False when one cannot be applied in place (start again from nothing)."""
+        ends: set[str] = set()  # units whose connections changed
+        touched: set[str] = set()  # resources or units whose facts or units changed
+        for resource_id, kind, action, before, after in rows:
+            if kind in NOT_PLANT:
+                continue
+            if kind == "connection":
+                found = [(d or {}).get(k) for d in (before, after) for k in ("a_unit_id", "z_unit_id")]
+                if not any(found):
+                    return False
+                ends.update(i for i in found if i)
+            elif kind == "bulk_import" or any(w in action for w in ("delete", "remove", "disconnect")):
+                return False  # many things at once, or something gone: cached ids may be dangling
+            else:
+                touched.add(resource_id)
+        if touched:
+            ids = sorted(touched)
+            stale_keys = {k for k in self.owned if k[0] in touched}
+            for row in run("related", ids=ids):
+                old = self.static.get(row[0])
+                uid = self.keep(row)
+                new = self.static[uid]
+                for facts in (old, new):
+                    if facts is not None:
+                        stale_keys.update({(facts[5], facts[1]), (facts[4], facts[1])})
+            for key in sorted(stale_keys & self.owned.keys()):
+                self.read_owned(run, self.owned_by[key], [key[0]], key[1])
+            for i in ids:
+                self.site_names.pop(i, None)
+            self.extra = {}
+        cached_ends = sorted(i for i in ends if i in self.links)
+        if cached_ends:
+            self.read_links(run, cached_ends)
+        return True
+
+    def follow(self, session: Session, dialect: str, run: Any) -> _Topology:
+        """The topology to design with: this one brought up to date, or a new one."""
         pos = self.position or 0
-        head, changed = session.execute(_statement("feed", dialect), {"pos": pos}).one()
+        head, changed, base_id, head_id = session.execute(
+            _statement("feed", dialect), {"pos": pos, "base": self.base[0]}).one()
         head = head or 0
+        if self.position is None:
+            with self.lock:
+                if self.position is None:
+                    self.position, self.base = head, (head, head_id)
+            return self
+        if base_id != self.base[1]:
+            return _Topology(head, head_id)
+        if head < pos:
+            return self  # a design whose snapshot predates the last one followed (threads race)
+        if len(self.static) > MAX_CACHED_UNITS or changed > MAX_CHANGES:
+            return _Topology(head, head_id)
         with self.lock:
-            if self.position is None or head < pos or changed or len(self.static) > MAX_CACHED_UNITS:
-                self.clear()  # a topology change (or an emptied feed): read it again
+            if self.position >= head:  # another thread has followed them meanwhile
+                return self
+            if changed:
+                rows = run("feed_rows", pos=self.position, head=head).all()
+                if len(rows) > MAX_CHANGES or not self.apply(run, rows):
+                    return _Topology(head, head_id)
             self.position = head
+            if self.base[1] is None:
+                self.base = (head, head_id)
+        return self
 
 
 _TOPOLOGIES: dict[str, _Topology] = {}
@@ -220,9 +352,11 @@ class Tracer:
         self.queries = 0
         self.device_fill: dict[str, float] = {}  # head device id -> share of its ports in use
         key = str(session.get_bind().url)
-        self.topo = _TOPOLOGIES.get(key) or _TOPOLOGIES.setdefault(key, _Topology())
+        topo = _TOPOLOGIES.get(key) or _TOPOLOGIES.setdefault(key, _Topology())
         self.queries += 1
-        self.topo.follow(self.session, self.dialect)
+        self.topo = topo.follow(self.session, self.dialect, self._run)
+        if self.topo is not topo:
+            _TOPOLOGIES[key] = self.topo
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -238,19 +372,12 @@ class Tracer:
         return u
 
     def _keep(self, row: Sequence[Any]) -> str:
-        static = tuple(row[:len(_STATIC)])
-        self.topo.static[static[0]] = static
-        return static[0]
+        return self.topo.keep(row)
 
     def _owned(self, name: str, ids: Sequence[str], kind: str) -> list[U]:
         todo = [i for i in ids if (i, kind) not in self.topo.owned]
         if todo:
-            found: dict[str, list[tuple[int, str]]] = {i: [] for i in todo}
-            col = 5 if name == "by_owner" else 4  # owner_id / root_id in _STATIC
-            for row in self._run(name, ids=todo, kind=kind):
-                found[row[col]].append((row[3], self._keep(row)))
-            for i, units in found.items():
-                self.topo.owned[(i, kind)] = [uid for _seq, uid in sorted(units)]
+            self.topo.read_owned(self._run, name, todo, kind)
         return [self._unit(uid) for i in ids for uid in self.topo.owned.get((i, kind), [])]
 
     def by_owner(self, owner_ids: Sequence[str], kind: str) -> list[U]:
@@ -263,12 +390,25 @@ class Tracer:
     def neighbours(self, ids: Iterable[str]) -> None:
         """Make sure the connections of these units (and the units at their other ends) are known."""
         todo = sorted({i for i in ids if i not in self.topo.links})
-        for i in range(0, len(todo), _CHUNK):
-            chunk = todo[i:i + _CHUNK]
-            found: dict[str, list[tuple[str, str, str | None]]] = {uid: [] for uid in chunk}
-            for row in self._run("neighbours", ids=chunk):
-                found[row[0]].append((self._keep(row[3:]), row[1], row[2]))
-            self.topo.links.update(found)
+        if todo and self.dialect == "postgresql":
+            todo = self._reach(todo)
+        if todo:
+            self.topo.read_links(self._run, todo)
+
+    def _reach(self, ids: list[str]) -> list[str]:
+        """Prefetch what a walk from these units will need (see _REACH_PG): the inputs of the
+        splitters reached, and the ids whose connections to read (these and those reached)."""
+        from resource_mgr.design.walk import MAX_LEVELS
+
+        self.queries += 1
+        rows = self.session.execute(_REACH_PG, {"ids": ids, "levels": MAX_LEVELS}).all()
+        roots = sorted({root for _id, kind, root, _seed in rows if kind == "splitter_out"}
+                       - {k[0] for k in self.topo.owned if k[1] == "splitter_in"})
+        if roots:
+            self.by_root(roots, "splitter_in")
+        want = {uid for uid, kind, _root, seed in rows
+                if seed or (kind not in HEAD_KINDS and kind not in DOWNSTREAM_KINDS and kind != "splitter_out")}
+        return sorted(i for i in want | set(ids) if i not in self.topo.links)
 
     def links(self, uid: str) -> list[tuple[str, str, str | None]]:
         return self.topo.links.get(uid, [])

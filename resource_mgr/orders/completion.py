@@ -96,6 +96,7 @@ def _renew(session: Session, res: Reservation, change: Change, settings: Setting
 
 
 def _occupy(session: Session, res: Reservation, change: Change, service_id: str) -> None:
+    glue.lock_shared(session, res.held_unit_ids(), uses=True)
     ledger.occupy(session, res.held_unit_ids(), change, service_id=service_id, reservation_id=res.id)
 
 

@@ -243,6 +243,7 @@ def _hold_path(session: Session, res: Reservation, p: Plan, address: Address | N
 
 def _preoccupy(session: Session, unit_ids: list[str], change: Change, res: Reservation) -> None:
     try:
+        glue.lock_shared(session, unit_ids)  # already locked by the design: their holds in one query
         ledger.preoccupy(session, unit_ids, change, reservation_id=res.id, until=res.expires_at)
     except NoCapacity as exc:  # taken between the design and the lock: design again, from the start
         raise Retry("a designed unit was taken meanwhile", last_error=exc) from exc

@@ -9,19 +9,27 @@ from __future__ import annotations
 from typing import Any
 
 from apiflask import APIBlueprint, Schema
-from apiflask.fields import Float, Nested, String
-from apiflask.validators import Length
+from apiflask.fields import Float, Integer, Nested, String
+from apiflask.validators import Length, Range
+from flask import current_app, g
+from sqlalchemy import text
 
 from resource_mgr.addresses import address_json, search_addresses
+from resource_mgr.errors import Unavailable
 
-from interfaces.http.api.common import PageQuery
 from interfaces.http.auth import READERS, require
 from interfaces.http.context import principal, read_session, runtime
+from interfaces.http.limits import WaitingGate
 
 bp = APIBlueprint("addresses", __name__)
 
 
-class AddressQuery(PageQuery):
+class AddressQuery(Schema):
+    # Paged like a list read (common.PageQuery) but not one: the list-read bound (load.py) refuses
+    # at once past two per process, which a counter's search, a few milliseconds each, must not be
+    # under; it has its own bound (_search_gate).
+    limit = Integer(load_default=50, validate=Range(1, 1000))
+    offset = Integer(load_default=0, validate=Range(0, 10_000_000))
     q = String(load_default="", validate=Length(max=200), metadata={
         "description": "what the customer said: part of the address, e.g. 丽日花园3栋2单元301, 汾江路88號, "
                        "1-2-301 (building 1, unit 2, room 301)"})
@@ -56,9 +64,29 @@ class AddressOut(Schema):
 @require(*READERS)
 def list_addresses(query: dict[str, Any]):
     me = principal()
-    hits, total = search_addresses(
-        read_session(), query["q"], local_network_ids=set(me.local_network_ids) if me.local_network_ids is not None
-        else None, local_network=query.get("local_network"), limit=query["limit"], offset=query["offset"],
-        settings=runtime().settings)
+    settings = runtime().settings
+    gate = _search_gate(settings.addresses_search_concurrency)
+    if not gate.enter(settings.addresses_search_wait_ms / 1000.0):
+        g.rate_limit_headers = {"Retry-After": "1"}  # not the rate limit's window (limits.py)
+        raise Unavailable(f"the server is answering as many address searches as it may at once ({gate.slots}); "
+                          f"retry in 1 s", retry_after=1)
+    try:
+        session = read_session()
+        if session.get_bind().dialect.name == "postgresql" and settings.list_read_statement_timeout_ms:
+            # bounded in time like a list read (a query cancelled by it is 503 `unavailable`)
+            session.execute(text(f"SET LOCAL statement_timeout = {int(settings.list_read_statement_timeout_ms)}"))
+        hits, total = search_addresses(
+            session, query["q"], local_network_ids=set(me.local_network_ids)
+            if me.local_network_ids is not None else None, local_network=query.get("local_network"),
+            limit=query["limit"], offset=query["offset"], settings=settings)
+    finally:
+        gate.leave()
     body = [{**address_json(h.address), "score": h.score} for h in hits]
     return body, 200, {"X-Total-Count": str(total)}
+
+
+def _search_gate(slots: int) -> WaitingGate:
+    gate = current_app.extensions.get("rmgr_address_search_gate")
+    if gate is None:
+        gate = current_app.extensions.setdefault("rmgr_address_search_gate", WaitingGate(slots))
+    return gate
