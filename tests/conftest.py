@@ -59,16 +59,57 @@ def _data_tables(database: Database) -> list[str]:
     return sorted(live - set(known)) + known
 
 
+# Up to this many rows in all, DELETE empties the tables; above it TRUNCATE does (DELETE runs the
+# foreign-key checks row by row, TRUNCATE has a fixed cost of ~15 ms a table on PostgreSQL).
+DELETE_UP_TO_ROWS = 5000
+
+
 def clear_all(database: Database) -> None:
+    """Empty every table that holds rows. Most tests fill a few tables with a few rows, so the
+    filled ones are found first (one query) and only those are emptied: TRUNCATE of all 41 tables
+    cost ~0.3 s a test on PostgreSQL, twice per test."""
     tables = _data_tables(database)
     if not tables:
         return
     with database.engine.begin() as conn:
+        probe = " UNION ALL ".join(
+            f"SELECT '{t}', (SELECT count(*) FROM (SELECT 1 FROM \"{t}\" LIMIT {DELETE_UP_TO_ROWS + 1}) AS x) "
+            f"WHERE EXISTS (SELECT 1 FROM \"{t}\")" for t in tables)
+        rows = dict(conn.execute(text(probe)).all())
+        filled = [t for t in tables if t in rows]  # children before parents
+        if not filled:
+            return
         if database.dialect == "postgresql":
-            conn.execute(text("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " CASCADE"))
-        else:
-            for table in tables:
-                conn.execute(text(f'DELETE FROM "{table}"'))
+            if sum(rows.values()) > DELETE_UP_TO_ROWS:
+                conn.execute(text("TRUNCATE " + ", ".join(f'"{t}"' for t in filled) + " CASCADE"))
+            else:
+                for table in filled:
+                    conn.execute(text(f'DELETE FROM "{table}"'))
+            return
+    # SQLite checks each deleted parent row against its children; every table is emptied, so
+    # nothing is left to check (the pragma is ignored inside a transaction: the raw connection).
+    # The address rows' delete trigger looks each one up in address_fts (~9 ms a row: 18 s for
+    # the XS city), so the search table is emptied first, as a whole (its own DELETE, not its
+    # shadow tables), and the trigger finds nothing.
+    raw = database.engine.raw_connection()
+    try:
+        sqlite = raw.driver_connection
+        sqlite.execute("PRAGMA foreign_keys=OFF")
+        try:
+            sqlite.execute("BEGIN IMMEDIATE")
+            for (search,) in sqlite.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?",
+                    (migrate.SEARCH_TABLE_PREFIX,)).fetchall():
+                sqlite.execute(f'DELETE FROM "{search}"')
+            for table in filled:
+                sqlite.execute(f'DELETE FROM "{table}"')
+            sqlite.execute("COMMIT")
+        finally:
+            if sqlite.in_transaction:
+                sqlite.execute("ROLLBACK")
+            sqlite.execute("PRAGMA foreign_keys=ON")
+    finally:
+        raw.close()
 
 
 @pytest.fixture(scope="session")
@@ -90,3 +131,4 @@ def db(database: Database):
     clear_all(database)
     yield database
     clear_all(database)
+
