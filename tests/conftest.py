@@ -132,3 +132,11 @@ def db(database: Database):
     yield database
     clear_all(database)
 
+
+@pytest.fixture(scope="module")
+def module_db(database: Database):
+    """For a module whose tests all only read one world built once: emptied before and after the
+    module, not between its tests. Such a module must not also use `db` (it empties everything)."""
+    clear_all(database)
+    yield database
+    clear_all(database)
