@@ -21,8 +21,30 @@ KEEP_TABLES = frozenset({"alembic_version"}) | migrate.POSTGIS_TABLES
 def _test_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     url = os.environ.get("RMGR_TEST_DATABASE_URL")
     if url:
-        return migrate.normalise_url(url)
+        url = migrate.normalise_url(url)
+        worker = os.environ.get("PYTEST_XDIST_WORKER")  # gw0, gw1 ... under `-n N`
+        return _worker_database(url, worker) if worker else url
+    # SQLite: under xdist each worker has its own base temp directory, hence its own file
     return f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.sqlite'}"
+
+
+def _worker_database(url: str, worker: str) -> str:
+    """Each xdist worker its own PostgreSQL database next to the one given: <name>_<worker>,
+    made if missing (the schema is built afresh anyway) and left for the next run."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.pool import NullPool
+
+    given = make_url(url)
+    name = f"{given.database}_{worker}"[:63]
+    admin = create_engine(given.set(database="postgres"), poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            if not conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first():
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        admin.dispose()
+    return given.set(database=name).render_as_string(hide_password=False)
 
 
 def reset_database(database: Database) -> None:
