@@ -18,6 +18,21 @@ from resource_mgr.models import Base
 KEEP_TABLES = frozenset({"alembic_version"}) | migrate.POSTGIS_TABLES
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """`-n 2` (addopts) is for the suite. Named files or tests only, and no -n of one's own: in
+    this process, as --dist loadscope would give a file to one worker anyway, and two workers
+    cost their start-up (each imports everything and builds its schema)."""
+    if hasattr(config, "workerinput") or not config.pluginmanager.hasplugin("xdist"):
+        return
+    given = config.invocation_params.args
+    if any(a == "-n" or a.startswith(("-n", "--numprocesses")) for a in given):
+        return
+    paths = [a for a in config.args if not a.startswith("-")]
+    if paths and all(os.path.isfile(a.split("::")[0]) for a in paths):
+        config.option.numprocesses = 0
+        config.option.dist = "no"
+
+
 def _test_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     url = os.environ.get("RMGR_TEST_DATABASE_URL")
     if url:
