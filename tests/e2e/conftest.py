@@ -105,6 +105,17 @@ def live_server(db: Database):
     """A running server on the (emptied) test database with local networks GZ and FS and tokens:
     admin (every role, every network), reader_gz (auditor, GZ), sales_gz (sales, GZ),
     dispatch_gz (dispatch, GZ), sales_fs (sales, FS)."""
+    yield from _serve(db)
+
+
+@pytest.fixture(scope="module")
+def shared_live_server(module_db: Database):
+    """The same server, one for a whole module whose tests only read (tests/conftest.py module_db):
+    a module makes it its `live_server` with a module-scoped fixture of that name."""
+    yield from _serve(module_db)
+
+
+def _serve(db: Database):
     with db.unit_of_work() as uow:
         gz = create_local_network(uow.session, code="GZ", name="廣州", area_code="20", province="廣東")
         fs = create_local_network(uow.session, code="FS", name="佛山", area_code="757", province="廣東")

@@ -6,7 +6,13 @@ import pytest
 from tests.address_world import build
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
+def live_server(shared_live_server):
+    """Every test here only reads: one server and one world for the module."""
+    return shared_live_server
+
+
+@pytest.fixture(scope="module")
 def world(live_server):
     return build(live_server.db, live_server.networks)
 

@@ -17,7 +17,13 @@ from resource_mgr.occupancy.models import Change, Unit
 PROBLEM = "application/problem+json"
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
+def live_server(shared_live_server):
+    """Every test here only reads: one server and one world (3000 numbers) for the module."""
+    return shared_live_server
+
+
+@pytest.fixture(scope="module")
 def pools(live_server):
     db, now = live_server.db, utcnow()
     with db.unit_of_work() as uow:

@@ -1,5 +1,5 @@
 """Jobs through Celery: a REAL worker (`celery -A interfaces.tasks.celery_app worker --pool=solo`)
-on Redis db 7, against the test database (the SQLite file or the PostgreSQL test database)."""
+on Redis db 7 (+2 per xdist worker), against the test database (the SQLite file or the PostgreSQL test database)."""
 from __future__ import annotations
 
 import os
@@ -24,9 +24,10 @@ from resource_mgr.states import JobState, Occupancy
 
 from interfaces.tasks import dispatch
 from tests.job_helpers import stop
+from tests.parallel_helpers import celery_broker_url
 
 ROOT = Path(__file__).resolve().parents[2]
-BROKER = os.environ.get("RMGR_TEST_CELERY_BROKER_URL", "redis://127.0.0.1:6379/7")
+BROKER = celery_broker_url()
 
 
 def clean_env(**extra: str) -> dict[str, str]:

@@ -12,12 +12,13 @@ import redis
 from sqlalchemy import func, select
 
 from resource_mgr.security.models import ApiToken
+from parallel_helpers import ratelimit_redis_url
 from security_helpers import PASSWORD, bearer, build_world, issue, make_app, make_user
 
 from interfaces.http import observability
 from interfaces.http.auth import public
 
-REDIS_URL = "redis://127.0.0.1:6379/8"
+REDIS_URL = ratelimit_redis_url()  # db 8 unless RMGR_TEST_CELERY_BROKER_URL moves it (parallel_helpers)
 
 
 @pytest.fixture
