@@ -179,6 +179,11 @@ class Settings(BaseModel):
     # -- transport --
     # -- end of transport --
     # -- topology --
+    # Routes kept per service or head device (primary first): a ring or a protected line has a
+    # handful; the bound only stops a meshed metro from listing thousands.
+    topology_max_routes: int = Field(default=16, ge=1, le=1000)
+    # More feed rows than this since the last look: build the graph again (cheaper than applying).
+    topology_rebuild_rows: int = Field(default=200_000, ge=1000)
     # -- end of topology --
     # -- faults --
     # An unknown device or port in an alarm: how many close names the 404 offers, and how alike

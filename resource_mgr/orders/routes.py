@@ -1,6 +1,7 @@
-"""A service's end-to-end route from its stored path: ordered hops, customer side first.
+"""Hops of a route: ordered units, customer side first, with their device, site and cable.
 Helper `design` builds hops the same way for a design (`resource_mgr.design.Hop`); this reads
-the names for a stored path in three queries, whatever its length."""
+the names in three queries, whatever the route's length. The routes themselves come from the
+topology engine (resource_mgr.topology)."""
 from __future__ import annotations
 
 from typing import Any
@@ -39,14 +40,8 @@ def hops(session: Session, unit_ids: list[str]) -> list[dict[str, Any]]:
 
 
 def service_route(session: Session, service: Service) -> dict[str, Any]:
-    """The route of a service; one riding on a bearer (IPTV, VoIP) shows its bearer's."""
-    carrier, seen = service, set()
-    while carrier.bearer_id and carrier.id not in seen:
-        seen.add(carrier.id)
-        carrier = session.get(Service, carrier.bearer_id) or carrier
-    ids = list(session.scalars(select(ServiceUnit.unit_id).where(ServiceUnit.service_id == carrier.id)
-                               .order_by(ServiceUnit.seq)))
-    out: dict[str, Any] = {"service_id": service.id, "hops": hops(session, ids)}
-    if carrier.id != service.id:
-        out["bearer_id"] = carrier.id
-    return out
+    """The route of a service (its stored path continued to the core, and every alternate route);
+    one riding on a bearer (IPTV, VoIP) shows its bearer's. The topology engine answers."""
+    from resource_mgr.topology.services import routes_of_service
+
+    return routes_of_service(session, service.id)

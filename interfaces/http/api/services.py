@@ -13,7 +13,7 @@ from resource_mgr.customers.models import Customer, Service
 from resource_mgr.errors import Invalid, NotFound
 from resource_mgr.inventory.models import LocalNetwork
 from resource_mgr.orders.completion import service_json
-from resource_mgr.orders.routes import service_route
+from resource_mgr.topology.services import routes_of_service
 from resource_mgr.states import Product, ServiceState
 
 from interfaces.http.api.common import PageQuery, paginate
@@ -60,7 +60,11 @@ class HopOut(Schema):
 class RouteOut(Schema):
     service_id = String()
     bearer_id = String(metadata={"description": "IPTV / VoIP: the service whose line they ride on"})
-    hops = List(Nested(HopOut))
+    hops = List(Nested(HopOut), metadata={"description": "the stored path, continued through the head "
+                                                          "device's uplinks to the aggregation and core"})
+    alternate_routes = List(List(Nested(HopOut)), metadata={
+        "description": "every other route: a type-B splitter's second input, a second uplink, the other way "
+                       "round a ring"})
 
 
 def _service(session: Any, service_id: str) -> Service:
@@ -110,8 +114,9 @@ def get_service(service_id: str):
 
 @bp.get("/services/<string:service_id>/route")
 @bp.output(RouteOut)
-@bp.doc(summary="The end-to-end route: hops from the customer side to the exchange / OLT")
+@bp.doc(summary="The end-to-end route: hops from the customer side to the head equipment and on to the "
+                "aggregation and core, with every alternate route")
 @require(*READERS)
 def get_route(service_id: str):
     session = read_session()
-    return service_route(session, _service(session, service_id))
+    return routes_of_service(session, _service(session, service_id).id)
