@@ -62,17 +62,20 @@ MANIFEST = "manifest.json"
 LEVELS = ("province", "local_network", "district", "street")
 SITE_TYPES = ("exchange", "machine_room", "outdoor")
 STATUSES = tuple(s.value for s in ResourceStatus)
-DEVICE_TYPES = ("pstn_switch", "ngn_softswitch", "access_gateway", "dslam", "olt", "splitter", "lan_switch", "ont")
+DEVICE_TYPES = ("pstn_switch", "ngn_softswitch", "access_gateway", "dslam", "olt", "splitter", "lan_switch", "ont",
+                "aggregation_switch", "bras", "core_router")
+# the transport layer: devices made only of uplink ports, passing traffic between any two of them
+TRANSPORT_DEVICE_TYPES = ("aggregation_switch", "bras", "core_router")
 TEMPLATE_KINDS = ("device", "cross_box", "distribution_box", "frame")
 FRAME_TYPES = ("mdf", "odf")
 MEDIA = ("copper", "fibre")
-CABLE_STAGES = ("primary", "feeder", "distribution", "drop")
+CABLE_STAGES = ("primary", "feeder", "distribution", "drop", "trunk")  # trunk: between two sites
 UNIT_MODES = ("template", "listed")
 UNIT_KINDS = ("pon_port", "dsl_port", "line_port", "eth_port", "ont_port", "splitter_in", "splitter_out",
-              "pair", "core", "terminal", "box_port", "number")
+              "pair", "core", "terminal", "box_port", "number", "uplink_port")
 _UNIT_KIND_SET = frozenset(UNIT_KINDS)
 LISTABLE_UNIT_KINDS = tuple(k for k in UNIT_KINDS if k != "number")
-SIDES = ("", "feeder", "distribution", "line", "equipment")
+SIDES = ("", "feeder", "distribution", "line", "equipment", "network")
 ADMIN_STATES = tuple(s.value for s in AdminState)
 CONNECTION_KINDS = ("jumper", "splice", "patch", "fixed")
 NAMING_KINDS = ("device", "card", "port", "device_port", "cross_box", "distribution_box", "fibre_access_terminal",
@@ -188,15 +191,18 @@ FILES: tuple[FileSpec, ...] = (
     _resource("devices", "device",
               C("device_type", required=True, enum=DEVICE_TYPES), _SITE, _PARENT, _TEMPLATE, _UNITS,
               C("vendor", default=""), C("model", default=""), C("technology", default=""),
-              C("management_ip", default=""), C("split_ratio", "int", min=2, max=128),
+              C("management_ip", default="", doc="the address the network management system names it by; "
+                                                  "unique"), C("split_ratio", "int", min=2, max=128),
               C("split_stage", "int", min=1, max=2), POINT,
-              doc="switches, DSLAMs, OLTs, splitters (ratio, stage), LAN switches, ONTs"),
+              doc="switches, DSLAMs, OLTs, splitters (ratio, stage), LAN switches, ONTs, aggregation switches, "
+                  "BRAS, core routers"),
     _resource("cables", "cable", C("medium", required=True, enum=MEDIA),
-              C("stage", enum=CABLE_STAGES, default="primary"),
+              C("stage", enum=CABLE_STAGES, default="primary",
+                doc="trunk: an inter-site fibre cable, a_end and z_end its two sites"),
               C("unit_count", "int", True, min=1, max=4800, doc="pairs or cores, made 1..unit_count"),
               C("conductor_mm", "float", min=0.3, max=1.0), C("length_m", "float", min=0),
               C("a_end", "ref", ref="resource"), C("z_end", "ref", ref="resource"), C("route", "line"),
-              doc="copper / fibre cables"),
+              doc="copper / fibre cables, trunk cables between sites"),
     FileSpec("cable_spans", (
         C("cable", "ref", True, ref="cable"), C("seq", "int", True, min=1),
         C("duct_segment", "ref", True, ref="duct_segment"),

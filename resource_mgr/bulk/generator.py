@@ -59,6 +59,7 @@ from typing import Any
 
 from resource_mgr.addresses.normalise import normalise
 from resource_mgr.bulk.format import BundleWriter
+from resource_mgr.bulk.generator_transport import Transport
 from resource_mgr.geo.spatial import EARTH_RADIUS_M, M_PER_DEG_LAT
 from resource_mgr.inventory.templates import DEFAULT_TEMPLATES
 from resource_mgr.numbers.grades import Grader
@@ -142,6 +143,7 @@ class Stats:
     faulty_units: int = 0
     rows: dict[str, int] = field(default_factory=dict)
     pon_fill: list[int] = field(default_factory=lambda: [0] * 11)  # histogram of used/capacity by tenths
+    transport: dict[str, int] = field(default_factory=dict)  # what generator_transport added
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -619,12 +621,14 @@ class _Exchange:
                                   "name": f"{self.name}-光交{self.seqs['cab']:03d}", "site_type": "outdoor",
                                   "area": self.street_key, "location": _wkt_point(cab_ll)})
             groups = [s2s[i:i + r1] for i in range(0, len(s2s), r1)]
+            protect = self.c.transport.protected(self, groups)  # type-B: a second input for VIP trees
             s1_keys = []
-            for _ in groups:
+            for gi, _ in enumerate(groups):
                 s1 = f"{E}-S1-{self.next('s1')}"
+                tpl = f"SPLITTER-{2 if gi in protect else 1}:{r1}"
                 w.write("devices", {"key": s1, "local_network": LN_CODE, "name": f"OBD1-{self.seqs['s1']:04d}",
-                                    "device_type": "splitter", "site": cab_site, "template": f"SPLITTER-1:{r1}",
-                                    "model": f"SPLITTER-1:{r1}", "technology": "PON", "split_ratio": r1,
+                                    "device_type": "splitter", "site": cab_site, "template": tpl,
+                                    "model": tpl, "technology": "PON", "split_ratio": r1,
                                     "split_stage": 1, "location": _wkt_point(cab_ll)})
                 s1_keys.append(s1)
                 self.unit_attr(f"{s1}#splitter_in#IN1", capacity=r1 * r2)
@@ -632,7 +636,7 @@ class _Exchange:
                 # feeder: ODF at the exchange → cabinet, one core per first-stage splitter
                 coords, segs = self.route(self.centre, cross)
                 feeder = self.cable(name=f"{self.name}-GL{self.next('gl'):04d}", medium="fibre", stage="feeder",
-                                    count=_std(STD_FIBRE, len(groups) + 2), a_end=self.site, z_end=cab_site,
+                                    count=_std(STD_FIBRE, len(groups) + len(protect) + 2), a_end=self.site, z_end=cab_site,
                                     coords=[self.site_ll] + coords + [cab_ll], segs=segs)
             for gi, group in enumerate(groups):
                 s1 = s1_keys[gi]
@@ -647,6 +651,9 @@ class _Exchange:
                 else:
                     tail_up = [s1_in]
                     self.fibre_links.append(("direct", "", r1 * r2, xgs, s1_in, ""))
+                if gi in protect:
+                    self.c.transport.protect_input(self, s1, None if at_exchange else feeder,
+                                                   len(groups) + 1 + sorted(protect).index(gi), r1 * r2, xgs)
                 link_index = len(self.fibre_links) - 1
                 used_total = 0
                 for oi, (s2, b, outs) in enumerate(group, 1):
@@ -774,6 +781,7 @@ class _Exchange:
                                     "management_ip": f"10.{75 + self.idx // 250}.{self.idx % 250}.{self.seqs['olt']}",
                                     "location": _wkt_point(self.site_ll)})
                 stats.olts += 1
+                self.c.transport.head(self, okey, "olt", tpl)
                 olts[xgs].append(okey)
                 free_ports[xgs] = [f"{okey}#pon_port#{p}" for p in _olt_ports(tpl)][::-1]
             pon = free_ports[xgs].pop()
@@ -788,6 +796,7 @@ class _Exchange:
                 self.feeder_term[core] = term
             else:
                 self.conn("patch", s1_in, pon)
+        self.c.transport.wire_protection(self, free_ports)
         for i in range(max(1, math.ceil(self.odf_terms / 576))):
             w.write("frames", {"key": f"{E}-ODF{i + 1}", "local_network": LN_CODE, "name": f"{self.name}-ODF{i + 1:02d}",
                                "frame_type": "odf", "site": self.site, "template": "ODF-576"})
@@ -948,7 +957,9 @@ class _Exchange:
                     sw = f"{E}-LAN{self.next('lan')}"
                     w.write("devices", {"key": sw, "local_network": LN_CODE, "name": f"{self.name}-LAN{self.seqs['lan']:03d}",
                                         "device_type": "lan_switch", "template": "LAN-SWITCH-48", "vendor": "华为",
-                                        "model": "S5735", "technology": "LAN", "location": _wkt_point(b.point)})
+                                        "model": "S5735", "technology": "LAN", "location": _wkt_point(b.point),
+                                        "management_ip": self.c.transport.ip(self.idx)})
+                    self.c.transport.head(self, sw, "lan_switch", "LAN-SWITCH-48", b)
                     for p, room in enumerate(want[i:i + 44], 1):
                         self.lan_ports[room.address] = f"{sw}#eth_port#GE{p}"
 
@@ -976,7 +987,8 @@ class _Exchange:
                 w.write("devices", {"key": dkey, "local_network": LN_CODE, "name": f"{self.name}-{label}{i + 1:02d}",
                                     "device_type": dtype, "site": self.site, "template": tpl, "vendor": "中兴",
                                     "model": tpl, "technology": TEMPLATES[tpl][2]["technology"],
-                                    "location": _wkt_point(self.site_ll)})
+                                    "location": _wkt_point(self.site_ll), "management_ip": self.c.transport.ip(self.idx)})
+                self.c.transport.head(self, dkey, dtype, tpl)
                 for pname in [f"{s}/{p}" for s in spec["slots"] for p in range(1, spec["ports"][0]["count"] + 1)]:
                     eq_terms += 1
                     port = f"{dkey}#{ukind}#{pname}"
@@ -1174,6 +1186,7 @@ def generate(size: str, seed: int, out_dir: Path, progress: Callable[[int, int],
     with BundleWriter(out_dir) as w:
         city = _City(profile, seed, w, as_of)
         city.stats = stats
+        city.transport = Transport(city)
         w.write("local_networks", {"code": LN_CODE, "name": LN_NAME, "area_code": AREA_CODE, "province": PROVINCE})
         for name, kind, dtype, spec in DEFAULT_TEMPLATES:  # reused when the database has them
             w.write("templates", {"name": name, "resource_kind": kind, "device_type": dtype, "spec": spec})
@@ -1205,7 +1218,8 @@ def generate(size: str, seed: int, out_dir: Path, progress: Callable[[int, int],
         # the city NGN softswitch (VoIP numbers) at the first exchange
         w.write("devices", {"key": "NGN-SS", "local_network": LN_CODE, "name": "佛山NGN软交换01",
                             "device_type": "ngn_softswitch", "site": "X000-SITE", "template": "NGN-SOFTSWITCH",
-                            "vendor": "华为", "model": "SoftX3000", "technology": "NGN"})
+                            "vendor": "华为", "model": "SoftX3000", "technology": "NGN",
+                            "management_ip": city.transport.ip(0)})
         w.write("number_pools", {"key": "NGN-NP", "local_network": LN_CODE, "name": "佛山NGN号池",
                                  "switch": "NGN-SS", "quarantine_days": 90})
         per = profile.services / profile.exchanges
@@ -1213,10 +1227,12 @@ def generate(size: str, seed: int, out_dir: Path, progress: Callable[[int, int],
         for i, xy, dname, sname, skey in plan:
             ex = _Exchange(city, i, xy, dname, sname, skey, per)
             done += ex.build()
+            city.transport.finish_exchange(ex)  # aggregation nodes and homing (generator_transport.py)
             stats.exchanges += 1
             if progress:
                 progress(done, profile.services)
         stats.services = done
+        stats.transport = city.transport.finish_city()  # the core pair and the aggregation rings
         stats.rows = dict(w.counts)
     stats.seconds = round(time.perf_counter() - t0, 2)
     return stats

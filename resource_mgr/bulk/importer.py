@@ -56,7 +56,7 @@ from resource_mgr.db import Database
 from resource_mgr.errors import Invalid
 from resource_mgr.inventory import naming
 from resource_mgr.inventory.templates import parse_spec
-from resource_mgr.models import Customer, DeviceTemplate, LocalNetwork, NamingRule, Number, Resource
+from resource_mgr.models import Customer, Device, DeviceTemplate, LocalNetwork, NamingRule, Number, Resource
 
 __all__ = ["FastGrader", "IdMaker", "ImportLimits", "ImportReport", "ImportState", "Importer", "JOB_KIND", "Owner",
            "Template", "import_bundle", "import_job"]
@@ -239,6 +239,8 @@ def _load_existing(st: ImportState) -> None:
                 st.scoped.add((kind, scope, name))
             for ln_id, ref in s.execute(select(Customer.local_network_id, Customer.external_ref)):
                 st.customers[(ln_id, ref)] = ""  # existing: a clash, not a reference target
+            for (ip,) in s.execute(select(Device.management_ip).where(Device.management_ip != "")):
+                st.management_ips[ip] = ""  # alarms find a device by it: one device per address
 
 
 # -- phase 1: read and check every file ------------------------------------------------------------

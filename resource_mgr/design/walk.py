@@ -69,7 +69,9 @@ def walk(tr: Tracer, starts: Iterable[Chain], *, is_head: Callable[[U], bool],
             for root in need_in:
                 splitter_in[root] = None
             for u in tr.by_root(need_in, "splitter_in"):
-                splitter_in[u.root_id] = u
+                known = splitter_in[u.root_id]
+                if known is None or u.seq < known.seq:  # a type-B splitter: the first input, its primary
+                    splitter_in[u.root_id] = u
         tr.neighbours(u.id for u in last if u.kind != "splitter_out")
         grown: list[Chain] = []
         for chain in active:

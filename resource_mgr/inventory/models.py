@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from shapely.geometry.base import BaseGeometry
-from sqlalchemy import DDL, JSON, Float, ForeignKey, Index, Integer, String, UniqueConstraint, event
+from sqlalchemy import DDL, JSON, Float, ForeignKey, Index, Integer, String, UniqueConstraint, event, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from resource_mgr.clock import utcnow
@@ -236,7 +236,8 @@ class DuctSegment(Resource):
 
 # --- Equipment (專業網絡資源) -----------------------------------------------------------------
 
-DEVICE_TYPES = ("pstn_switch", "ngn_softswitch", "access_gateway", "dslam", "olt", "splitter", "lan_switch", "ont")
+DEVICE_TYPES = ("pstn_switch", "ngn_softswitch", "access_gateway", "dslam", "olt", "splitter", "lan_switch", "ont",
+                "aggregation_switch", "bras", "core_router")
 
 
 class Device(Resource):
@@ -244,7 +245,12 @@ class Device(Resource):
     optical splitter, LAN switch, ONT. Its cards are children; its ports are units."""
 
     __tablename__ = "device"
-    __table_args__ = (_gist("device", "location"), Index("ix_device_site_id", "site_id"))
+    __table_args__ = (
+        _gist("device", "location"), Index("ix_device_site_id", "site_id"),
+        # alarms name a device by its management address (only managed devices have one)
+        Index("ix_device_management_ip", "management_ip", postgresql_where=text("management_ip <> ''"),
+              sqlite_where=text("management_ip <> ''")),
+    )
     id: Mapped[str] = _child_id()
     device_type: Mapped[str] = mapped_column(String(30))
     site_id: Mapped[str | None] = mapped_column(ForeignKey("site.id"))

@@ -12,7 +12,7 @@ class PortGroup(BaseModel):
     model_config = ConfigDict(extra="forbid")
     count: int = Field(gt=0, le=4096)
     port_kind: Literal["pon_port", "dsl_port", "line_port", "eth_port", "ont_port", "splitter_in",
-                       "splitter_out", "terminal", "box_port"]
+                       "splitter_out", "terminal", "box_port", "uplink_port"]
     capacity: int = Field(default=1, ge=1, le=4096)  # >1 for a shared unit (a PON port: its ONTs)
     technology: str = ""
     side: str = ""  # terminals: feeder / distribution (cross box), line / equipment (MDF)
@@ -63,14 +63,34 @@ def parse_spec(spec: dict[str, Any]) -> TemplateSpec:
 
 
 def _gpon_olt(slots: int, ports: int, tech: str, capacity: int) -> dict[str, Any]:
+    # two uplink cards after the service slots: dual homing on different cards
     return {"technology": tech, "cards": [{"slots": list(range(1, slots + 1)), "card_type": f"{tech}-{ports}",
-            "ports": [{"count": ports, "port_kind": "pon_port", "capacity": capacity, "technology": tech}]}]}
+            "ports": [{"count": ports, "port_kind": "pon_port", "capacity": capacity, "technology": tech}]},
+            _uplinks([slots + 1, slots + 2], 4)]}
 
 
 def _splitter(ratio: int) -> dict[str, Any]:
     return {"split_ratio": ratio, "technology": "PON", "ports": [
         {"count": 1, "port_kind": "splitter_in", "capacity": ratio},
         {"count": ratio, "port_kind": "splitter_out"}]}
+
+
+def _splitter_b(ratio: int) -> dict[str, Any]:
+    # PON type-B protection: a 2:N splitter, each input fed from its own PON port
+    return {"split_ratio": ratio, "technology": "PON", "ports": [
+        {"count": 2, "port_kind": "splitter_in", "capacity": ratio},
+        {"count": ratio, "port_kind": "splitter_out"}]}
+
+
+def _uplinks(slots: list[int], ports: int, rate: str = "10GE") -> dict[str, Any]:
+    """Uplink cards (network side): head equipment homes to aggregation nodes through them, and
+    aggregation switches, BRAS and core routers are made of them."""
+    return {"slots": slots, "card_type": f"UPLINK-{rate}-{ports}",
+            "ports": [{"count": ports, "port_kind": "uplink_port", "technology": rate, "side": "network"}]}
+
+
+def _transport(device_slots: int, ports: int, tech: str, rate: str = "10GE") -> dict[str, Any]:
+    return {"technology": tech, "cards": [_uplinks(list(range(1, device_slots + 1)), ports, rate)]}
 
 
 def _cross_box(pairs: int) -> dict[str, Any]:
@@ -89,12 +109,13 @@ DEFAULT_TEMPLATES: list[tuple[str, str, str, dict[str, Any]]] = [
     ("OLT-GPON-17x16", "device", "olt", _gpon_olt(17, 16, "GPON", 64)),
     ("OLT-XGSPON-17x8", "device", "olt", _gpon_olt(17, 8, "XGS-PON", 128)),
     *[(f"SPLITTER-1:{r}", "device", "splitter", _splitter(r)) for r in (2, 4, 8, 16, 32, 64)],
+    *[(f"SPLITTER-2:{r}", "device", "splitter", _splitter_b(r)) for r in (4, 8)],
     ("DSLAM-ADSL-16x64", "device", "dslam", {"technology": "ADSL2+", "cards": [
         {"slots": list(range(1, 17)), "card_type": "ADSL2+-64",
-         "ports": [{"count": 64, "port_kind": "dsl_port", "technology": "ADSL2+"}]}]}),
+         "ports": [{"count": 64, "port_kind": "dsl_port", "technology": "ADSL2+"}]}, _uplinks([17, 18], 2, "GE")]}),
     ("DSLAM-VDSL-8x48", "device", "dslam", {"technology": "VDSL2", "cards": [
         {"slots": list(range(1, 9)), "card_type": "VDSL2-48",
-         "ports": [{"count": 48, "port_kind": "dsl_port", "technology": "VDSL2"}]}]}),
+         "ports": [{"count": 48, "port_kind": "dsl_port", "technology": "VDSL2"}]}, _uplinks([9, 10], 2, "GE")]}),
     ("PSTN-SWITCH-20x128", "device", "pstn_switch", {"technology": "PSTN", "cards": [
         {"slots": list(range(1, 21)), "card_type": "ASL-128",
          "ports": [{"count": 128, "port_kind": "line_port", "technology": "PSTN"}]}]}),
@@ -102,9 +123,12 @@ DEFAULT_TEMPLATES: list[tuple[str, str, str, dict[str, Any]]] = [
         {"count": 4, "port_kind": "eth_port"}]}),
     ("AG-16x64", "device", "access_gateway", {"technology": "NGN", "cards": [
         {"slots": list(range(1, 17)), "card_type": "AG-POTS-64",
-         "ports": [{"count": 64, "port_kind": "line_port", "technology": "NGN"}]}]}),
-    ("LAN-SWITCH-48", "device", "lan_switch", {"technology": "LAN", "ports": [
+         "ports": [{"count": 64, "port_kind": "line_port", "technology": "NGN"}]}, _uplinks([17, 18], 2, "GE")]}),
+    ("LAN-SWITCH-48", "device", "lan_switch", {"technology": "LAN", "cards": [_uplinks([1], 4)], "ports": [
         {"count": 48, "port_kind": "eth_port", "technology": "LAN"}]}),
+    ("AGG-SWITCH-8x24", "device", "aggregation_switch", _transport(8, 24, "ETH")),
+    ("BRAS-4x8", "device", "bras", _transport(4, 8, "BNG")),
+    ("CORE-ROUTER-8x16", "device", "core_router", _transport(8, 16, "IP", "100GE")),
     ("ONT-1GE-1POTS", "device", "ont", {"technology": "GPON", "ports": [
         {"count": 1, "port_kind": "ont_port", "technology": "GPON"}]}),
     *[(f"CROSS-BOX-{p}", "cross_box", "", _cross_box(p)) for p in (300, 600, 1200)],

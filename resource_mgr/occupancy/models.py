@@ -52,6 +52,7 @@ UNIT_KINDS = (
     "terminal",  # MDF / ODF / cross box terminal
     "box_port",  # distribution box / fibre access terminal port
     "number",  # telephone number
+    "uplink_port",  # network-side port of head equipment and of aggregation / BRAS / core devices
 )
 
 

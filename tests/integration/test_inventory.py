@@ -46,7 +46,7 @@ def test_gpon_olt(uow, gz):
     assert isinstance(olt, Device) and olt.name == "GZ-TH-OLT01" and olt.device_type == "olt"
     assert olt.parent_id == site.id and olt.technology == "GPON"
     cards = list(s.scalars(select(Card).where(Card.parent_id == olt.id).order_by(Card.slot)))
-    assert [c.slot for c in cards] == list(range(1, 18))
+    assert [c.slot for c in cards] == list(range(1, 20))  # 17 GPON cards, then two uplink cards
     assert [c.name for c in cards][:2] == ["01", "02"] and cards[0].card_type == "GPON-16"
     ports = units(s, olt.id, "pon_port")
     assert len(ports) == 272

@@ -271,6 +271,14 @@ def _device(st, f, line, id_, ln, v):
     if tpl is not None and tpl.device_type and tpl.device_type != v["device_type"]:
         st.problem(f, line, "template", f"template {tpl.name!r} makes {tpl.device_type}, not {v['device_type']}")
         return None
+    ip = v["management_ip"]
+    if ip:
+        other = st.management_ips.get(ip)
+        if other is not None:
+            st.problem(f, line, "management_ip", f"management address {ip!r} is already the device "
+                       f"{other!r}'s" if other else f"management address {ip!r} is already a device's in the database")
+            return None
+        st.management_ips[ip] = v["key"]
     split_ratio = v["split_ratio"] if v["split_ratio"] is not None else (tpl.spec.split_ratio if tpl else None)
     _owner(st, "device", id_, ln, v, tpl)
     return (id_, v["device_type"], v["_site"], tpl.id if tpl else None, v["vendor"] or "", v["model"] or "",
@@ -279,13 +287,33 @@ def _device(st, f, line, id_, ln, v):
 
 def _cable(st, f, line, id_, ln, v):
     ok, a, z = _ends(st, f, line, ln, v)
-    if not ok:
+    if not ok or (v["stage"] == "trunk" and not _trunk_ok(st, f, line, v)):
         return None
     length = v["length_m"] if v["length_m"] is not None else (length_m(v["route"]) if v["route"] else 0.0)
     st.owners[v["key"]] = Owner(id_, "cable", ln, v["name"], "cable", medium=v["medium"],
                                 count=v["unit_count"], key=v["key"], base=st.ids.reserve(v["unit_count"]))
     return (id_, v["medium"], v["stage"], v["unit_count"],
             v["conductor_mm"] if v["medium"] == "copper" else None, length, a, z, v["route"])
+
+
+def _trunk_ok(st, f, line, v) -> bool:
+    """A trunk cable is an inter-site fibre link: its ends are two different sites."""
+    if v["medium"] != "fibre":
+        st.problem(f, line, "medium", "a trunk cable is a fibre cable between two sites")
+        return False
+    for col in ("a_end", "z_end"):
+        key = v[col]
+        if key is None:
+            st.problem(f, line, col, "a trunk cable runs between two sites: a_end and z_end name them")
+            return False
+        kind = st.res[key][1]
+        if kind != "site":
+            st.problem(f, line, col, f"a trunk cable runs between two sites: {key!r} is a {kind}")
+            return False
+    if v["a_end"] == v["z_end"]:
+        st.problem(f, line, "z_end", f"a trunk cable joins two different sites, not {v['a_end']!r} to itself")
+        return False
+    return True
 
 
 def _device_type(st: ImportState, device_id: str) -> str | None:

@@ -176,6 +176,7 @@ class ImportState:
     scoped: set[tuple[str, str, str]] = field(default_factory=set)  # (kind, scope id, name)
     owners: dict[str, Owner] = field(default_factory=dict)
     device_types: dict[str, str] | None = None  # device id -> type, once number pools ask
+    management_ips: dict[str, str] = field(default_factory=dict)  # address -> device key ("" in the database)
     cards: dict[str, list[tuple[int, str, int, str]]] = field(default_factory=lambda: defaultdict(list))
     existing_numbers: bool = False
     # first, last, width, segment id, pool key, line, id counter of the first number, ln id
