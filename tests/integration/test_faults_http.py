@@ -19,6 +19,7 @@ from resource_mgr.events.models import Event
 from resource_mgr.faults.models import Fault
 from resource_mgr.inventory.models import Device
 from resource_mgr.occupancy.models import History, Unit
+from resource_mgr.topology import services as topo
 from security_helpers import bearer, issue, make_app
 
 RAISED = "2026-12-01T08:00:00+08:00"
@@ -26,6 +27,7 @@ RAISED = "2026-12-01T08:00:00+08:00"
 
 @pytest.fixture
 def world(db) -> dict[str, Any]:
+    topo.forget_graphs()  # the database is emptied between tests: no graph may outlive its data
     with db.unit_of_work() as uow:
         s = uow.session
         gz = DesignWorld(s, code="GZ")
@@ -48,7 +50,8 @@ def world(db) -> dict[str, Any]:
     out["admin"] = issue(db, ["admin"])[1]
     out["auditor"] = issue(db, ["auditor"], ["GZ"])[1]
     out["sales"] = issue(db, ["sales"], ["GZ"])[1]
-    return out
+    yield out
+    topo.forget_graphs()
 
 
 def alarm(w: dict[str, Any], token: str = "maint", **body: Any) -> Any:

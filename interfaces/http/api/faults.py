@@ -13,10 +13,11 @@ from __future__ import annotations
 from typing import Any
 
 from apiflask import APIBlueprint
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from resource_mgr.clock import aware
+from resource_mgr.customers.models import Customer, Service
 from resource_mgr.errors import Invalid, NotFound
 from resource_mgr.faults import services
 from resource_mgr.faults.schemas import (
@@ -184,4 +185,15 @@ def single_points_of_failure(query: dict[str, Any]):
     scope = principal().local_network_ids if ln is None else frozenset({ln})
     rows = spof_report(session, local_network_ids=scope, grade=query["grade"], limit=query["limit"],
                        offset=query["offset"])
-    return rows, 200, {"X-Result-Count": str(len(rows))}
+    return rows, 200, {"X-Total-Count": str(_graded_services(session, scope, query["grade"]))}
+
+
+def _graded_services(session: Session, scope: frozenset[str] | None, grade: str) -> int:
+    """How many services the whole report has: the live services of customers of that grade."""
+    from resource_mgr.topology.graph import LIVE
+
+    stmt = (select(func.count()).select_from(Service).join(Customer, Customer.id == Service.customer_id)
+            .where(Customer.grade == grade, Service.state.in_(LIVE)))
+    if scope is not None:
+        stmt = stmt.where(Service.local_network_id.in_(sorted(scope)))
+    return session.scalar(stmt) or 0
