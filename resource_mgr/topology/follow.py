@@ -132,6 +132,7 @@ def follow(session: Session, graph: NetworkGraph, rebuild_rows: int) -> None:
         graph.build(session)
         return
     if touched.rows:
+        graph.head_services.clear()
         apply(session, graph, touched)
         graph.applied += touched.rows
     graph.position = position
