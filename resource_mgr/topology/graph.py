@@ -19,6 +19,7 @@ Which kind an edge is follows from the kinds of its ends (unit → unit is a rou
 """
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections import defaultdict
@@ -45,7 +46,24 @@ HEAD_PORTS = frozenset({"pon_port", "dsl_port", "line_port", "eth_port"})
 TRANSPORT_DEVICES = frozenset({"aggregation_switch", "bras", "core_router"})
 LIVE = (ServiceState.ACTIVE.value, ServiceState.SUSPENDED.value)
 SERVICE = "service"
+_NORMAL = CustomerGrade.NORMAL.value
 CHUNK = 900
+# what a node is, one byte per node (graph.flag): the hot loops test this instead of kind strings
+RESOURCE, UNIT, TRANSPORT, SERVICE_NODE = 0, 1, 2, 3
+_NO_ATTRS: dict = {}
+
+
+def _no_attrs() -> dict:
+    return _NO_ATTRS
+
+
+class LeanDiGraph(nx.DiGraph):
+    """networkx's DiGraph with one shared empty attribute dict for every node and edge (the facts
+    about nodes live beside the graph, in lists indexed by node): a dict fewer per node and per
+    edge. networkx documents these factories for this use; never write node or edge attributes."""
+
+    node_attr_dict_factory = staticmethod(_no_attrs)
+    edge_attr_dict_factory = staticmethod(_no_attrs)
 
 
 @dataclass(slots=True)
@@ -63,7 +81,7 @@ class ServiceInfo:
 
     @property
     def vip(self) -> bool:
-        return self.grade != CustomerGrade.NORMAL.value
+        return self.grade != _NORMAL
 
     def summary(self) -> dict[str, Any]:
         return {"id": self.id, "product": self.product, "customer": self.customer, "vip": self.vip,
@@ -89,10 +107,11 @@ class NetworkGraph:
         self.reset()
 
     def reset(self) -> None:
-        self.g = nx.DiGraph()
+        self.g = LeanDiGraph()
         self.ids: dict[str, int] = {}
         self.keys: list[str | None] = []
         self.kinds: list[str] = []
+        self.flag = bytearray()
         self.device_type: dict[int, str] = {}
         self.cable_stage: dict[int, str] = {}
         self.local_network: dict[int, str] = {}  # devices: for the route's end (core router, else BRAS)
@@ -101,19 +120,24 @@ class NetworkGraph:
         self.transport_cache: dict[int, list[tuple[tuple[int, ...], frozenset[int]]]] = {}
         self.transport_index: dict[int, set[int]] | None = None
         self.bearer_keys: dict[str, str] = {}
+        self.head_services: dict[int, list[int]] = {}  # impact's cache, emptied by every change
         self.version = 0
 
     # -- nodes -----------------------------------------------------------------------------
 
     def node(self, key: str, kind: str) -> int:
         n = self.ids.get(key)
+        flag = SERVICE_NODE if kind == SERVICE else UNIT if kind in UNIT_KIND_SET else RESOURCE
         if n is None:
             n = self.ids[key] = len(self.keys)
             self.keys.append(key)
-            self.kinds.append(kind)
+            self.kinds.append(sys.intern(kind))
+            self.flag.append(flag)
             self.g.add_node(n)
         else:
-            self.kinds[n] = kind
+            self.kinds[n] = sys.intern(kind)
+            if self.flag[n] != TRANSPORT or flag != UNIT:
+                self.flag[n] = flag
         return n
 
     def drop(self, n: int) -> None:
@@ -127,20 +151,19 @@ class NetworkGraph:
         self.wired.pop(n, None)
 
     def is_unit(self, n: int) -> bool:
-        return self.kinds[n] in UNIT_KIND_SET
+        return self.flag[n] in (UNIT, TRANSPORT)
 
     def is_resource(self, n: int) -> bool:
-        k = self.kinds[n]
-        return k != SERVICE and k not in UNIT_KIND_SET
+        return self.flag[n] == RESOURCE
 
     def route_next(self, n: int) -> list[int]:
         """The units a unit's routes may continue to (towards the core)."""
-        kinds = self.kinds
-        return [v for v in self.g.succ[n] if kinds[v] in UNIT_KIND_SET]
+        flag = self.flag
+        return [v for v in self.g._succ[n] if flag[v] == UNIT or flag[v] == TRANSPORT]
 
     def containers(self, n: int) -> list[int]:
-        kinds = self.kinds
-        return [v for v in self.g.succ[n] if kinds[v] not in UNIT_KIND_SET and kinds[v] != SERVICE]
+        flag = self.flag
+        return [v for v in self.g._succ[n] if flag[v] == RESOURCE]
 
     def root(self, unit: int) -> int | None:
         """The unit's device, cable, box or frame (its owner, or the owner's device for a card)."""
@@ -162,13 +185,16 @@ class NetworkGraph:
         return out
 
     def is_transport_unit(self, n: int) -> bool:
+        return self.flag[n] == TRANSPORT
+
+    def mark_transport(self, n: int) -> None:
+        """A unit of the transport layer: an uplink port, or a core of a trunk cable."""
         kind = self.kinds[n]
-        if kind == "uplink_port":
-            return True
+        transport = kind == "uplink_port"
         if kind == "core":
             r = self.root(n)
-            return r is not None and self.cable_stage.get(r) == "trunk"
-        return False
+            transport = r is not None and self.cable_stage.get(r) == "trunk"
+        self.flag[n] = TRANSPORT if transport else UNIT
 
     def terminal_types(self, local_network_id: str | None) -> frozenset[str]:
         """Where a route ends: a core router, or a BRAS where the city has no core router."""
@@ -296,8 +322,8 @@ def load_services(graph: NetworkGraph, session: Session, ids: list[str] | None) 
     for sid, product, ln, number, address, bearer, cname, grade, area in rows:
         n = graph.node(sid, SERVICE)
         graph.services[n] = ServiceInfo(
-            id=sid, product=product, customer=cname, grade=grade or CustomerGrade.NORMAL.value,
-            number=number, address_id=address, area=area or "unknown", local_network_id=ln, path=())
+            id=sid, product=sys.intern(product), customer=cname, grade=sys.intern(grade or _NORMAL),
+            number=number, address_id=address, area=sys.intern(area or "unknown"), local_network_id=sys.intern(ln), path=())
         if bearer:
             graph.bearer_keys[sid] = bearer
         paths.setdefault(sid, [])
@@ -341,6 +367,8 @@ def add_units(graph: NetworkGraph, session: Session, rows: Iterable[tuple]) -> l
             if target is not None:
                 edges.append((n, target))
     graph.g.add_edges_from(edges)
+    for n in made:
+        graph.mark_transport(n)
     return made
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from resource_mgr.topology.graph import SERVICE, NetworkGraph, _contents
+from resource_mgr.topology.graph import RESOURCE, SERVICE_NODE, TRANSPORT, UNIT, NetworkGraph, _contents
 from resource_mgr.topology.routes import transport_routes
 
 UP, DEGRADED, DOWN = "up", "degraded", "down"
@@ -21,13 +21,13 @@ UP, DEGRADED, DOWN = "up", "degraded", "down"
 
 def failed_closure(graph: NetworkGraph, nodes: set[int]) -> set[int]:
     """The nodes and everything contained in them (that is in the graph)."""
-    out, todo, kinds = set(nodes), list(nodes), graph.kinds
+    out, todo, flag, pred = set(nodes), list(nodes), graph.flag, graph.g._pred
     while todo:
         x = todo.pop()
-        if kinds[x] == SERVICE or graph.is_unit(x):
+        if flag[x] != RESOURCE:
             continue
-        for p in graph.g.pred[x]:
-            if p not in out and kinds[p] != SERVICE:
+        for p in pred[x]:
+            if p not in out and flag[p] != SERVICE_NODE:
                 out.add(p)
                 todo.append(p)
     return out
@@ -38,7 +38,7 @@ def _transport_index(graph: NetworkGraph, limit: int) -> dict[int, set[int]]:
     if graph.transport_index is None:
         index: dict[int, set[int]] = {}
         heads = {graph.root(p) for p in range(len(graph.kinds))
-                 if graph.keys[p] is not None and graph.kinds[p] == "uplink_port"}
+                 if graph.keys[p] is not None and graph.flag[p] == TRANSPORT and graph.kinds[p] == "uplink_port"}
         for device in heads - {None}:
             for _route, units in transport_routes(graph, device, limit):
                 for u in units:
@@ -65,17 +65,12 @@ def service_states(graph: NetworkGraph, failed: set[int], limit: int) -> tuple[d
     nodes expanded down the containment)."""
     killed = failed_closure(graph, failed)
     heads = transport_states(graph, killed, limit)
-    kinds, g = graph.kinds, graph.g
-    seeds = {n for n in killed if graph.is_unit(n) and not graph.is_transport_unit(n)}
-    for device, _state in heads.items():
-        seeds.update(p for p in _contents(graph, device) if not graph.is_transport_unit(p))
-    region, todo = set(seeds), list(seeds)
-    while todo:  # back along the route edges: every unit with a route through a seed
-        x = todo.pop()
-        for p in g.pred[x]:
-            if p not in region and graph.is_unit(p) and not graph.is_transport_unit(p):
-                region.add(p)
-                todo.append(p)
+    flag, succ, pred = graph.flag, graph.g._succ, graph.g._pred
+    seeds = {n for n in killed if flag[n] == UNIT}
+    for device, state in heads.items():
+        if state == DOWN:
+            seeds.update(p for p in _contents(graph, device) if flag[p] == UNIT)
+    region, services = _back(graph, seeds)
     alive: dict[int, bool] = {}
 
     def is_alive(n: int) -> bool:
@@ -87,53 +82,91 @@ def service_states(graph: NetworkGraph, failed: set[int], limit: int) -> tuple[d
         alive[n] = False  # a cycle (bad data) gives no route
         if n in killed:
             return False
-        nxt = [v for v in graph.route_next(n) if not graph.is_transport_unit(v)]
-        if nxt:
-            result = any(is_alive(v) for v in nxt)
-        else:
+        result, access = False, False
+        for v in succ[n]:
+            if flag[v] == UNIT:
+                access = True
+                if is_alive(v):
+                    result = True
+                    break
+        if not access:
             result = heads.get(graph.root(n)) != DOWN
         alive[n] = result
         return result
 
     states: dict[int, str] = {}
-    todo_services = [p for x in region for p in g.pred[x] if kinds[p] == SERVICE]
-    for s in todo_services:
-        info = graph.services.get(s)
-        if info is None or not info.path:
+    infos = graph.services
+    for s in services:
+        info = infos.get(s)
+        if info is None or not info.path or s in states:
             continue
         states[s] = DEGRADED if is_alive(info.path[0]) else DOWN
+    for device, state in heads.items():  # a head with a route left: whoever uses it is degraded at worst
+        if state == DEGRADED:
+            for s in head_services(graph, device):
+                if s not in states:
+                    states[s] = DEGRADED
     riders = list(states)
     while riders:  # riders follow their bearers
         b = riders.pop()
-        for p in g.pred[b]:
-            if kinds[p] == SERVICE and p not in states and graph.services.get(p) is not None \
-                    and graph.services[p].bearer == b:
-                states[p] = states[b]
-                riders.append(p)
+        for p in pred[b]:
+            if flag[p] == SERVICE_NODE and p not in states:
+                info = infos.get(p)
+                if info is not None and info.bearer == b:
+                    states[p] = states[b]
+                    riders.append(p)
     return states, killed
+
+
+def _back(graph: NetworkGraph, seeds: set[int]) -> tuple[set[int], list[int]]:
+    """Back along the route edges from the seeds: every access unit with a route through one, and
+    the services starting on them."""
+    flag, pred = graph.flag, graph.g._pred
+    region, todo, services = set(seeds), list(seeds), []
+    while todo:
+        x = todo.pop()
+        for p in pred[x]:
+            f = flag[p]
+            if f == UNIT:
+                if p not in region:
+                    region.add(p)
+                    todo.append(p)
+            elif f == SERVICE_NODE:
+                services.append(p)
+    return region, services
+
+
+def head_services(graph: NetworkGraph, device: int) -> list[int]:
+    """The services with an access route to this head device (kept until the graph changes)."""
+    hit = graph.head_services.get(device)
+    if hit is None:
+        ports = {p for p in _contents(graph, device) if graph.flag[p] == UNIT}
+        hit = graph.head_services[device] = _back(graph, ports)[1]
+    return hit
 
 
 def answer(graph: NetworkGraph, states: dict[int, str], affected: int, *, limit: int, offset: int,
            local_network_ids: list[str] | None) -> dict[str, Any]:
     """The API's impact answer from the services' states."""
     scope = None if local_network_ids is None else set(local_network_ids)
-    by_product: dict[str, Counter] = {}
-    by_area: dict[str, Counter] = {}
+    by_product: Counter = Counter()
+    by_area: Counter = Counter()
     down, degraded = [], []
+    infos = graph.services
     for s, state in states.items():
-        info = graph.services[s]
+        info = infos[s]
         if scope is not None and info.local_network_id not in scope:
             continue
-        by_product.setdefault(info.product, Counter())[state] += 1
-        by_area.setdefault(info.area, Counter())[state] += 1
+        by_product[info.product, state] += 1
+        by_area[info.area, state] += 1
         (down if state == DOWN else degraded).append(info)
 
     def page(items: list) -> list[dict[str, Any]]:
         items.sort(key=lambda i: (not i.vip, i.id))
         return [i.summary() for i in items[offset:offset + limit]]
 
-    def counts(table: dict[str, Counter]) -> dict[str, dict[str, int]]:
-        return {k: {"down": c[DOWN], "degraded": c[DEGRADED]} for k, c in sorted(table.items())}
+    def counts(table: Counter) -> dict[str, dict[str, int]]:
+        return {k: {"down": table[k, DOWN], "degraded": table[k, DEGRADED]} for k in sorted({k for k, _s in table})}
 
     return {"down_count": len(down), "degraded_count": len(degraded), "by_product": counts(by_product),
             "by_area": counts(by_area), "services": page(down), "degraded_services": page(degraded),

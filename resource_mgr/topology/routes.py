@@ -10,7 +10,7 @@ of a core router (a BRAS where the city has none); it enters each device at most
 """
 from __future__ import annotations
 
-from resource_mgr.topology.graph import NetworkGraph, _contents
+from resource_mgr.topology.graph import UNIT, NetworkGraph, _contents
 
 Route = tuple[int, ...]
 
@@ -21,7 +21,7 @@ def access_routes(graph: NetworkGraph, start: int, limit: int) -> list[Route]:
     stack: list[tuple[int, Route]] = [(start, (start,))]
     while stack and len(out) < limit:
         n, route = stack.pop()
-        nxt = [v for v in graph.route_next(n) if not graph.is_transport_unit(v) and v not in route]
+        nxt = [v for v in graph.g._succ[n] if graph.flag[v] == UNIT and v not in route]
         if not nxt:
             out.append(route)
             continue
