@@ -191,6 +191,10 @@ class Settings(BaseModel):
     topology_rebuild_rows: int = Field(default=200_000, ge=1000)
     # -- end of topology --
     # -- faults --
+    # An unknown device or port in an alarm: how many close names the 404 offers, and how alike
+    # (rapidfuzz WRatio, 0–100) a name must be to be offered.
+    fault_close_names: int = Field(default=5, ge=0, le=50)
+    fault_close_names_cutoff: float = Field(default=60.0, ge=0, le=100)
     # -- end of faults --
     # -- cutovers --
     # The new units a locked cutover pre-occupies stay held until its window ends plus this

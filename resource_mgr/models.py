@@ -5,6 +5,7 @@ from resource_mgr.customers.models import Customer, Service, ServiceUnit  # noqa
 from resource_mgr.cutovers.models import Cutover, CutoverRow  # noqa: F401
 from resource_mgr.db import Base  # noqa: F401
 from resource_mgr.events.models import Delivery, Event, Subscription  # noqa: F401
+from resource_mgr.faults.models import Fault  # noqa: F401
 from resource_mgr.inventory.models import (  # noqa: F401
     Address, Area, Cable, CableSpan, Card, Connection, Coverage, CrossBox, Device, DeviceTemplate,
     DistributionBox, Duct, DuctSegment, Frame, LocalNetwork, Manhole, NamingRule, Pole, Resource, Site,

@@ -235,7 +235,7 @@ def _register_module(name: str) -> None:
     _register(list(getattr(module, "COMMANDS", [])))
 
 
-for _module in ("interfaces.cli.bulk", "interfaces.cli.security"):
+for _module in ("interfaces.cli.bulk", "interfaces.cli.security", "interfaces.cli.reports"):
     _register_module(_module)
 _register_module("interfaces.cli.cutover_plan")
 

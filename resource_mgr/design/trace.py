@@ -47,7 +47,7 @@ _RES = bindparam("res")
 STATE_ACTIONS = ("preoccupy", "release_preoccupation", "occupy", "release", "expire", "end_quarantine", "lock",
                  "unlock", "mark_faulty", "repair", "reserve", "unreserve")
 # rows about orders, services and identities never change what units are or how they connect
-NOT_TOPOLOGY = ("reservation", "service", "user", "api_token")
+NOT_TOPOLOGY = ("reservation", "service", "user", "api_token", "fault", "cutover")
 # kinds of history rows that are not about units, their resources or connections
 NOT_PLANT = ("local_network", "naming_rule", "device_template")
 MAX_CACHED_UNITS = 2_000_000

@@ -11,7 +11,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from resource_mgr.changes.services import changes_since
+from resource_mgr.changes.services import changes_since, head
 from resource_mgr.customers.models import Service
 from resource_mgr.inventory.models import Connection
 from resource_mgr.occupancy.models import Unit
@@ -128,10 +128,13 @@ def apply(session: Session, graph: NetworkGraph, touched: Touched) -> None:
 def follow(session: Session, graph: NetworkGraph, rebuild_rows: int) -> None:
     """Bring the graph up to every change committed before now."""
     touched, position = collect(session, graph, rebuild_rows)
+    if not touched.rows and position and head(session) < position:
+        touched.rebuild = True  # the feed was emptied behind the graph (a restored or wiped database)
     if touched.rebuild:
         graph.build(session)
         return
     if touched.rows:
+        graph.head_services.clear()
         apply(session, graph, touched)
         graph.applied += touched.rows
     graph.position = position

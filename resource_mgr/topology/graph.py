@@ -120,6 +120,7 @@ class NetworkGraph:
         self.transport_cache: dict[int, list[tuple[tuple[int, ...], frozenset[int]]]] = {}
         self.transport_index: dict[int, set[int]] | None = None
         self.bearer_keys: dict[str, str] = {}
+        self.head_services: dict[int, list[int]] = {}  # impact's cache, emptied by every change
         self.version = 0
 
     # -- nodes -----------------------------------------------------------------------------

@@ -67,20 +67,10 @@ def service_states(graph: NetworkGraph, failed: set[int], limit: int) -> tuple[d
     heads = transport_states(graph, killed, limit)
     flag, succ, pred = graph.flag, graph.g._succ, graph.g._pred
     seeds = {n for n in killed if flag[n] == UNIT}
-    for device in heads:
-        seeds.update(p for p in _contents(graph, device) if flag[p] == UNIT)
-    region, todo = set(seeds), list(seeds)
-    services: list[int] = []
-    while todo:  # back along the route edges: every unit with a route through a seed
-        x = todo.pop()
-        for p in pred[x]:
-            f = flag[p]
-            if f == UNIT:
-                if p not in region:
-                    region.add(p)
-                    todo.append(p)
-            elif f == SERVICE_NODE:
-                services.append(p)
+    for device, state in heads.items():
+        if state == DOWN:
+            seeds.update(p for p in _contents(graph, device) if flag[p] == UNIT)
+    region, services = _back(graph, seeds)
     alive: dict[int, bool] = {}
 
     def is_alive(n: int) -> bool:
@@ -111,6 +101,11 @@ def service_states(graph: NetworkGraph, failed: set[int], limit: int) -> tuple[d
         if info is None or not info.path or s in states:
             continue
         states[s] = DEGRADED if is_alive(info.path[0]) else DOWN
+    for device, state in heads.items():  # a head with a route left: whoever uses it is degraded at worst
+        if state == DEGRADED:
+            for s in head_services(graph, device):
+                if s not in states:
+                    states[s] = DEGRADED
     riders = list(states)
     while riders:  # riders follow their bearers
         b = riders.pop()
@@ -121,6 +116,33 @@ def service_states(graph: NetworkGraph, failed: set[int], limit: int) -> tuple[d
                     states[p] = states[b]
                     riders.append(p)
     return states, killed
+
+
+def _back(graph: NetworkGraph, seeds: set[int]) -> tuple[set[int], list[int]]:
+    """Back along the route edges from the seeds: every access unit with a route through one, and
+    the services starting on them."""
+    flag, pred = graph.flag, graph.g._pred
+    region, todo, services = set(seeds), list(seeds), []
+    while todo:
+        x = todo.pop()
+        for p in pred[x]:
+            f = flag[p]
+            if f == UNIT:
+                if p not in region:
+                    region.add(p)
+                    todo.append(p)
+            elif f == SERVICE_NODE:
+                services.append(p)
+    return region, services
+
+
+def head_services(graph: NetworkGraph, device: int) -> list[int]:
+    """The services with an access route to this head device (kept until the graph changes)."""
+    hit = graph.head_services.get(device)
+    if hit is None:
+        ports = {p for p in _contents(graph, device) if graph.flag[p] == UNIT}
+        hit = graph.head_services[device] = _back(graph, ports)[1]
+    return hit
 
 
 def answer(graph: NetworkGraph, states: dict[int, str], affected: int, *, limit: int, offset: int,
