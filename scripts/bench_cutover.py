@@ -198,8 +198,9 @@ def main() -> None:
     def create():
         now = utcnow()
         with db.unit_of_work(principal=planner.name) as uow:
-            c = cut.create_cutover(uow.session, principal=planner, settings=settings, now=now, name="bench pair for pair",
-                                   window_start=now, window_end=now + timedelta(hours=6), mapping=mapping)
+            c = cut.create_cutover(uow.session, principal=planner, settings=settings, now=now,
+                                   name="bench pair for pair", window_start=now, window_end=now + timedelta(hours=6),
+                                   mapping=mapping)
             uow.commit()
             return c.id, c.valid
 
