@@ -25,6 +25,20 @@ The database is loaded with the generator's city of --size (seed 1) when it has 
   ledger through its admin state: there is no extra query per reservation to find locks.
 - **Planner** (`--planner-scope`, optional): the copper-to-fibre plan of a cross box and the
   validation of its rows.
+
+Measured 2026-12-01 14:38–15:25 UTC on the shared 2-core machine (7 agents at work, load average
+11–14: very noisy), PostgreSQL, size M (seed 1, loaded once into rmgr_bench_planner: generate 221 s,
+import 620 s), 20,000 pair → pair rows over 4,106 distribution cables:
+
+    run 1 (--reservations 100): validate 20,000 rows     325.1 s   (target ≤ 10 s)
+    run 2 (--reservations 20 --quick): create            442.2 s   (validate + write the rows)
+                                       A1 FTTH reserve   mean 8,735 ms (17 ok, 3 no_capacity)
+                                       lock              not finished after 13 min: stopped
+
+Apply, rollback and the lock-check ratio were not reached in the time left: run it again on a
+quiet machine. Far from the targets; the time is in resource_mgr/cutovers/validation.py (many
+chunked reads per 900 ids: the services' paths and every connection of their units) and in lock
+(validation again, then a pre-occupation per new unit through the ledger).
 """
 from __future__ import annotations
 
