@@ -120,7 +120,8 @@ def _live_fibre_ports(session: Session, address_ids: Sequence[str], local_networ
     out: dict[str, tuple[Any, str]] = {}
     for chunk in _chunks(address_ids):
         rows = session.execute(
-            select(Service.address_id, Service.created_at, Unit.id).join(ServiceUnit, ServiceUnit.service_id == Service.id)
+            select(Service.address_id, Service.created_at, Unit.id)
+            .join(ServiceUnit, ServiceUnit.service_id == Service.id)
             .join(Unit, Unit.id == ServiceUnit.unit_id)
             .where(Service.address_id.in_(chunk), Service.local_network_id == local_network_id,
                    Service.state == ServiceState.ACTIVE, Service.technology == "FTTH", Service.bearer_id.is_(None),

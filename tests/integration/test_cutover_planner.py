@@ -113,7 +113,8 @@ def test_distribution_box_and_area_scopes(db, world):
     assert out["rows"] == [{"old": pw.adsl_heads[0], "new": pw.f1.ports[0], "keep_number": True},
                            {"old": pw.adsl_heads[2], "new": pw.f3.ports[1], "keep_number": True}]
     assert {u["service_id"] for u in out["unmapped"]} == {pw.svc["C_adsl"], pw.svc["H_adsl"]}
-    out = plan(db, pw.street, one_line_per_address=True)  # Street 1: B1 and B2 (area on the buildings, services in their rooms)
+    # Street 1: B1 and B2 (area on the buildings, services in their rooms)
+    out = plan(db, pw.street, one_line_per_address=True)
     assert out["rows"] == [{"old": pw.adsl_heads[0], "new": pw.f1.ports[0], "keep_number": True},
                            {"old": pw.pots.heads[0], "new": pw.f1.ports[0], "keep_number": True}]
     assert {u["service_id"]: u["reason_code"] for u in out["unmapped"]} == {

@@ -74,7 +74,8 @@ def test_plan_of_a_cross_box_validates_clean(city):
         media = dict(s.execute(select(DistributionBox.id, DistributionBox.medium)
                                .where(DistributionBox.id.in_([u.root_id for u in news.values()]))).all())
         for row, note in zip(plan["rows"], plan["notes"]):
-            assert olds[row["old"]].kind in ("dsl_port", "line_port") and olds[row["old"]].service_id == note["service_id"]
+            old = olds[row["old"]]
+            assert old.kind in ("dsl_port", "line_port") and old.service_id == note["service_id"]
             assert news[row["new"]].kind == "box_port" and media[news[row["new"]].root_id] == "fibre"
             assert row["keep_number"] is True
         through = set(s.scalars(select(ServiceUnit.service_id).join(Unit, Unit.id == ServiceUnit.unit_id)

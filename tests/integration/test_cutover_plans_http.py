@@ -99,7 +99,8 @@ def test_cli_writes_the_plan_as_csv_and_xlsx(db, database_url, tmp_path):
     for name in ("plan.csv", "plan.xlsx"):
         out = tmp_path / name
         r = CliRunner().invoke(cli, ["cutover", "plan", "--scope", pw.c.cross, "--out", str(out),
-                                     "--unmapped", str(tmp_path / "unmapped.csv"), "--share-lines"], env=env, catch_exceptions=False)
+                                     "--unmapped", str(tmp_path / "unmapped.csv"), "--share-lines"],
+                               env=env, catch_exceptions=False)
         assert r.exit_code == 0, r.output
         summary = json.loads(r.stdout.strip().splitlines()[-1])
         assert summary["rows"] == 4 and summary["unmapped"] == 4 and summary["scope"]["kind"] == "cross_box"

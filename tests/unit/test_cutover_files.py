@@ -176,3 +176,31 @@ def test_zip_bomb_refused(monkeypatch):
     from resource_mgr.cutovers import files
     monkeypatch.setattr(files, "MAX_XLSX_EXPANDED", 1000)
     assert "expands" in _refused(mapping_xlsx(ROWS * 100), "m.xlsx").detail
+
+
+def test_written_workbook_reads_in_openpyxl_too():
+    """The workbook mapping_xlsx writes (straight XML) is a workbook another reader takes: openpyxl
+    sees the sheet, the header, booleans as booleans and notes as text (a control character that
+    XML cannot carry is dropped)."""
+    from openpyxl import load_workbook
+
+    data = mapping_xlsx([dict(ROWS[0], note=" 廣州 <&> \x01")])
+    wb = load_workbook(io.BytesIO(data), read_only=True)
+    assert wb.sheetnames == ["mapping"]
+    assert [list(r) for r in wb.worksheets[0].iter_rows(values_only=True)] == [
+        ["old", "new", "keep_number", "note"], [ROWS[0]["old"], ROWS[0]["new"], True, " 廣州 <&> "]]
+
+
+def test_xlsx_rich_text_gaps_and_formula_results():
+    from openpyxl.cell.rich_text import CellRichText, TextBlock
+    from openpyxl.cell.text import InlineFont
+
+    wb = Workbook()
+    ws = wb.active
+    ws["B1"], ws["D1"] = "old", "new"  # columns B and D, A and C empty
+    ws["B2"] = CellRichText([TextBlock(InlineFont(b=True), "01OLD"), "0000000000000000000A1"])
+    ws["D2"] = "01NEW0000000000000000000B1"
+    buf = io.BytesIO()
+    wb.save(buf)
+    assert read_mapping(buf.getvalue(), "m.xlsx") == [{"old": ROWS[0]["old"], "new": ROWS[0]["new"],
+                                                       "keep_number": True}]
