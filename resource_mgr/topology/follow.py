@@ -35,7 +35,7 @@ class Touched:
         self.connection_units: set[str] = set()
         self.rebuild = False
         self.rows = 0
-        self.last_id: int | None = None  # the history row at the new position
+        self.last_mark: tuple | None = None  # the history row at the new position
 
 
 def collect(session: Session, graph: NetworkGraph, rebuild_rows: int) -> tuple[Touched, int]:
@@ -44,7 +44,7 @@ def collect(session: Session, graph: NetworkGraph, rebuild_rows: int) -> tuple[T
         page = changes_since(session, position, limit=5000)
         for h in page.changes:
             touched.rows += 1
-            touched.last_id = h.id
+            touched.last_mark = (h.id, h.resource_id, h.action)
             if h.service_id:
                 touched.services.add(h.service_id)
             kind = h.resource_kind
@@ -140,13 +140,18 @@ def follow(session: Session, graph: NetworkGraph, rebuild_rows: int) -> None:
         graph.head_services.clear()
         apply(session, graph, touched)
         graph.applied += touched.rows
-        graph.mark = touched.last_id
+        graph.mark = touched.last_mark
     graph.position = position
 
 
-def position_mark(session: Session, position: int) -> int | None:
-    """The id of the history row at a position: the same row still there means the same feed."""
-    return session.scalar(select(History.id).where(History.position == position)) if position else None
+def position_mark(session: Session, position: int) -> tuple | None:
+    """What the history row at a position is: the same row still there means the same feed (ids and
+    positions start again from 1 in an emptied database, so the row's subject is compared too)."""
+    if not position:
+        return None
+    row = session.execute(select(History.id, History.resource_id, History.action)
+                          .where(History.position == position)).first()
+    return tuple(row) if row is not None else None
 
 
 __all__ = ["follow", "position_mark"]

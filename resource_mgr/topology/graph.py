@@ -101,7 +101,7 @@ class NetworkGraph:
         self.url = url
         self.lock = threading.RLock()
         self.position = 0
-        self.mark: int | None = None  # the history row at `position` (a wiped feed has another)
+        self.mark: tuple | None = None  # the history row at `position` (a wiped feed has another)
         self.build_seconds = 0.0
         self.builds = 0
         self.applied = 0  # history rows applied incrementally since the last build
