@@ -11,10 +11,10 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from resource_mgr.changes.services import changes_since, head
+from resource_mgr.changes.services import changes_since
 from resource_mgr.customers.models import Service
 from resource_mgr.inventory.models import Connection
-from resource_mgr.occupancy.models import Unit
+from resource_mgr.occupancy.models import History
 from resource_mgr.topology.graph import (
     RESOURCE_KINDS, TRANSPORT_DEVICES, UNIT_KIND_SET, NetworkGraph, _contents, _unit_rows, add_units, chunks,
     link_services, load_resources, load_services, refresh_route_edges, wire_network_side,
@@ -35,6 +35,7 @@ class Touched:
         self.connection_units: set[str] = set()
         self.rebuild = False
         self.rows = 0
+        self.last_mark: tuple | None = None  # the history row at the new position
 
 
 def collect(session: Session, graph: NetworkGraph, rebuild_rows: int) -> tuple[Touched, int]:
@@ -43,6 +44,7 @@ def collect(session: Session, graph: NetworkGraph, rebuild_rows: int) -> tuple[T
         page = changes_since(session, position, limit=5000)
         for h in page.changes:
             touched.rows += 1
+            touched.last_mark = (h.id, h.resource_id, h.action)
             if h.service_id:
                 touched.services.add(h.service_id)
             kind = h.resource_kind
@@ -127,9 +129,10 @@ def apply(session: Session, graph: NetworkGraph, touched: Touched) -> None:
 
 def follow(session: Session, graph: NetworkGraph, rebuild_rows: int) -> None:
     """Bring the graph up to every change committed before now."""
+    if graph.position and position_mark(session, graph.position) != graph.mark:
+        graph.build(session)  # the feed was emptied or replaced behind the graph (a wiped database)
+        return
     touched, position = collect(session, graph, rebuild_rows)
-    if not touched.rows and position and head(session) < position:
-        touched.rebuild = True  # the feed was emptied behind the graph (a restored or wiped database)
     if touched.rebuild:
         graph.build(session)
         return
@@ -137,7 +140,18 @@ def follow(session: Session, graph: NetworkGraph, rebuild_rows: int) -> None:
         graph.head_services.clear()
         apply(session, graph, touched)
         graph.applied += touched.rows
+        graph.mark = touched.last_mark
     graph.position = position
 
 
-__all__ = ["follow", "Unit"]
+def position_mark(session: Session, position: int) -> tuple | None:
+    """What the history row at a position is: the same row still there means the same feed (ids and
+    positions start again from 1 in an emptied database, so the row's subject is compared too)."""
+    if not position:
+        return None
+    row = session.execute(select(History.id, History.resource_id, History.action)
+                          .where(History.position == position)).first()
+    return tuple(row) if row is not None else None
+
+
+__all__ = ["follow", "position_mark"]

@@ -101,6 +101,7 @@ class NetworkGraph:
         self.url = url
         self.lock = threading.RLock()
         self.position = 0
+        self.mark: tuple | None = None  # the history row at `position` (a wiped feed has another)
         self.build_seconds = 0.0
         self.builds = 0
         self.applied = 0  # history rows applied incrementally since the last build
@@ -213,6 +214,9 @@ class NetworkGraph:
         started = time.perf_counter()
         self.reset()
         self.position = head(session)  # before reading: a change in between is applied again, not missed
+        from resource_mgr.topology.follow import position_mark
+
+        self.mark = position_mark(session, self.position)
         load_resources(self, session, None)
         paths = load_services(self, session, None)
         load_path_units(self, session, paths)
