@@ -179,7 +179,7 @@ def test_zip_bomb_refused(monkeypatch):
 
 
 def test_written_workbook_reads_in_openpyxl_too():
-    """The workbook mapping_xlsx writes (straight XML) is a workbook another reader takes: openpyxl
+    """The workbook mapping_xlsx writes is a workbook a reader takes: openpyxl
     sees the sheet, the header, booleans as booleans and notes as text (a control character that
     XML cannot carry is dropped)."""
     from openpyxl import load_workbook
