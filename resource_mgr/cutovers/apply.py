@@ -29,7 +29,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from resource_mgr.customers.models import Service, ServiceUnit
@@ -41,8 +41,9 @@ from resource_mgr.cutovers.services import (
 from resource_mgr.cutovers.validation import (
     FIBRE_PRODUCT, RowPlan, chunks, connection_moves, connections_of, load_units, paths_of, services_on,
 )
+from resource_mgr.errors import Invalid
 from resource_mgr.inventory.models import Connection
-from resource_mgr.security import audit
+from resource_mgr.occupancy.models import History
 from resource_mgr.states import CutoverState, ServiceState
 
 log = logging.getLogger("rmgr.cutovers")
@@ -158,20 +159,48 @@ def _move_connections(session: Session, cutover: Cutover, principal: str, now: d
     row_of = {u["row"]: u for u in updates}
     rows = {r.old_unit_id: r.row for r in rows_of(session, cutover.id) if r.old_unit_id in moves}
     changed = sorted(cid for cid, (a, z) in connections.items() if a in moves or z in moves)
-    loaded = {c.id: c for part in chunks(changed)
-              for c in session.scalars(select(Connection).where(Connection.id.in_(part)))}
+    ends = []
     for cid in changed:
         a, z = connections[cid]
-        na, nz = moves.get(a, a), moves.get(z, z)
-        conn = loaded[cid]
-        conn.a_unit_id, conn.z_unit_id = na, nz
-        audit.record(session, principal, resource_id=cid, resource_kind="connection", action="move",
-                     local_network_id=conn.local_network_id, before={"a_unit_id": a, "z_unit_id": z},
-                     after={"a_unit_id": na, "z_unit_id": nz}, cutover_id=cutover.id,
-                     reason=f"cutover {cutover.name}"[:300], at=now)
+        after = {"a_unit_id": moves.get(a, a), "z_unit_id": moves.get(z, z)}
+        ends.append((cid, {"a_unit_id": a, "z_unit_id": z}, after))
         row = rows.get(a) if a in moves else rows.get(z)
         row_of[row]["moved"]["connections"].append({"id": cid, "a_unit_id": a, "z_unit_id": z})
+    write_connection_moves(session, principal, ends, cutover_id=cutover.id, reason=f"cutover {cutover.name}", at=now)
     return len(changed)
+
+
+def write_connection_moves(session: Session, principal: str, ends: list[tuple[str, dict[str, str], dict[str, str]]],
+                           *, cutover_id: str, reason: str, at: datetime) -> None:
+    """Re-point connections (id, ends before, ends after; in this order) and write the "move" row
+    `audit.record` writes for each, in executemany batches: `audit.record` flushes the session
+    once per row, a round trip or two per connection of the cutover."""
+    if not ends:
+        return
+    if not principal:
+        raise Invalid("every write must name its principal", field="principal")
+    table = Connection.__table__
+    networks: dict[str, str] = {}
+    for part in chunks(sorted({cid for cid, _, _ in ends})):
+        networks.update(session.execute(select(table.c.id, table.c.local_network_id).where(table.c.id.in_(part))).all())
+    stmt = (update(table).where(table.c.id == bindparam("m_id"))
+            .values(a_unit_id=bindparam("m_a"), z_unit_id=bindparam("m_z")))
+    moves = [{"m_id": cid, "m_a": after["a_unit_id"], "m_z": after["z_unit_id"]} for cid, _, after in ends]
+    history = [{"at": at, "principal": principal[:100], "local_network_id": networks[cid], "resource_id": cid[:26],
+                "resource_kind": "connection", "action": "move", "order_ref": None, "reservation_id": None,
+                "service_id": None, "cutover_id": cutover_id, "reason": reason[:300] or None,
+                "before": dict(before), "after": dict(after)} for cid, before, after in ends]
+    for i in range(0, len(moves), 2000):
+        session.connection().execute(stmt, moves[i:i + 2000])
+        session.execute(insert(History), history[i:i + 2000])  # the change feed stamps them at commit
+
+
+def connections_by_id(session: Session, ids: list[str]) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for part in chunks(sorted(set(ids))):
+        out.update({cid: {"a_unit_id": a, "z_unit_id": z} for cid, a, z in session.execute(
+            select(Connection.id, Connection.a_unit_id, Connection.z_unit_id).where(Connection.id.in_(part)))})
+    return out
 
 
 def rollback_cutover(session: Session, cutover: Cutover, *, principal: str, now: datetime, batch: int,
@@ -191,6 +220,7 @@ def rollback_cutover(session: Session, cutover: Cutover, *, principal: str, now:
         for row in rows:  # the old units in service again, so the services can go back onto them
             unlock_old(units[row.old_unit_id], row, change)
     write_units(session, units.values())
+    back: list[tuple[str, dict[str, str]]] = []  # connections to put back: (id, ends before the apply)
     since_of = {(r.old_unit_id, sid): since for r in rows
                 for sid, since in ((r.moved or {}).get("since") or {}).items()}
     for n, row in enumerate(rows, 1):
@@ -208,21 +238,15 @@ def rollback_cutover(session: Session, cutover: Cutover, *, principal: str, now:
                     since = since_of.get((uid, sid))
                     if unit.shared and since:
                         next(u for u in unit.uses if u.service_id == sid).since = datetime.fromisoformat(since)
-        if moved.get("connections"):
-            conns = {c.id: c for c in session.scalars(select(Connection).where(
-                Connection.id.in_([c["id"] for c in moved["connections"]])))}
-            for conn in moved["connections"]:
-                c = conns[conn["id"]]
-                before_ends = {"a_unit_id": c.a_unit_id, "z_unit_id": c.z_unit_id}
-                c.a_unit_id, c.z_unit_id = conn["a_unit_id"], conn["z_unit_id"]
-                audit.record(session, principal, resource_id=c.id, resource_kind="connection", action="move",
-                             local_network_id=c.local_network_id, before=before_ends,
-                             after={"a_unit_id": c.a_unit_id, "z_unit_id": c.z_unit_id}, cutover_id=cutover.id,
-                             reason=f"rollback of cutover {cutover.name}"[:300], at=now)
+        back += [(conn["id"], {"a_unit_id": conn["a_unit_id"], "z_unit_id": conn["z_unit_id"]})
+                 for conn in moved.get("connections") or []]
         if n % batch == 0 or n == len(rows):
             write_units(session, units.values())
             session.flush()
             step(n, len(rows))
+    now_ends = connections_by_id(session, [cid for cid, _ in back])
+    write_connection_moves(session, principal, [(cid, now_ends[cid], ends) for cid, ends in back],
+                           cutover_id=cutover.id, reason=f"rollback of cutover {cutover.name}", at=now)
     _write_paths(session, {sid: snap["path"] for sid, snap in snaps.items() if current.get(sid, []) != snap["path"]})
     for sid, snap in snaps.items():
         service = services[sid]
