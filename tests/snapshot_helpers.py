@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import text
 
 from resource_mgr.db import Database
-from tests.conftest import _data_tables
+from db_helpers import _data_tables
 
 
 @dataclass

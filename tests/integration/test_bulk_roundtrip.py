@@ -13,7 +13,7 @@ from resource_mgr.bulk.importer import import_bundle
 from resource_mgr.customers.models import Service
 from resource_mgr.inventory.services import create_local_network
 from resource_mgr.occupancy.models import Unit
-from tests.conftest import clear_all
+from db_helpers import clear_all
 
 EXAMPLE = Path(__file__).parents[1] / "data" / "bulk_example"
 

@@ -19,7 +19,7 @@ from resource_mgr.bulk.format import BundleReader, BundleRefused
 from resource_mgr.bulk.importer import ImportLimits, import_bundle
 from resource_mgr.customers.models import Service
 from resource_mgr.inventory.services import create_local_network
-from tests.conftest import clear_all
+from db_helpers import clear_all
 from tests.security_helpers import bearer, ensure_security_tables, issue, make_app
 
 EXAMPLE = Path(__file__).parents[1] / "data" / "bulk_example"

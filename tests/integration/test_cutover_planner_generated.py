@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import aliased
 
-from conftest import clear_all, create_schema
+from db_helpers import clear_all, create_schema
 from resource_mgr.bulk.generator import generate
 from resource_mgr.bulk.importer import import_bundle
 from resource_mgr.config import Settings

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from conftest import clear_all
+from db_helpers import clear_all
 from sqlalchemy import select, text
 from topology_brute import BruteForce, engine_states
 

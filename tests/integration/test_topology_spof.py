@@ -4,7 +4,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from conftest import clear_all
+from db_helpers import clear_all
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from topology_brute import Containment
