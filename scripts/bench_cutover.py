@@ -45,39 +45,21 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
 import time
 from collections import defaultdict
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
+from benchlib import load_city  # noqa: E402
+
 SUFFIX = "-NEW"  # the replacement cable of cable X is X-NEW
 
 
 def load(url: str, size: str):
-    from sqlalchemy import func, select
-
-    from resource_mgr import migrate, models  # noqa: F401
-    from resource_mgr.db import Database
-    from resource_mgr.inventory.models import LocalNetwork
-
-    migrate.upgrade(url)
-    db = Database(url)
-    with db.read_session() as s:
-        empty = not s.scalar(select(func.count()).select_from(LocalNetwork))
-    if empty:
-        from resource_mgr.bulk.generator import generate
-        from resource_mgr.bulk.importer import import_bundle
-
-        out = Path(tempfile.mkdtemp(prefix="rmgr-bench-cutover-")) / "city"
-        began = time.perf_counter()
-        generate(size, 1, out, as_of=datetime.now(timezone.utc).replace(microsecond=0))
-        import_bundle(db, str(out))
-        print(f"loaded size {size} in {time.perf_counter() - began:.0f} s", flush=True)
-    return db
+    return load_city(url, size, "cutover")
 
 
 def pair_mapping(db, rows: int) -> list[dict]:

@@ -50,7 +50,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from benchlib import free_port, quantile  # noqa: E402
+from benchlib import free_port, load_city, quantile  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
@@ -58,29 +58,13 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 def prepare(url: str, size: str) -> tuple[str, list[str]]:
     """Load the city if needed; an admin token and the addresses with fibre coverage."""
-    from sqlalchemy import func, select
+    from sqlalchemy import select
 
-    from resource_mgr import migrate, models  # noqa: F401
-    from resource_mgr.db import Database
-    from resource_mgr.inventory.models import Coverage, DistributionBox, LocalNetwork
+    from resource_mgr.inventory.models import Coverage, DistributionBox
     from resource_mgr.security import services as security
     from resource_mgr.states import Role
 
-    migrate.upgrade(url)
-    db = Database(url)
-    with db.read_session() as s:
-        empty = not s.scalar(select(func.count()).select_from(LocalNetwork))
-    if empty:
-        from datetime import datetime, timezone
-
-        from resource_mgr.bulk.generator import generate
-        from resource_mgr.bulk.importer import import_bundle
-
-        out = Path(tempfile.mkdtemp(prefix="rmgr-bench-orders-")) / "city"
-        began = time.perf_counter()
-        generate(size, 1, out, as_of=datetime.now(timezone.utc).replace(microsecond=0))
-        import_bundle(db, str(out))
-        print(f"loaded size {size} in {time.perf_counter() - began:.0f} s", flush=True)
+    db = load_city(url, size, "orders")
     with db.unit_of_work() as uow:
         _, token = security.create_token(uow.session, roles=[r.value for r in Role], local_networks=["*"],
                                          system="bss")

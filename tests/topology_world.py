@@ -18,6 +18,8 @@ from __future__ import annotations
 import random
 from typing import Any
 
+import pytest
+
 from shapely.geometry import Point
 from sqlalchemy import select
 
@@ -28,6 +30,7 @@ from resource_mgr.inventory.models import (
 )
 from resource_mgr.occupancy.models import Change, Unit
 from resource_mgr.states import CustomerGrade
+from resource_mgr.topology import services as topo
 
 LON, LAT = 113.32, 23.12
 CHANGE = Change(principal="test")
@@ -251,3 +254,18 @@ def _wired_to(w: TopoWorld, unit: str) -> set[str]:
     rows = w.s.execute(select(Connection.a_unit_id, Connection.z_unit_id).where(
         (Connection.a_unit_id == unit) | (Connection.z_unit_id == unit))).all()
     return {z if a == unit else a for a, z in rows}
+
+
+@pytest.fixture
+def build(db):
+    """make(**access_world options) -> the built world's names; every graph forgotten around it."""
+    topo.forget_graphs()
+
+    def make(**kw):
+        with db.unit_of_work() as uow:
+            n = access_world(TopoWorld(uow.session), **kw)
+            uow.commit()
+        return n
+
+    yield make
+    topo.forget_graphs()

@@ -46,12 +46,8 @@ ROLLBACK_KIND = "cutover_rollback"
 # -- reading ---------------------------------------------------------------------------------------
 
 def get_cutover(session: Session, cutover_id: str, principal: Principal, *, lock: bool = False) -> Cutover:
-    stmt = select(Cutover).where(Cutover.id == cutover_id)
-    if lock:
-        stmt = stmt.execution_options(populate_existing=True)
-        if session.get_bind().dialect.name == "postgresql":
-            stmt = stmt.with_for_update()
-    cutover = session.scalar(stmt)
+    # FOR UPDATE on PostgreSQL (SQLite has one writer and renders none)
+    cutover = session.get(Cutover, cutover_id, with_for_update=lock, populate_existing=lock)
     if cutover is None or not principal.sees(cutover.local_network_id):
         raise cutover_errors.not_found(cutover_id)
     return cutover

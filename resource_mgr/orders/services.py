@@ -38,12 +38,8 @@ from resource_mgr.states import ReservationState, ServiceState, Technology
 # -- reading -----------------------------------------------------------------------------------
 
 def get_reservation(session: Session, reservation_id: str, principal: Principal, *, lock: bool = False) -> Reservation:
-    stmt = select(Reservation).where(Reservation.id == reservation_id)
-    if lock:
-        stmt = stmt.execution_options(populate_existing=True)
-        if session.get_bind().dialect.name == "postgresql":
-            stmt = stmt.with_for_update()
-    res = session.scalar(stmt)
+    # FOR UPDATE on PostgreSQL (SQLite has one writer and renders none)
+    res = session.get(Reservation, reservation_id, with_for_update=lock, populate_existing=lock)
     if res is None or not principal.sees(res.local_network_id):
         raise NotFound(f"no reservation with id {reservation_id}", field="id")
     return res

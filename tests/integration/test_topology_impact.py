@@ -10,24 +10,10 @@ from db_helpers import clear_all
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from topology_brute import Containment, brute_states, engine_states
-from topology_world import TopoWorld, access_world, random_world
+from topology_world import TopoWorld, build, random_world  # noqa: F401 (build: a fixture)
 
 from resource_mgr.errors import NotFound
 from resource_mgr.topology import services as topo
-
-
-@pytest.fixture
-def build(db):
-    topo.forget_graphs()
-
-    def make(**kw):
-        with db.unit_of_work() as uow:
-            n = access_world(TopoWorld(uow.session), **kw)
-            uow.commit()
-        return n
-
-    yield make
-    topo.forget_graphs()
 
 
 def states(db, failed):

@@ -2,25 +2,10 @@
 route of a dual-homed or type-B protected line; the same over HTTP."""
 from __future__ import annotations
 
-import pytest
 from security_helpers import bearer, issue, make_app
-from topology_world import TopoWorld, access_world
+from topology_world import build  # noqa: F401 (a fixture)
 
 from resource_mgr.topology import services as topo
-
-
-@pytest.fixture
-def build(db):
-    topo.forget_graphs()
-
-    def make(**kw):
-        with db.unit_of_work() as uow:
-            n = access_world(TopoWorld(uow.session), **kw)
-            uow.commit()
-        return n
-
-    yield make
-    topo.forget_graphs()
 
 
 def ids(route):
