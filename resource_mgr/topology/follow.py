@@ -8,16 +8,16 @@ graph again instead, the one time reading everything is cheaper.
 """
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from resource_mgr.changes.services import changes_since
 from resource_mgr.customers.models import Service
 from resource_mgr.inventory.models import Connection
 from resource_mgr.occupancy.models import History
-from resource_mgr.topology.graph import (
-    RESOURCE_KINDS, TRANSPORT_DEVICES, UNIT_KIND_SET, NetworkGraph, _contents, _unit_rows, add_units, chunks,
-    link_services, load_resources, load_services, refresh_route_edges, wire_network_side,
+from resource_mgr.topology.graph import RESOURCE_KINDS, TRANSPORT_DEVICES, UNIT_KIND_SET, NetworkGraph, chunks
+from resource_mgr.topology.load import (
+    add_units, link_services, load_resources, load_services, refresh_route_edges, unit_rows, wire_network_side,
 )
 
 STATE_ACTIONS = frozenset({"preoccupy", "release_preoccupation", "occupy", "release", "expire", "end_quarantine",
@@ -86,7 +86,7 @@ def apply(session: Session, graph: NetworkGraph, touched: Touched) -> None:
         for rid in resources - found:
             n = graph.ids.get(rid)
             if n is not None and graph.is_resource(n):
-                for p in _contents(graph, n):
+                for p in graph.units_in(n):
                     graph.drop(p)
                 graph.drop(n)
                 network_side = True
@@ -97,7 +97,7 @@ def apply(session: Session, graph: NetworkGraph, touched: Touched) -> None:
         graph.changed_transport()
     units = touched.units | touched.connection_units
     if units:
-        rows = list(_unit_rows(session, units))
+        rows = list(unit_rows(session, units))
         for _id, kind, _owner, root in rows:
             if kind in NETWORK_SIDE or root in graph.ids and graph.cable_stage.get(graph.ids[root]) == "trunk":
                 network_side = True
@@ -128,9 +128,19 @@ def apply(session: Session, graph: NetworkGraph, touched: Touched) -> None:
 
 
 def follow(session: Session, graph: NetworkGraph, rebuild_rows: int) -> None:
-    """Bring the graph up to every change committed before now."""
-    if graph.position and position_mark(session, graph.position) != graph.mark:
-        graph.build(session)  # the feed was emptied or replaced behind the graph (a wiped database)
+    """Bring the graph up to every change committed before now. With nothing new that is one
+    query on the position index: the highest position and the row at the graph's."""
+    h = History.__table__
+    newest = select(func.coalesce(func.max(h.c.position), 0)).scalar_subquery()
+    if graph.position:
+        row = session.execute(select(h.c.id, h.c.resource_id, h.c.action, newest)
+                              .where(h.c.position == graph.position)).first()
+        if row is None or tuple(row[:3]) != graph.mark:
+            graph.build(session)  # the feed was emptied or replaced behind the graph (a wiped database)
+            return
+        if row[3] == graph.position:
+            return
+    elif not session.scalar(select(newest)):
         return
     touched, position = collect(session, graph, rebuild_rows)
     if touched.rebuild:

@@ -13,23 +13,26 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from resource_mgr.topology.graph import RESOURCE, SERVICE_NODE, TRANSPORT, UNIT, NetworkGraph, _contents
+from resource_mgr.topology.graph import FOLDED, RESOURCE, TRANSPORT, UNIT, NetworkGraph, _contents
 from resource_mgr.topology.routes import transport_routes
 
 UP, DEGRADED, DOWN = "up", "degraded", "down"
 
 
 def failed_closure(graph: NetworkGraph, nodes: set[int]) -> set[int]:
-    """The nodes and everything contained in them (that is in the graph)."""
-    out, todo, flag, pred = set(nodes), list(nodes), graph.flag, graph.g._pred
+    """The nodes and everything contained in them (that is in the graph, folded units too)."""
+    out, todo, flag, pred, folded = set(nodes), list(nodes), graph.flag, graph.g._pred, graph.folded_units
     while todo:
         x = todo.pop()
         if flag[x] != RESOURCE:
             continue
         for p in pred[x]:
-            if p not in out and flag[p] != SERVICE_NODE:
+            if p not in out:
                 out.add(p)
                 todo.append(p)
+        hit = folded.get(x)
+        if hit is not None:
+            out.update(hit)
     return out
 
 
@@ -96,21 +99,27 @@ def service_states(graph: NetworkGraph, failed: set[int], limit: int) -> tuple[d
 
     states: dict[int, str] = {}
     infos = graph.services
+    folded_by = graph.folded_by
+    for u in killed:  # a folded unit has one way on: its service is down
+        if flag[u] == FOLDED:
+            states[folded_by[u]] = DOWN
     for s in services:
-        info = infos.get(s)
-        if info is None or not info.path or s in states:
+        if s in states:
             continue
-        states[s] = DEGRADED if is_alive(info.path[0]) else DOWN
+        info = infos.get(s)
+        if info is None or not info.path:
+            continue
+        states[s] = DEGRADED if is_alive(info.path[info.fold]) else DOWN
     for device, state in heads.items():  # a head with a route left: whoever uses it is degraded at worst
         if state == DEGRADED:
             for s in head_services(graph, device):
                 if s not in states:
                     states[s] = DEGRADED
-    riders = list(states)
+    riders, by_bearer = list(states), graph.riders
     while riders:  # riders follow their bearers
         b = riders.pop()
-        for p in pred[b]:
-            if flag[p] == SERVICE_NODE and p not in states:
+        for p in by_bearer.get(b, ()):
+            if p not in states:
                 info = infos.get(p)
                 if info is not None and info.bearer == b:
                     states[p] = states[b]
@@ -120,19 +129,22 @@ def service_states(graph: NetworkGraph, failed: set[int], limit: int) -> tuple[d
 
 def _back(graph: NetworkGraph, seeds: set[int]) -> tuple[set[int], list[int]]:
     """Back along the route edges from the seeds: every access unit with a route through one, and
-    the services starting on them."""
-    flag, pred = graph.flag, graph.g._pred
+    the services whose routes go on from them."""
+    flag, pred, starts = graph.flag, graph.g._pred, graph.starts
     region, todo, services = set(seeds), list(seeds), []
+    for x in seeds:
+        hit = starts.get(x)
+        if hit is not None:
+            services += hit
     while todo:
         x = todo.pop()
         for p in pred[x]:
-            f = flag[p]
-            if f == UNIT:
-                if p not in region:
-                    region.add(p)
-                    todo.append(p)
-            elif f == SERVICE_NODE:
-                services.append(p)
+            if flag[p] == UNIT and p not in region:
+                region.add(p)
+                todo.append(p)
+                hit = starts.get(p)
+                if hit is not None:
+                    services += hit
     return region, services
 
 

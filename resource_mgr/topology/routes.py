@@ -10,7 +10,7 @@ of a core router (a BRAS where the city has none); it enters each device at most
 """
 from __future__ import annotations
 
-from resource_mgr.topology.graph import UNIT, NetworkGraph, _contents
+from resource_mgr.topology.graph import FOLDED, UNIT, NetworkGraph, _contents
 
 Route = tuple[int, ...]
 
@@ -81,6 +81,12 @@ def carrier(graph: NetworkGraph, service: int) -> int:
 def routes_from(graph: NetworkGraph, start: int, limit: int, primary: Route = ()) -> list[Route]:
     """Every route from a unit to the core: access variants × their head device's transport
     routes; the one that begins with `primary` (the stored path) first."""
+    if graph.flag[start] == FOLDED:  # one way on: the rest of its service's folded units, then on
+        info = graph.services[graph.folded_by[start]]
+        i = info.path.index(start)
+        prefix, anchor = info.path[i:info.fold], info.path[info.fold]
+        rest = primary[len(prefix):] if primary[:len(prefix)] == prefix else ()
+        return [prefix + r for r in routes_from(graph, anchor, limit, rest)]
     out: list[Route] = []
     accesses = access_routes(graph, start, limit)
     accesses.sort(key=lambda r: (r[:len(primary)] != primary if primary else False))

@@ -24,7 +24,7 @@ from resource_mgr.occupancy.models import Unit
 from resource_mgr.orders.routes import hops
 from resource_mgr.states import CustomerGrade
 from resource_mgr.topology.follow import follow
-from resource_mgr.topology.graph import LIVE, NetworkGraph, _contents
+from resource_mgr.topology.graph import LIVE, NetworkGraph
 from resource_mgr.topology.impact import UP, answer, service_states
 from resource_mgr.topology.routes import carrier, routes_from, service_routes, transport_routes
 from resource_mgr.topology.spof import service_spof
@@ -153,7 +153,7 @@ def routes_of_resource(session: Session, resource_id: str) -> dict[str, Any]:
         if graph.kinds[n] == "service":
             raise NotFound(f"no resource or unit with id {resource_id} (a service: use /services/{{id}}/route)",
                            field="id")
-        units = [n] if graph.is_unit(n) else sorted(_contents(graph, n), key=lambda u: graph.keys[u] or "")
+        units = [n] if graph.is_unit(n) else sorted(graph.units_in(n), key=lambda u: graph.keys[u] or "")
         sid = _service_through(session, [graph.keys[u] for u in units if graph.keys[u]])
         if sid is not None and graph.ids.get(sid) in graph.services:
             routes = service_routes(graph, graph.ids[sid], _limit())
