@@ -144,6 +144,7 @@ class NetworkGraph:
         self.device_type: dict[int, str] = {}
         self.cable_stage: dict[int, str] = {}
         self.local_network: dict[int, str] = {}  # devices: for the route's end (core router, else BRAS)
+        self.terminal: dict[str | None, frozenset[str]] = {}  # local network → the route ends' device types
         self.services: dict[int, ServiceInfo] = {}
         self.starts: dict[int, list[int]] = {}  # unit → the services whose routes go on from it
         self.riders: dict[int, list[int]] = {}  # bearer → its riders
@@ -262,10 +263,14 @@ class NetworkGraph:
         self.flag[n] = TRANSPORT if transport else UNIT
 
     def terminal_types(self, local_network_id: str | None) -> frozenset[str]:
-        """Where a route ends: a core router, or a BRAS where the city has no core router."""
-        types = {t for d, t in self.device_type.items() if t in ("core_router", "bras")
-                 and self.local_network.get(d) == local_network_id}
-        return frozenset({"core_router"} if "core_router" in types else {"bras"})
+        """Where a route ends: a core router, or a BRAS where the city has no core router (kept
+        until a device is read again)."""
+        hit = self.terminal.get(local_network_id)
+        if hit is None:
+            types = {t for d, t in self.device_type.items() if t in ("core_router", "bras")
+                     and self.local_network.get(d) == local_network_id}
+            hit = self.terminal[local_network_id] = frozenset({"core_router"} if "core_router" in types else {"bras"})
+        return hit
 
     def changed_transport(self) -> None:
         self.transport_cache.clear()

@@ -10,10 +10,11 @@ route to the core is left.
 """
 from __future__ import annotations
 
+import heapq
 from collections import Counter
 from typing import Any
 
-from resource_mgr.topology.graph import FOLDED, RESOURCE, TRANSPORT, UNIT, NetworkGraph, _contents
+from resource_mgr.topology.graph import _NORMAL, FOLDED, RESOURCE, TRANSPORT, UNIT, NetworkGraph, _contents
 from resource_mgr.topology.routes import transport_routes
 
 UP, DEGRADED, DOWN = "up", "degraded", "down"
@@ -173,9 +174,9 @@ def answer(graph: NetworkGraph, states: dict[int, str], affected: int, *, limit:
         by_area[info.area, state] += 1
         (down if state == DOWN else degraded).append(info)
 
-    def page(items: list) -> list[dict[str, Any]]:
-        items.sort(key=lambda i: (not i.vip, i.id))
-        return [i.summary() for i in items[offset:offset + limit]]
+    def page(items: list) -> list[dict[str, Any]]:  # only the first offset + limit in order
+        first = heapq.nsmallest(offset + limit, items, key=lambda i: (i.grade == _NORMAL, i.id))
+        return [i.summary() for i in first[offset:offset + limit]]
 
     def counts(table: Counter) -> dict[str, dict[str, int]]:
         return {k: {"down": table[k, DOWN], "degraded": table[k, DEGRADED]} for k in sorted({k for k, _s in table})}

@@ -15,7 +15,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_, select, text
 from sqlalchemy.orm import Session
 
 from resource_mgr.changes.services import head
@@ -61,6 +61,8 @@ def stream(session: Session, stmt: Any) -> Iterator[tuple]:
 def build(graph: NetworkGraph, session: Session) -> None:
     started = time.perf_counter()
     graph.reset()
+    if session.get_bind().dialect.name == "postgresql":  # compiling each big read costs more than it saves
+        session.execute(text("SET LOCAL jit = off"))
     graph.position = head(session)  # before reading: a change in between is applied again, not missed
     from resource_mgr.topology.follow import position_mark
 
@@ -230,6 +232,7 @@ def load_resources(graph: NetworkGraph, session: Session, ids: list[str] | None)
         if kind == "device":
             graph.device_type[n] = dtype or ""
             graph.local_network[n] = ln
+            graph.terminal.clear()
         if kind == "cable":
             graph.cable_stage[n] = stage or ""
             cables.append(rid)

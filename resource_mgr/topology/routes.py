@@ -10,7 +10,7 @@ of a core router (a BRAS where the city has none); it enters each device at most
 """
 from __future__ import annotations
 
-from resource_mgr.topology.graph import FOLDED, UNIT, NetworkGraph, _contents
+from resource_mgr.topology.graph import FOLDED, UNIT, NetworkGraph, _contents, is_terminal_device
 
 Route = tuple[int, ...]
 
@@ -66,7 +66,7 @@ def transport_routes(graph: NetworkGraph, device: int | None, limit: int) -> lis
 
 
 def _is_end(graph: NetworkGraph, device: int) -> bool:
-    return graph.device_type.get(device) in graph.terminal_types(graph.local_network.get(device))
+    return is_terminal_device(graph, device)
 
 
 def carrier(graph: NetworkGraph, service: int) -> int:
