@@ -223,7 +223,7 @@ def freshness(url: str, conn: Any) -> dict[str, Any]:
         s = uow.session
         service = s.get(Service, service_id)
         service.state = "removed"
-        s.get(Unit, port).release(Change(principal="bench:impact", service_id=service_id))
+        s.get(Unit, port).release(Change(principal="bench:impact", service_id=service_id), service_id=service_id)
         from resource_mgr.security import audit
         audit.record(s, "bench:impact", resource_id=service_id, resource_kind="service", action="remove",
                      local_network_id=service.local_network_id, before={"state": "active"},

@@ -11,6 +11,8 @@ route to the core is left.
 from __future__ import annotations
 
 import heapq
+import itertools
+import operator
 from collections import Counter
 from typing import Any
 
@@ -18,11 +20,19 @@ from resource_mgr.topology.graph import _NORMAL, FOLDED, RESOURCE, TRANSPORT, UN
 from resource_mgr.topology.routes import transport_routes
 
 UP, DEGRADED, DOWN = "up", "degraded", "down"
+_PRODUCT, _AREA, _ID = operator.attrgetter("product"), operator.attrgetter("area"), operator.attrgetter("id")
 
 
 def failed_closure(graph: NetworkGraph, nodes: set[int]) -> set[int]:
     """The nodes and everything contained in them (that is in the graph, folded units too)."""
+    return _closure(graph, nodes)[0]
+
+
+def _closure(graph: NetworkGraph, nodes: set[int]) -> tuple[set[int], list[int], list[int]]:
+    """(the failed closure, its access units (route seeds), the services of its folded units)."""
     out, todo, flag, pred, folded = set(nodes), list(nodes), graph.flag, graph.g._pred, graph.folded_units
+    seeds = [n for n in nodes if flag[n] == UNIT]
+    gone = [n for n in nodes if flag[n] == FOLDED]
     while todo:
         x = todo.pop()
         if flag[x] != RESOURCE:
@@ -30,11 +40,17 @@ def failed_closure(graph: NetworkGraph, nodes: set[int]) -> set[int]:
         for p in pred[x]:
             if p not in out:
                 out.add(p)
-                todo.append(p)
+                f = flag[p]
+                if f == RESOURCE:
+                    todo.append(p)
+                elif f == UNIT:
+                    seeds.append(p)
         hit = folded.get(x)
         if hit is not None:
             out.update(hit)
-    return out
+            gone += hit
+    folded_by = graph.folded_by
+    return out, seeds, [folded_by[u] for u in gone]
 
 
 def _transport_index(graph: NetworkGraph, limit: int) -> dict[int, set[int]]:
@@ -54,7 +70,7 @@ def _transport_index(graph: NetworkGraph, limit: int) -> dict[int, set[int]]:
 def transport_states(graph: NetworkGraph, killed: set[int], limit: int) -> dict[int, str]:
     """The head devices some of whose transport routes are cut: degraded or down."""
     index = _transport_index(graph, limit)
-    heads = {d for u in killed if u in index for d in index[u]}
+    heads = {d for u in index.keys() & killed for d in index[u]}
     out = {}
     for device in heads:
         routes = transport_routes(graph, device, limit)
@@ -67,14 +83,13 @@ def transport_states(graph: NetworkGraph, killed: set[int], limit: int) -> dict[
 def service_states(graph: NetworkGraph, failed: set[int], limit: int) -> tuple[dict[int, str], set[int]]:
     """({service node: degraded | down} for the services some of whose routes are cut, the failed
     nodes expanded down the containment)."""
-    killed = failed_closure(graph, failed)
+    killed, seeds, gone = _closure(graph, failed)
     heads = transport_states(graph, killed, limit)
-    flag, succ, pred = graph.flag, graph.g._succ, graph.g._pred
-    seeds = {n for n in killed if flag[n] == UNIT}
+    flag, succ = graph.flag, graph.g._succ
     for device, state in heads.items():
         if state == DOWN:
-            seeds.update(p for p in _contents(graph, device) if flag[p] == UNIT)
-    region, services = _back(graph, seeds)
+            seeds += [p for p in _contents(graph, device) if flag[p] == UNIT]
+    region, services = _back(graph, set(seeds))
     alive: dict[int, bool] = {}
 
     def is_alive(n: int) -> bool:
@@ -98,12 +113,8 @@ def service_states(graph: NetworkGraph, failed: set[int], limit: int) -> tuple[d
         alive[n] = result
         return result
 
-    states: dict[int, str] = {}
     infos = graph.services
-    folded_by = graph.folded_by
-    for u in killed:  # a folded unit has one way on: its service is down
-        if flag[u] == FOLDED:
-            states[folded_by[u]] = DOWN
+    states: dict[int, str] = dict.fromkeys(gone, DOWN)  # a folded unit has one way on: down
     for s in services:
         if s in states:
             continue
@@ -113,10 +124,11 @@ def service_states(graph: NetworkGraph, failed: set[int], limit: int) -> tuple[d
         states[s] = DEGRADED if is_alive(info.path[info.fold]) else DOWN
     for device, state in heads.items():  # a head with a route left: whoever uses it is degraded at worst
         if state == DEGRADED:
-            for s in head_services(graph, device):
-                if s not in states:
-                    states[s] = DEGRADED
-    riders, by_bearer = list(states), graph.riders
+            worst = dict.fromkeys(head_services(graph, device), DEGRADED)
+            worst.update(states)
+            states = worst
+    by_bearer = graph.riders
+    riders = list(by_bearer.keys() & states.keys())
     while riders:  # riders follow their bearers
         b = riders.pop()
         for p in by_bearer.get(b, ()):
@@ -124,7 +136,8 @@ def service_states(graph: NetworkGraph, failed: set[int], limit: int) -> tuple[d
                 info = infos.get(p)
                 if info is not None and info.bearer == b:
                     states[p] = states[b]
-                    riders.append(p)
+                    if p in by_bearer:
+                        riders.append(p)
     return states, killed
 
 
@@ -162,21 +175,26 @@ def answer(graph: NetworkGraph, states: dict[int, str], affected: int, *, limit:
            local_network_ids: list[str] | None) -> dict[str, Any]:
     """The API's impact answer from the services' states."""
     scope = None if local_network_ids is None else set(local_network_ids)
-    by_product: Counter = Counter()
-    by_area: Counter = Counter()
-    down, degraded = [], []
     infos = graph.services
-    for s, state in states.items():
-        info = infos[s]
-        if scope is not None and info.local_network_id not in scope:
-            continue
-        by_product[info.product, state] += 1
-        by_area[info.area, state] += 1
-        (down if state == DOWN else degraded).append(info)
+    chosen = [infos[s] for s in states]
+    marks = list(states.values())
+    if scope is not None:
+        keep = [i.local_network_id in scope for i in chosen]
+        chosen = list(itertools.compress(chosen, keep))
+        marks = list(itertools.compress(marks, keep))
+    by_product = Counter(zip(map(_PRODUCT, chosen), marks))
+    by_area = Counter(zip(map(_AREA, chosen), marks))
+    is_down = [m == DOWN for m in marks]
+    down = list(itertools.compress(chosen, is_down))
+    degraded = list(itertools.compress(chosen, map(operator.not_, is_down)))
 
-    def page(items: list) -> list[dict[str, Any]]:  # only the first offset + limit in order
-        first = heapq.nsmallest(offset + limit, items, key=lambda i: (i.grade == _NORMAL, i.id))
-        return [i.summary() for i in first[offset:offset + limit]]
+    def page(items: list) -> list[dict[str, Any]]:  # VIPs first, then by id; only the page is sorted
+        want = offset + limit
+        vips = sorted((i for i in items if i.grade != _NORMAL), key=_ID)
+        first = vips[:want]
+        if len(first) < want:
+            first += heapq.nsmallest(want - len(first), (i for i in items if i.grade == _NORMAL), key=_ID)
+        return [i.summary() for i in first[offset:want]]
 
     def counts(table: Counter) -> dict[str, dict[str, int]]:
         return {k: {"down": table[k, DOWN], "degraded": table[k, DEGRADED]} for k in sorted({k for k, _s in table})}

@@ -9,6 +9,7 @@ the units on their paths, the paths, then folds each service's exclusive custome
 from __future__ import annotations
 
 import itertools
+import sys
 import time
 from array import array
 from collections import defaultdict
@@ -30,6 +31,7 @@ from resource_mgr.topology.graph import (
 )
 
 PAGE = 20_000
+intern = sys.intern
 _cursor_names = itertools.count(1)
 _CONTAINER_KINDS = frozenset({"manhole", "pole", "duct", "duct_segment", "site", "device"})
 _NEVER_FOLDED = HEAD_PORTS | {"splitter_in", "uplink_port"}
@@ -80,16 +82,26 @@ def _build_services(graph: NetworkGraph, session: Session) -> None:
     folded into their service, the others become networkx nodes with their route edges."""
     ids, keys, g = graph.ids, graph.keys, graph.g
     bearers: list[tuple[int, str]] = []
+    # the id tables filled inline (graph.new_id per row is a fifth of the build's Python time)
+    add_key, add_kind, add_flag, services = keys.append, graph.kinds.append, graph.flag.append, graph.services
+    service_kind = sys.intern(SERVICE)
     for sid, product, ln, number, address, bearer, cname, grade, area in stream(session, _service_stmt()):
-        n = graph.new_id(sid, SERVICE, SERVICE_NODE)
-        graph.services[n] = _info(keys[n], product, ln, number, address, cname, grade, area)
+        n = ids[sid] = len(keys)
+        add_key(sid)
+        add_kind(service_kind)
+        add_flag(SERVICE_NODE)
+        services[n] = ServiceInfo(sid, intern(product), cname, intern(grade or _NORMAL), number, address,
+                                  intern(area or "unknown"), intern(ln), ())
         if bearer:
             bearers.append((n, bearer))
     # the units on live paths: ids first (not networkx nodes yet), their owner beside
     owner_of: dict[int, int] = {}
     missing: list[tuple[int, str, str]] = []
     for uid, kind, owner, root in stream(session, _path_units_stmt()):
-        n = graph.new_id(uid, kind, UNIT)
+        n = ids[uid] = len(keys)
+        add_key(uid)
+        add_kind(intern(kind))
+        add_flag(UNIT)
         o = ids.get(owner)
         if o is None:
             o = ids.get(root)
@@ -104,7 +116,6 @@ def _build_services(graph: NetworkGraph, session: Session) -> None:
             if o is not None:
                 owner_of[n] = o
     uses = array("I", bytes(4 * len(keys)))
-    services = graph.services
     current, path, s = None, [], None
 
     def close() -> None:
@@ -183,8 +194,6 @@ def _foldable(graph: NetworkGraph, path: tuple[int, ...], uses: array, owner_of:
 
 def _info(sid: str, product: str, ln: str, number: str | None, address: str | None, cname: str | None,
           grade: str | None, area: str | None) -> ServiceInfo:
-    import sys
-
     return ServiceInfo(id=sid, product=sys.intern(product), customer=cname, grade=sys.intern(grade or _NORMAL),
                        number=number, address_id=address, area=sys.intern(area or "unknown"),
                        local_network_id=sys.intern(ln), path=())

@@ -139,3 +139,44 @@ def test_a_change_committed_by_another_process_is_in_the_next_answer(db, world):
     with db.read_session() as s:  # another process committed; this process's next answer has it
         assert topo.service_state(s, n.svc, {n.T1, n.UP2}) == "degraded"
         assert topo.get_graph(s).builds == 1
+
+
+def test_a_folded_unit_a_change_shares_is_unfolded_and_answers_stay_right(db, world):
+    """
+        box port 1 ─ drop core 1 ─ S1 out1 ═ S1 in1 ─ f1 ─ PON1 [OLT1 @A]   (svc: the first three
+                                                                            folded into it)
+        box port 2 ─ drop core 1 ─ S1 out1 ...      (a second line made on svc's drop core and
+                                                      splitter output: they are shared now)
+    The answers after the change equal the brute force for every unit and resource alone.
+    """
+    from topology_brute import Containment, brute_states, engine_states
+
+    from resource_mgr.customers.models import ServiceUnit
+    from resource_mgr.topology.graph import FOLDED
+
+    n = world
+    with db.read_session() as s:
+        graph = topo.get_graph(s)
+        with graph.lock:
+            assert [graph.flag[graph.ids[u]] == FOLDED for u in n.path] == [True] * 3 + [False] * 3
+        builds = graph.builds
+        assert topo.service_state(s, n.svc, {n.Dc[0]}) == "down"
+    with db.unit_of_work() as uow:
+        ln = uow.session.get(Unit, n.BP[1]).local_network_id
+        other = Service(local_network_id=ln, product="ftth_broadband", technology="FTTH")
+        uow.session.add(other)
+        uow.session.flush()
+        path = [n.BP[1], n.Dc[0], n.S1out[0], n.S1in[0], n.Fc[0], n.PON1]
+        uow.session.add_all(ServiceUnit(service_id=other.id, seq=i, unit_id=u) for i, u in enumerate(path, 1))
+        uow.session.get(Unit, n.BP[1]).occupy(CHANGE, service_id=other.id)
+        uow.commit()
+    with db.read_session() as s:
+        assert {x["id"] for x in topo.impact(s, [n.Dc[0]], limit=10)["services"]} == {n.svc, n.iptv, other.id}
+        assert {x["id"] for x in topo.impact(s, [n.BP[0]], limit=10)["services"]} == {n.svc, n.iptv}
+        assert [h["unit_id"] for h in topo.routes_of_service(s, other.id)["hops"]][:len(path)] == path
+        graph = topo.get_graph(s)
+        with graph.lock:
+            assert graph.flag[graph.ids[n.Dc[0]]] != FOLDED and graph.builds == builds
+        containment = Containment(s)
+        for target in [*n.path, n.BP[1], n.BOX, n.DROP, n.S1, n.F, n.OLT1, n.T1, n.SG1, n.A]:
+            assert engine_states(s, {target}) == brute_states(s, {target}, containment), target
