@@ -15,8 +15,9 @@ rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 with db.read_session() as s:
     g = T.get_graph(s)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"build {g.build_seconds:.1f} s; nodes {g.g.number_of_nodes()} edges {g.g.number_of_edges()} "
-          f"services {len(g.services)}; peak RSS {peak:.0f} MB (before build {rss0:.0f} MB)")
+    print(f"build {g.build_seconds:.1f} s; ids {g.number_of_nodes()} (networkx nodes {g.g.number_of_nodes()}, "
+          f"services {len(g.services)}, folded units {len(g.folded_owner)}); edges {g.g.number_of_edges()}; "
+          f"peak RSS {peak:.0f} MB (before build {rss0:.0f} MB)")
     rng = random.Random(1)
     def ids(sql, n=20):
         rows = [r[0] for r in s.execute(text(sql))]

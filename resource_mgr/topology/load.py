@@ -8,6 +8,7 @@ the units on their paths, the paths, then folds each service's exclusive custome
 """
 from __future__ import annotations
 
+import gc
 import itertools
 import sys
 import time
@@ -61,6 +62,25 @@ def stream(session: Session, stmt: Any) -> Iterator[tuple]:
 # -- the build -----------------------------------------------------------------------------------
 
 def build(graph: NetworkGraph, session: Session) -> None:
+    """Read the whole graph. The cyclic garbage collector is paused while it is made (it would
+    walk the growing heap again and again) and what it made is then frozen out of its reach
+    (gc.freeze): the graph holds no cycles to collect, and a full collection walking its millions
+    of objects would stall an impact answer for seconds."""
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        if graph.builds:  # a rebuild: let a collection see the old graph once before freezing again
+            graph.reset()
+            gc.unfreeze()
+            gc.collect()
+        _build(graph, session)
+    finally:
+        gc.freeze()
+        if paused:
+            gc.enable()
+
+
+def _build(graph: NetworkGraph, session: Session) -> None:
     started = time.perf_counter()
     graph.reset()
     if session.get_bind().dialect.name == "postgresql":  # compiling each big read costs more than it saves
