@@ -21,6 +21,14 @@ database-only inventory answers "who is down if this fails".
     .venv/bin/python scripts/bench_impact.py \\
         --database-url postgresql://postgres@127.0.0.1:5432/rmgr_bench_impact
 
+Measured (docs/topology.md, "Size and speed"): `--targets 5 --rounds 3` on a copy of the generated
+M city with the transport layer (212,479 services), load average 15–18 on the shared 2-core machine:
+build 110 s wall (55 s at load ≈ 18 in another run; ≈ 20 s CPU), peak RSS 609 MiB (104 MiB before);
+graph p50 / p95 against SQL p50 / p95: box 19 / 164 ms vs 171 / 236 ms; second-stage splitter
+24 / 72 vs 172 / 225; PON port 15 / 35 vs 30 / 90; cross box 16 / 53 vs 149 / 211; OLT 113 / 226 vs
+675 / 1,022; exchange site 981 / 8,197 vs 3,186 / 4,370 (the p95 is the exchange holding the core
+routers); feeder duct segment 45 / 176 vs 298 / 616; freshness 260 ms.
+
 The database must exist and hold a loaded network (`rmgr generate --size M` then `rmgr import`
 with RMGR_DATABASE_URL pointing at it); its name must start with rmgr_bench_impact. The freshness
 step changes one service's path and puts it back at the end.
