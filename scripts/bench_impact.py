@@ -153,7 +153,9 @@ def child_build(url: str) -> None:
             if holder is not None and callable(getattr(holder, name, None)):
                 size[name] = getattr(holder, name)()
                 break
-    print(json.dumps({"seconds": seconds, "rss_before_kb": before, "maxrss_kb": _rss_kb(), **size}))
+    parts = {"networkx_nodes": graph.g.number_of_nodes(), "services": len(graph.services),
+             "folded_units": len(graph.folded_owner)}
+    print(json.dumps({"seconds": seconds, "rss_before_kb": before, "maxrss_kb": _rss_kb(), **size, **parts}))
 
 
 def build_in_subprocess(url: str) -> dict[str, Any]:
@@ -280,8 +282,9 @@ def main() -> None:
         built = build_in_subprocess(url)
         print(f"graph build (fresh process): {built['seconds']:.1f} s, peak RSS {built['maxrss_kb'] / 1024:.0f} MiB "
               f"(after imports, before the build: {built['rss_before_kb'] / 1024:.0f} MiB)"
-              + (f", {built.get('number_of_nodes', 0):,} nodes, {built.get('number_of_edges', 0):,} edges"
-                 if "number_of_nodes" in built else ""), flush=True)
+              + (f", {built.get('number_of_nodes', 0):,} ids ({built['networkx_nodes']:,} networkx nodes, "
+                 f"{built['services']:,} services, {built['folded_units']:,} folded units), "
+                 f"{built.get('number_of_edges', 0):,} edges" if "number_of_nodes" in built else ""), flush=True)
 
     targets = pick_targets(conn, args.targets, args.seed)
     tune_baseline(conn)
