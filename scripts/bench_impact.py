@@ -225,7 +225,8 @@ def freshness(url: str, conn: Any) -> dict[str, Any]:
     ready_r, ready_w = ctx.Pipe(False)
     go_r, go_w = ctx.Pipe(False)
     res_r, res_w = ctx.Pipe(False)
-    proc = ctx.Process(target=_fresh_child, args=(url, box, ready_w, go_r, res_w), daemon=True)  # not left behind on an error
+    # a daemon: not left waiting behind an error in this process
+    proc = ctx.Process(target=_fresh_child, args=(url, box, ready_w, go_r, res_w), daemon=True)
     proc.start()
     ready_r.recv()
     db = Database(url)
