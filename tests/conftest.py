@@ -14,12 +14,16 @@ from resource_mgr import migrate
 from resource_mgr.db import Database
 
 from db_helpers import clear_all, create_schema, reset_database
+from parallel_helpers import CostRecorder, load_costs, slowest_modules_first
 
 
 def pytest_configure(config: pytest.Config) -> None:
     """`-n 2` (addopts) is for the suite. Named files or tests only, and no -n of one's own: in
     this process, as --dist loadscope would give a file to one worker anyway, and two workers
     cost their start-up (each imports everything and builds its schema)."""
+    record = os.environ.get("RMGR_TEST_RECORD_COSTS")
+    if record and not hasattr(config, "workerinput"):
+        config.pluginmanager.register(CostRecorder(record), "rmgr-cost-recorder")
     if hasattr(config, "workerinput") or not config.pluginmanager.hasplugin("xdist"):
         return
     given = config.invocation_params.args
@@ -29,6 +33,13 @@ def pytest_configure(config: pytest.Config) -> None:
     if paths and all(os.path.isfile(a.split("::")[0]) for a in paths):
         config.option.numprocesses = 0
         config.option.dist = "no"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under xdist, the costliest modules first: loadscope hands them out in this order
+    (tests/parallel_helpers.py, slowest_modules_first)."""
+    if hasattr(config, "workerinput"):
+        slowest_modules_first(items, load_costs())
 
 
 def _test_url(tmp_path_factory: pytest.TempPathFactory) -> str:

@@ -10,12 +10,17 @@ for any insert (the SQLite address search table fills itself), so the copy is th
 """
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from sqlalchemy import text
 
 from resource_mgr.db import Database
 from db_helpers import _data_tables
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -81,3 +86,42 @@ def is_empty(database: Database) -> bool:
     probe = " UNION ALL ".join(f"SELECT 1 WHERE EXISTS (SELECT 1 FROM \"{t}\")" for t in tables)
     with database.engine.connect() as conn:
         return not tables or conn.execute(text(probe)).first() is None
+
+
+# -- a test's world, built once per database -----------------------------------------------------
+
+_WORLDS: dict[tuple[str, str], tuple[Snapshot, Any]] = {}
+
+
+def cached_world(database: Database, key: str, build: Callable[[Database], T]) -> T:
+    """`build(database)` the first time on an emptied database; for later tests (the database
+    emptied again, by the `db` fixture) its rows are put back and a copy of what it returned is
+    returned: the same rows, the same ids. For a function-scoped world fixture whose build is
+    deterministic apart from its ids and returns plain values (ids, dicts, lists, namespaces of
+    them):
+
+        @pytest.fixture
+        def world(db):
+            return cached_world(db, "number-search", _build)
+
+    The caches of the design and topology are dropped after a put-back, as after any import.
+    Not for a database that is not empty (the build then runs as usual and nothing is kept)."""
+    k = (database.url, key)
+    empty = is_empty(database)
+    if empty and k in _WORLDS:
+        snap, value = _WORLDS[k]
+        put_back(database, snap)
+        _forget_caches()
+        return copy.deepcopy(value)
+    value = build(database)
+    if empty:
+        _WORLDS[k] = (take(database), copy.deepcopy(value))
+    return value
+
+
+def _forget_caches() -> None:
+    from resource_mgr.design.trace import clear_topology_cache
+    from resource_mgr.topology import services as topology
+
+    clear_topology_cache()
+    topology.forget_graphs()

@@ -18,6 +18,7 @@ from resource_mgr.numbers.models import Number, NumberPool
 from resource_mgr.numbers.patterns import parse_pattern
 from resource_mgr.occupancy.models import Change, History, Unit
 from resource_mgr.states import AdminState, Occupancy
+from snapshot_helpers import cached_world
 
 NOW = utcnow().replace(microsecond=0)
 GZ_STATES = {  # every one of these is an AABB number
@@ -34,6 +35,12 @@ def _unit(s, ln_id, number) -> Unit:
 
 @pytest.fixture
 def world(db):
+    """Built once per database, put back from a copy of its rows for each later test
+    (tests/snapshot_helpers.py: cached_world)."""
+    return cached_world(db, "number-search", _build_world)
+
+
+def _build_world(db):
     with db.unit_of_work() as uow:
         s = uow.session
         inv.seed_default_templates(s)
