@@ -172,8 +172,10 @@ def test_deliveries_show_attempts_answers_and_failures_and_can_be_retried(world,
 
         r = client.post(f"{API}/{sub}/deliveries/retry", headers=bearer(tokens["admin"]))
         assert r.status_code == 200 and r.json == {"requeued": 2}
-        pending = client.get(f"{API}/{sub}/deliveries?state=pending", headers=bearer(tokens["admin"])).json
-        assert len(pending) == 2 and all(p["next_attempt_at"] and p["attempts"] == 0 for p in pending)
+        # the retry's delivery job (the app's kick) may already have posted some of them
+        listed = client.get(f"{API}/{sub}/deliveries", headers=bearer(tokens["admin"])).json
+        assert len(listed) == 2 and all(d["state"] == "delivered" or (
+            d["state"] == "pending" and d["next_attempt_at"] and d["attempts"] == 0) for d in listed), listed
         # the retry started a delivery job (the app's kick); whoever posts them, both arrive once
         deadline = time.monotonic() + 20
         while len(receiver.accepted()) < 2:
