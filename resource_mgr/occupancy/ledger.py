@@ -34,10 +34,14 @@ from resource_mgr.changes import feed
 from resource_mgr.db import UTCDateTime
 from resource_mgr.errors import Conflict, IllegalTransition, Locked, NoCapacity, NotFound, Quarantined
 from resource_mgr.ids import new_id
-from resource_mgr.occupancy.models import Change, Unit, shared_occupancy, shared_room
+from resource_mgr.occupancy.models import Change, SharedHold, SharedUse, Unit, shared_occupancy, shared_room
 from resource_mgr.states import AdminState, Occupancy
 
 _LOCKED = "rmgr.ledger.locked"
+# the locked units themselves, held strongly for the rest of the transaction: the identity map
+# holds clean objects weakly, and a unit dropped from it would be read again (one SELECT each)
+# by the next `lock_units`, with its holds and uses
+_UNITS = "rmgr.ledger.units"
 _CHUNK = 500
 
 
@@ -47,6 +51,7 @@ def _forget_locks(session: Session, transaction: Any) -> None:
     # inner transaction of a flush is neither
     if transaction.parent is None or transaction.nested:
         session.info.pop(_LOCKED, None)
+        session.info.pop(_UNITS, None)
 
 
 @event.listens_for(Session, "before_flush")
@@ -80,6 +85,10 @@ def _locked(session: Session) -> set[str]:
     return session.info.setdefault(_LOCKED, set())
 
 
+def _held(session: Session) -> dict[str, Unit]:
+    return session.info.setdefault(_UNITS, {})
+
+
 def _postgres(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
@@ -102,11 +111,12 @@ def lock_query(session: Session, stmt: Select[tuple[Unit]], *, skip_locked: bool
         rows = _select_pg(session, stmt, params or {})
     else:
         rows = [row._asdict() for row in session.connection().execute(stmt, params)]
-    locked = _locked(session)
+    locked, held = _locked(session), _held(session)
     units = []
     for row in rows:
         unit = _adopt(session, row)
         locked.add(unit.id)
+        held[unit.id] = unit
         units.append(unit)
     return units
 
@@ -168,15 +178,41 @@ def lock_units(session: Session, unit_ids: Iterable[str]) -> list[Unit]:
     missing = [i for i in todo if i not in locked]
     if missing:
         raise NotFound(f"no unit with id {missing[0]}", field="unit_id", unit_id=missing[0])
-    return [session.get(Unit, i) for i in wanted]  # all in the identity map now
+    held = _held(session)
+    # locked by the stale-write check (no copy kept there): read from the identity map
+    return [held.get(i) or session.get(Unit, i) for i in wanted]
+
+
+def load_shared(session: Session, units: Iterable[Unit], *, uses: bool = True) -> None:
+    """Load the holds (and with `uses` the services) of the shared units among `units` that do
+    not have them loaded, in one query each: the transitions read them, and loading them unit by
+    unit costs a query and an autoflush each (a PON port, its feeder core, the splitters ...)."""
+    shared = [u for u in units if u.capacity > 1]
+    if not shared:
+        return
+    for model, key in ((SharedHold, "holds"), (SharedUse, "uses")) if uses else ((SharedHold, "holds"),):
+        todo = [u for u in shared if key not in u.__dict__]  # not loaded (or expired by the lock's reload)
+        if not todo:
+            continue
+        found: dict[str, list[Any]] = {u.id: [] for u in todo}
+        for i in range(0, len(todo), _CHUNK):
+            chunk = [u.id for u in todo[i:i + _CHUNK]]
+            stmt = select(model).where(model.unit_id.in_(chunk)).execution_options(autoflush=False)
+            for row in session.scalars(stmt):
+                found[row.unit_id].append(row)
+        for u in todo:
+            set_committed_value(u, key, found[u.id])
 
 
 # -- a path of units at once ---------------------------------------------------------------------
 
-def _each(session: Session, unit_ids: Sequence[str], transition: Callable[[Unit], Any]) -> list[Unit]:
+def _each(session: Session, unit_ids: Sequence[str], transition: Callable[[Unit], Any], *,
+          uses: bool = True) -> list[Unit]:
     """Lock the units (in id order) and apply one transition to each, in the caller's
-    transaction: all of them or, on the first refusal, none (the caller rolls back)."""
+    transaction: all of them or, on the first refusal, none (the caller rolls back). The shared
+    units' holds (and services) are read first, in one query each."""
     units = lock_units(session, unit_ids)
+    load_shared(session, units, uses=uses)
     for unit in units:
         transition(unit)
     return units
@@ -185,7 +221,8 @@ def _each(session: Session, unit_ids: Sequence[str], transition: Callable[[Unit]
 def preoccupy(session: Session, unit_ids: Sequence[str], change: Change, *, reservation_id: str,
               until: datetime) -> list[Unit]:
     """預占 every unit of a path for one reservation."""
-    return _each(session, unit_ids, lambda u: u.preoccupy(change, reservation_id=reservation_id, until=until))
+    return _each(session, unit_ids, lambda u: u.preoccupy(change, reservation_id=reservation_id, until=until),
+                 uses=False)
 
 
 def occupy(session: Session, unit_ids: Sequence[str], change: Change, *, service_id: str,
@@ -200,7 +237,8 @@ def release(session: Session, unit_ids: Sequence[str], change: Change, *, servic
 
 def release_preoccupation(session: Session, unit_ids: Sequence[str], change: Change, *,
                           reservation_id: str) -> list[Unit]:
-    return _each(session, unit_ids, lambda u: u.release_preoccupation(change, reservation_id=reservation_id))
+    return _each(session, unit_ids, lambda u: u.release_preoccupation(change, reservation_id=reservation_id),
+                 uses=False)
 
 
 # -- choosing free places ----------------------------------------------------------------------
@@ -273,6 +311,9 @@ def _back_to_savepoint(session: Session, before: set[str]) -> None:
     _driver(session, "ROLLBACK TO SAVEPOINT ledger_allocate")
     locked = _locked(session)
     locked.intersection_update(before)
+    held = _held(session)
+    for unit_id in [i for i in held if i not in before]:
+        del held[unit_id]
 
 
 def _driver(session: Session, sql: str, params: dict[str, Any] | None = None) -> Any:
