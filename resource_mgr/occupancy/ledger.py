@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
+from enum import StrEnum
 from functools import cache
 from typing import Any
 
@@ -29,6 +30,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, attributes, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.exc import StaleDataError
 
 from resource_mgr.changes import feed
 from resource_mgr.db import UTCDateTime
@@ -215,7 +217,82 @@ def _each(session: Session, unit_ids: Sequence[str], transition: Callable[[Unit]
     load_shared(session, units, uses=uses)
     for unit in units:
         transition(unit)
+    write_units(session, units)
     return units
+
+
+# -- writing the changed units at once ----------------------------------------------------------
+
+# what the transitions change; a unit with any other column changed (an edit) is left to the ORM
+_STATE_COLUMNS = ("occupancy", "reservation_id", "preoccupied_until", "service_id", "used", "admin_state",
+                  "locked_by", "admin_reason", "quarantine_until")
+_STATE_KEYS = frozenset(_STATE_COLUMNS)
+_COLUMN_KEYS = frozenset(c.key for c in Unit.__table__.columns)
+_PG_TYPES = {"occupancy": "varchar", "reservation_id": "varchar", "preoccupied_until": "timestamptz",
+             "service_id": "varchar", "used": "integer", "admin_state": "varchar", "locked_by": "varchar",
+             "admin_reason": "varchar", "quarantine_until": "timestamptz"}
+# One statement for every unit: each row's version must still be the one read (it is, under the
+# row lock; a stale copy would match nothing and be refused), the CHECK constraints apply as to
+# any write, and the new versions come back.
+_WRITE_UNITS_PG = (
+    "UPDATE unit AS u SET " + ", ".join(f"{c} = v.{c}" for c in _STATE_COLUMNS) + ", version = u.version + 1 "
+    "FROM unnest(%(id)s::varchar[], %(version)s::integer[], "
+    + ", ".join(f"%({c})s::{_PG_TYPES[c]}[]" for c in _STATE_COLUMNS)
+    + ") AS v(id, version, " + ", ".join(_STATE_COLUMNS) + ") "
+    "WHERE u.id = v.id AND u.version = v.version RETURNING u.id, u.version")
+
+
+@cache
+def _write_units_core() -> Any:
+    t = Unit.__table__
+    return (t.update().where(t.c.id == bindparam("b_id"), t.c.version == bindparam("b_version"))
+            .values(**{c: bindparam(f"b_{c}", type_=t.c[c].type) for c in _STATE_COLUMNS},
+                    version=t.c.version + 1))
+
+
+def write_units(session: Session, units: Sequence[Unit]) -> None:
+    """Write the units the transitions changed in one statement (what the ORM's flush would
+    write, one UPDATE per unit), and take the written values as committed so the flush leaves
+    them alone. The history rows, holds and uses they added are flushed by the ORM as usual (in
+    one statement per table). A unit whose version moved meanwhile is refused (StaleDataError,
+    as the ORM's version check; the use cases retry) and nothing is written."""
+    todo = []
+    for unit in units:
+        state = attributes.instance_state(unit)
+        if not state.persistent:
+            continue
+        changed = _COLUMN_KEYS.intersection(state.committed_state)
+        if changed and changed <= _STATE_KEYS:
+            todo.append(unit)
+    if not todo:
+        return
+    todo.sort(key=lambda u: u.id)
+    if _postgres(session):
+        params: dict[str, Any] = {"id": [u.id for u in todo], "version": [u.version for u in todo]}
+        for c in _STATE_COLUMNS:
+            params[c] = [_plain(getattr(u, c)) for u in todo]
+        versions = dict(_driver(session, _WRITE_UNITS_PG, params).fetchall())
+    else:
+        rows = [{"b_id": u.id, "b_version": u.version, **{f"b_{c}": getattr(u, c) for c in _STATE_COLUMNS}}
+                for u in todo]
+        result = session.connection().execute(_write_units_core(), rows)
+        if result.rowcount != len(rows):
+            raise StaleDataError(f"UPDATE statement on table 'unit' expected to update {len(rows)} row(s); "
+                                 f"{result.rowcount} were matched")
+        versions = {u.id: u.version + 1 for u in todo}
+    if len(versions) != len(todo):
+        raise StaleDataError(f"UPDATE statement on table 'unit' expected to update {len(todo)} row(s); "
+                             f"{len(versions)} were matched")
+    for unit in todo:
+        for c in _STATE_COLUMNS:
+            if c in attributes.instance_state(unit).committed_state:
+                set_committed_value(unit, c, getattr(unit, c))
+        set_committed_value(unit, "version", versions[unit.id])
+
+
+def _plain(value: Any) -> Any:
+    """A value as the driver takes it (a state as its text)."""
+    return value.value if isinstance(value, StrEnum) else value
 
 
 def preoccupy(session: Session, unit_ids: Sequence[str], change: Change, *, reservation_id: str,
