@@ -11,7 +11,7 @@ yet. Clients are threads of separate processes (--client-processes), each with i
 connection, looping: reserve an FTTH new install at an address with fibre coverage (each client
 its own share of the addresses), commit it. A `409 no_capacity` (that address has no free path)
 is counted and the client moves on. The race for the last K free ports is measured by
-tests/integration/test_orders_races.py (`RMGR_RACE_ROUNDS=50 pytest … -k crowd`: 64 clients,
+tests/integration/test_orders_races.py (`ORDERS_RACE_ROUNDS=50 pytest … -k crowd`: 64 clients,
 8 OS processes, 50 rounds). `--in-process N` measures one reserve + commit at a time in this process
 instead (the design apart from the rest; wall, CPU and statements sent).
 

@@ -4,10 +4,11 @@ allocation nor a database error; the same order sent by every process at once ma
 reservation that all of them get back.
 
 The crowd race (issue 9's: 64 clients for the last K free ports, round after round) runs
-RMGR_RACE_CLIENTS clients (default 64) as threads of RMGR_RACE_PROCESSES OS processes (default
-8), for RMGR_RACE_ROUNDS rounds (default 2 here, for CI time; the issue's 50:
-`RMGR_RACE_ROUNDS=50 pytest tests/integration/test_orders_races.py -k crowd`); between rounds
-the winners' orders are cancelled, which frees the same ports again."""
+ORDERS_RACE_CLIENTS clients (default 64) as threads of ORDERS_RACE_PROCESSES OS processes (default
+8), for ORDERS_RACE_ROUNDS rounds (default 2 here, for CI time; the issue's 50:
+`ORDERS_RACE_ROUNDS=50 pytest tests/integration/test_orders_races.py -k crowd`); between rounds
+the winners' orders are cancelled, which frees the same ports again. (Not RMGR_* variables:
+load_settings refuses those it does not know.)"""
 from __future__ import annotations
 
 import multiprocessing
@@ -99,8 +100,8 @@ def crowd_box(db):
 def test_a_crowd_racing_for_the_last_free_ports_round_after_round_never_double_allocates(db, crowd_box):
     if db.dialect != "postgresql":
         pytest.skip("a crowd of writers needs row locks (SQLite has one writer)")
-    clients, procs_n, rounds = (_env("RMGR_RACE_CLIENTS", 64), _env("RMGR_RACE_PROCESSES", 8),
-                                _env("RMGR_RACE_ROUNDS", 2))
+    clients, procs_n, rounds = (_env("ORDERS_RACE_CLIENTS", 64), _env("ORDERS_RACE_PROCESSES", 8),
+                                _env("ORDERS_RACE_ROUNDS", 2))
     threads = -(-clients // procs_n)
     clients = threads * procs_n
     free = crowd_box.ports[CROWD_PORTS - CROWD_FREE:]
