@@ -199,7 +199,7 @@ def load_shared(session: Session, units: Iterable[Unit], *, uses: bool = True) -
         found: dict[str, list[Any]] = {u.id: [] for u in todo}
         for i in range(0, len(todo), _CHUNK):
             chunk = [u.id for u in todo[i:i + _CHUNK]]
-            stmt = select(model).where(model.unit_id.in_(chunk)).execution_options(autoflush=False)
+            stmt = select(model).where(model.unit_id.in_(chunk))
             for row in session.scalars(stmt):
                 found[row.unit_id].append(row)
         for u in todo:
