@@ -347,10 +347,11 @@ class Unit(Base):
                    if getattr(h, column) == value]
         session = object_session(self)
         if session is not None:  # the rows of a stored unit are added to the session (see _record)
-            pending += [h for h in session.new if isinstance(h, History) and h.resource_id == self.id
-                        and getattr(h, column) == value]
+            pending += sorted((h for h in session.new if isinstance(h, History) and h.resource_id == self.id
+                               and getattr(h, column) == value),
+                              key=lambda h: attributes.instance_state(h).insert_order or 0)
         if pending:
-            return max(pending, key=lambda h: h._sa_instance_state.insert_order or 0).action
+            return pending[-1].action
         if session is None or not attributes.instance_state(self).persistent:
             return None
         return session.scalar(select(History.action).where(
