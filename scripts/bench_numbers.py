@@ -5,7 +5,9 @@ Loads (once; a database that already holds the bench pool is reused) a local net
 grades) and a second local network OT with the same first 100,000 numbers, written directly in
 bulk (COPY on PostgreSQL, executemany on SQLite). States as in a working city: 30 % occupied,
 2 % pre-occupied by live orders, 1 % pre-occupied but expired (free again), 3 % in quarantine
-(a third of them over), AAAA-and-better reserved, 0.1 % faulty.
+(a third of them over), AAAA-and-better reserved, 0.1 % faulty. The default, 2,000,000 numbers,
+is size L's pool (resource_mgr.bulk.generator: 100 exchanges, each a PSTN block and an NGN block of
+10,000), loaded without the rest of size L's city (a search reads the number table alone).
 
 Then, in the same run, each search --runs times (after --warmup runs), one at a time:
 1. through the domain function (resource_mgr.numbers.search.search_numbers, a new read

@@ -11,7 +11,9 @@ yet. Clients are threads of separate processes (--client-processes), each with i
 connection, looping: reserve an FTTH new install at an address with fibre coverage (each client
 its own share of the addresses), commit it. A `409 no_capacity` (that address has no free path)
 is counted and the client moves on. The race for the last K free ports is measured by
-tests/integration/test_orders_races.py (run it with --count to repeat).
+tests/integration/test_orders_races.py (`ORDERS_RACE_ROUNDS=50 pytest … -k crowd`: 64 clients,
+8 OS processes, 50 rounds). `--in-process N` measures one reserve + commit at a time in this process
+instead (the design apart from the rest; wall, CPU and statements sent).
 
 Measured 2026-12-01 11:20 UTC on the shared 2-core development machine (8 agents at work: noisy),
 PostgreSQL, size S (not M: loading M did not fit the time), `--workers 2 --threads 8`, 8 clients,
@@ -33,6 +35,18 @@ reserve at M went from 1375 ms to ~820 ms, most of the rest in the ledger's per-
 Far from the targets. A profile of one reserve in process (same database) spent ~1.0 s of 1.45 s in
 resource_mgr.design.design_path (fibre candidate walk, `trace.neighbours`), ~0.3 s pre-occupying
 the 9 units (the ledger's per-unit locks and shared holds) and little in the rest of the order.
+
+Measured 2026-12-01 18:00 UTC on a copy of M, load average 17-21 (other helpers at work), main
+before the ledger's bulk path and after it, back to back. `--in-process 30` (26 pairs, 4 refused):
+
+    main     reserve minus the design  90.5 ms CPU, 60.2 statements; commit 98.4 ms CPU, 66.0 statements
+    ledger   reserve minus the design  19.9 ms CPU, 10.4 statements; commit 25.5 ms CPU, 12.0 statements
+    (the design itself: 35.9 → 19.0 ms CPU, 18.3 → 7.1 statements: its locked units are no longer
+    read again one by one)
+
+`--workers 4 --threads 8 --clients 16 --seconds 10`: main 1.5 cycles/s (2.5 % of /health), reserve
+p50 7.9 s, one commit 503; ledger 2.8 cycles/s (5.1 %), reserve p50 3.5 s. Wall figures at that
+load say little.
 """
 from __future__ import annotations
 
@@ -156,6 +170,97 @@ def measure(port: int, token: str, mode: str, clients: int, processes: int, seco
     return results
 
 
+def in_process(url: str, size: str, runs: int, warmup: int) -> None:
+    """One FTTH reserve then its commit at a time, in this process, each pair in one unit of
+    work rolled back at the end (the database is left as it was): wall and CPU time and the
+    statements sent (SQLAlchemy's and the ledger's driver SQL), the design apart from the rest."""
+    import random
+    from datetime import datetime, timezone
+
+    from sqlalchemy import event, select
+
+    from resource_mgr.config import load_settings
+    from resource_mgr.inventory.models import Address
+    from resource_mgr.occupancy import ledger
+    from resource_mgr.orders import completion, glue, services
+    from resource_mgr.security import trust
+    from resource_mgr.security.principal import SYSTEM
+
+    _, addresses = prepare(url, size)
+    db = load_city(url, size, "orders")
+    settings = load_settings({"RMGR_DATABASE_URL": url})
+    with db.read_session() as s:  # the rooms of the covered buildings (where orders are placed)
+        rooms = list(s.scalars(select(Address.id).where(Address.parent_id.in_(addresses[:3000]))))
+    pool = (rooms or addresses)[:200]
+    with db.unit_of_work(principal="system:bench") as uow:  # its trust row exists, as after a first commit
+        trust.record_commit(uow.session, SYSTEM.name, 1)
+        uow.commit()
+    sent = [0]
+    event.listen(db.engine, "before_cursor_execute", lambda *a: sent.__setitem__(0, sent[0] + 1))
+    driver = ledger._driver
+
+    def counted(session, sql, params=None):
+        sent[0] += 1
+        return driver(session, sql, params)
+
+    ledger._driver = counted
+    design = glue.design_path
+    acc: dict[str, float] = {}
+
+    def add(key: str, wall: float, cpu: float, stmts: int) -> None:
+        for k, v in ((key, wall), (key + " cpu", cpu), (key + " statements", stmts)):
+            acc[k] = acc.get(k, 0.0) + v
+
+    def timed_design(*a, **k):
+        t, c, q = time.perf_counter(), time.process_time(), sent[0]
+        try:
+            return design(*a, **k)
+        finally:
+            add("design", time.perf_counter() - t, time.process_time() - c, sent[0] - q)
+
+    services.glue.design_path = timed_design
+    rng = random.Random(3)
+    done, refused = 0, Counter()
+    for i in range(warmup + runs):
+        if i == warmup:
+            acc.clear()
+        now = datetime.now(timezone.utc)
+        with db.unit_of_work(principal="system:bench") as uow:
+            t, c, q = time.perf_counter(), time.process_time(), sent[0]
+            try:
+                res, _ = services.reserve(uow.session, principal=SYSTEM, settings=settings, now=now,
+                                          order_ref=f"INPROC-{i}-{time.time()}", action="new",
+                                          products=["ftth_broadband"], address_id=rng.choice(pool))
+            except Exception as exc:  # noqa: BLE001 - a full box: counted, and the next address
+                refused[type(exc).__name__] += 1
+                continue
+            add("reserve", time.perf_counter() - t, time.process_time() - c, sent[0] - q)
+            t, c, q = time.perf_counter(), time.process_time(), sent[0]
+            completion.commit(uow.session, principal=SYSTEM, settings=settings, now=now, reservation_id=res.id,
+                              work_order_ref=f"WO-{i}")
+            uow.session.flush()
+            add("commit", time.perf_counter() - t, time.process_time() - c, sent[0] - q)
+            uow.rollback()
+            done += i >= warmup
+    ledger._driver = driver
+    services.glue.design_path = design
+    n = max(done, 1)
+
+    def line(name: str, key: str, minus: str | None = None) -> None:
+        v = {x: (acc.get(f"{key}{x}", 0.0) - (acc.get(f"{minus}{x}", 0.0) if minus else 0.0)) / n
+             for x in ("", " cpu", " statements")}
+        print(f"  {name:<28} {v[''] * 1000:7.1f} ms wall  {v[' cpu'] * 1000:7.1f} ms CPU  "
+              f"{v[' statements']:5.1f} statements")
+
+    print(f"in process, one at a time (rolled back): {done} reserve + commit pairs, refused {dict(refused)}; "
+          f"load average {os.getloadavg()[0]:.1f}")
+    line("reserve (all)", "reserve")
+    line("  the design", "design")
+    line("  reserve minus the design", "reserve", "design")
+    line("commit", "commit")
+    db.dispose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--database-url", required=True, help="PostgreSQL (the issue's setting); SQLite works too")
@@ -165,7 +270,12 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--client-processes", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument("--in-process", type=int, default=0, metavar="N",
+                        help="instead of the HTTP run: N reserve + commit pairs in this process, rolled back")
     args = parser.parse_args()
+    if args.in_process:
+        in_process(args.database_url, args.size, args.in_process, warmup=5)
+        return
 
     token, addresses = prepare(args.database_url, args.size)
     print(f"{len(addresses)} addresses with fibre coverage", flush=True)

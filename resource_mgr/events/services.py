@@ -34,6 +34,9 @@ log = logging.getLogger("rmgr.events")
 _kicks: "weakref.WeakKeyDictionary[Engine, Callable[[], None]]" = weakref.WeakKeyDictionary()
 _PENDING = "rmgr_events_pending"
 _HOOKED = "rmgr_events_hooked"
+# the subscriptions, read once per transaction (a commit emits three events): forgotten when the
+# transaction ends and when this session creates or deletes one
+_SUBSCRIPTIONS = "rmgr_events_subscriptions"
 
 MAX_URL = 2000
 MAX_SECRET = 256
@@ -75,6 +78,20 @@ def _hook(session: Session) -> None:
         session.info[_HOOKED] = True
 
 
+@sa_event.listens_for(Session, "after_transaction_end")
+def _forget_subscriptions(session: Session, transaction: Any) -> None:
+    if transaction.parent is None or transaction.nested:
+        session.info.pop(_SUBSCRIPTIONS, None)
+
+
+def _subscriptions(session: Session) -> list[Subscription]:
+    subs = session.info.get(_SUBSCRIPTIONS)
+    if subs is None:
+        with session.no_autoflush:  # the events written so far go with the rest of the transaction
+            subs = session.info[_SUBSCRIPTIONS] = list(session.scalars(select(Subscription).order_by(Subscription.id)))
+    return subs
+
+
 def emit(session: Session, type: str, *, local_network_id: str, order_ref: str | None = None,  # noqa: A002
          reservation_id: str | None = None, service_id: str | None = None, cutover_id: str | None = None,
          fault_id: str | None = None, data: dict[str, Any] | None = None,
@@ -90,13 +107,13 @@ def emit(session: Session, type: str, *, local_network_id: str, order_ref: str |
                   order_ref=order_ref, reservation_id=reservation_id, service_id=service_id,
                   cutover_id=cutover_id, fault_id=fault_id, data=dict(data or {}), created_at=now)
     session.add(event)
-    subscriptions = [s for s in session.scalars(select(Subscription).order_by(Subscription.id))
-                     if s.wants(type, local_network_id)]
-    for sub in subscriptions:
-        session.add(Delivery(event_id=event.id, subscription_id=sub.id, order_ref=order_ref,
-                             state=DeliveryState.PENDING, attempts=0, next_attempt_at=now, created_at=now))
-    session.flush()  # in order: the delivery ids are the order events were written in
-    if subscriptions:
+    subscriptions = [s for s in _subscriptions(session) if s.wants(type, local_network_id)]
+    if subscriptions:  # (an event nobody subscribed to is written with the rest of the transaction)
+        session.flush()  # the event before its deliveries: no relationship orders the two tables
+        for sub in subscriptions:
+            session.add(Delivery(event_id=event.id, subscription_id=sub.id, order_ref=order_ref,
+                                 state=DeliveryState.PENDING, attempts=0, next_attempt_at=now, created_at=now))
+        session.flush()  # in order: the delivery ids are the order events were written in
         _hook(session)
     return event
 
@@ -151,6 +168,7 @@ def create_subscription(session: Session, *, url: str, events: list[str] | None 
                        created_at=utcnow())
     session.add(sub)
     session.flush()
+    session.info.pop(_SUBSCRIPTIONS, None)
     return sub
 
 
@@ -167,6 +185,7 @@ def delete_subscription(session: Session, sub: Subscription) -> None:
     session.execute(Delivery.__table__.delete().where(Delivery.subscription_id == sub.id))
     session.delete(sub)
     session.flush()
+    session.info.pop(_SUBSCRIPTIONS, None)
 
 
 def network_codes(session: Session, ids: list[str] | None) -> list[str] | None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
+from enum import StrEnum
 from functools import cache
 from typing import Any
 
@@ -29,15 +30,20 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, attributes, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.exc import StaleDataError
 
 from resource_mgr.changes import feed
 from resource_mgr.db import UTCDateTime
 from resource_mgr.errors import Conflict, IllegalTransition, Locked, NoCapacity, NotFound, Quarantined
 from resource_mgr.ids import new_id
-from resource_mgr.occupancy.models import Change, Unit, shared_occupancy, shared_room
+from resource_mgr.occupancy.models import Change, SharedHold, SharedUse, Unit, shared_occupancy, shared_room
 from resource_mgr.states import AdminState, Occupancy
 
 _LOCKED = "rmgr.ledger.locked"
+# the locked units themselves, held strongly for the rest of the transaction: the identity map
+# holds clean objects weakly, and a unit dropped from it would be read again (one SELECT each)
+# by the next `lock_units`, with its holds and uses
+_UNITS = "rmgr.ledger.units"
 _CHUNK = 500
 
 
@@ -47,6 +53,7 @@ def _forget_locks(session: Session, transaction: Any) -> None:
     # inner transaction of a flush is neither
     if transaction.parent is None or transaction.nested:
         session.info.pop(_LOCKED, None)
+        session.info.pop(_UNITS, None)
 
 
 @event.listens_for(Session, "before_flush")
@@ -80,6 +87,10 @@ def _locked(session: Session) -> set[str]:
     return session.info.setdefault(_LOCKED, set())
 
 
+def _held(session: Session) -> dict[str, Unit]:
+    return session.info.setdefault(_UNITS, {})
+
+
 def _postgres(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
@@ -102,11 +113,12 @@ def lock_query(session: Session, stmt: Select[tuple[Unit]], *, skip_locked: bool
         rows = _select_pg(session, stmt, params or {})
     else:
         rows = [row._asdict() for row in session.connection().execute(stmt, params)]
-    locked = _locked(session)
+    locked, held = _locked(session), _held(session)
     units = []
     for row in rows:
         unit = _adopt(session, row)
         locked.add(unit.id)
+        held[unit.id] = unit
         units.append(unit)
     return units
 
@@ -168,24 +180,126 @@ def lock_units(session: Session, unit_ids: Iterable[str]) -> list[Unit]:
     missing = [i for i in todo if i not in locked]
     if missing:
         raise NotFound(f"no unit with id {missing[0]}", field="unit_id", unit_id=missing[0])
-    return [session.get(Unit, i) for i in wanted]  # all in the identity map now
+    held = _held(session)
+    # locked by the stale-write check (no copy kept there): read from the identity map
+    return [held.get(i) or session.get(Unit, i) for i in wanted]
+
+
+def load_shared(session: Session, units: Iterable[Unit], *, uses: bool = True) -> None:
+    """Load the holds (and with `uses` the services) of the shared units among `units` that do
+    not have them loaded, in one query each: the transitions read them, and loading them unit by
+    unit costs a query and an autoflush each (a PON port, its feeder core, the splitters ...)."""
+    shared = [u for u in units if u.capacity > 1]
+    if not shared:
+        return
+    for model, key in ((SharedHold, "holds"), (SharedUse, "uses")) if uses else ((SharedHold, "holds"),):
+        todo = [u for u in shared if key not in u.__dict__]  # not loaded (or expired by the lock's reload)
+        if not todo:
+            continue
+        found: dict[str, list[Any]] = {u.id: [] for u in todo}
+        for i in range(0, len(todo), _CHUNK):
+            chunk = [u.id for u in todo[i:i + _CHUNK]]
+            stmt = select(model).where(model.unit_id.in_(chunk))
+            for row in session.scalars(stmt):
+                found[row.unit_id].append(row)
+        for u in todo:
+            set_committed_value(u, key, found[u.id])
 
 
 # -- a path of units at once ---------------------------------------------------------------------
 
-def _each(session: Session, unit_ids: Sequence[str], transition: Callable[[Unit], Any]) -> list[Unit]:
+def _each(session: Session, unit_ids: Sequence[str], transition: Callable[[Unit], Any], *,
+          uses: bool = True) -> list[Unit]:
     """Lock the units (in id order) and apply one transition to each, in the caller's
-    transaction: all of them or, on the first refusal, none (the caller rolls back)."""
+    transaction: all of them or, on the first refusal, none (the caller rolls back). The shared
+    units' holds (and services) are read first, in one query each."""
     units = lock_units(session, unit_ids)
+    load_shared(session, units, uses=uses)
     for unit in units:
         transition(unit)
+    write_units(session, units)
     return units
+
+
+# -- writing the changed units at once ----------------------------------------------------------
+
+# what the transitions change; a unit with any other column changed (an edit) is left to the ORM
+_STATE_COLUMNS = ("occupancy", "reservation_id", "preoccupied_until", "service_id", "used", "admin_state",
+                  "locked_by", "admin_reason", "quarantine_until")
+_STATE_KEYS = frozenset(_STATE_COLUMNS)
+_COLUMN_KEYS = frozenset(c.key for c in Unit.__table__.columns)
+_PG_TYPES = {"occupancy": "varchar", "reservation_id": "varchar", "preoccupied_until": "timestamptz",
+             "service_id": "varchar", "used": "integer", "admin_state": "varchar", "locked_by": "varchar",
+             "admin_reason": "varchar", "quarantine_until": "timestamptz"}
+# One statement for every unit: each row's version must still be the one read (it is, under the
+# row lock; a stale copy would match nothing and be refused), the CHECK constraints apply as to
+# any write, and the new versions come back.
+_WRITE_UNITS_PG = (
+    "UPDATE unit AS u SET " + ", ".join(f"{c} = v.{c}" for c in _STATE_COLUMNS) + ", version = u.version + 1 "
+    "FROM unnest(%(id)s::varchar[], %(version)s::integer[], "
+    + ", ".join(f"%({c})s::{_PG_TYPES[c]}[]" for c in _STATE_COLUMNS)
+    + ") AS v(id, version, " + ", ".join(_STATE_COLUMNS) + ") "
+    "WHERE u.id = v.id AND u.version = v.version RETURNING u.id, u.version")
+
+
+@cache
+def _write_units_core() -> Any:
+    t = Unit.__table__
+    return (t.update().where(t.c.id == bindparam("b_id"), t.c.version == bindparam("b_version"))
+            .values(**{c: bindparam(f"b_{c}", type_=t.c[c].type) for c in _STATE_COLUMNS},
+                    version=t.c.version + 1))
+
+
+def write_units(session: Session, units: Sequence[Unit]) -> None:
+    """Write the units the transitions changed in one statement (what the ORM's flush would
+    write, one UPDATE per unit), and take the written values as committed so the flush leaves
+    them alone. The history rows, holds and uses they added are flushed by the ORM as usual (in
+    one statement per table). A unit whose version moved meanwhile is refused (StaleDataError,
+    as the ORM's version check; the use cases retry) and nothing is written."""
+    todo = []
+    for unit in units:
+        state = attributes.instance_state(unit)
+        if not state.persistent:
+            continue
+        changed = _COLUMN_KEYS.intersection(state.committed_state)
+        if changed and changed <= _STATE_KEYS:
+            todo.append(unit)
+    if not todo:
+        return
+    todo.sort(key=lambda u: u.id)
+    if _postgres(session):
+        params: dict[str, Any] = {"id": [u.id for u in todo], "version": [u.version for u in todo]}
+        for c in _STATE_COLUMNS:
+            params[c] = [_plain(getattr(u, c)) for u in todo]
+        versions = dict(_driver(session, _WRITE_UNITS_PG, params).fetchall())
+    else:
+        rows = [{"b_id": u.id, "b_version": u.version, **{f"b_{c}": getattr(u, c) for c in _STATE_COLUMNS}}
+                for u in todo]
+        result = session.connection().execute(_write_units_core(), rows)
+        if result.rowcount != len(rows):
+            raise StaleDataError(f"UPDATE statement on table 'unit' expected to update {len(rows)} row(s); "
+                                 f"{result.rowcount} were matched")
+        versions = {u.id: u.version + 1 for u in todo}
+    if len(versions) != len(todo):
+        raise StaleDataError(f"UPDATE statement on table 'unit' expected to update {len(todo)} row(s); "
+                             f"{len(versions)} were matched")
+    for unit in todo:
+        for c in _STATE_COLUMNS:
+            if c in attributes.instance_state(unit).committed_state:
+                set_committed_value(unit, c, getattr(unit, c))
+        set_committed_value(unit, "version", versions[unit.id])
+
+
+def _plain(value: Any) -> Any:
+    """A value as the driver takes it (a state as its text)."""
+    return value.value if isinstance(value, StrEnum) else value
 
 
 def preoccupy(session: Session, unit_ids: Sequence[str], change: Change, *, reservation_id: str,
               until: datetime) -> list[Unit]:
     """預占 every unit of a path for one reservation."""
-    return _each(session, unit_ids, lambda u: u.preoccupy(change, reservation_id=reservation_id, until=until))
+    return _each(session, unit_ids, lambda u: u.preoccupy(change, reservation_id=reservation_id, until=until),
+                 uses=False)
 
 
 def occupy(session: Session, unit_ids: Sequence[str], change: Change, *, service_id: str,
@@ -200,7 +314,8 @@ def release(session: Session, unit_ids: Sequence[str], change: Change, *, servic
 
 def release_preoccupation(session: Session, unit_ids: Sequence[str], change: Change, *,
                           reservation_id: str) -> list[Unit]:
-    return _each(session, unit_ids, lambda u: u.release_preoccupation(change, reservation_id=reservation_id))
+    return _each(session, unit_ids, lambda u: u.release_preoccupation(change, reservation_id=reservation_id),
+                 uses=False)
 
 
 # -- choosing free places ----------------------------------------------------------------------
@@ -273,6 +388,9 @@ def _back_to_savepoint(session: Session, before: set[str]) -> None:
     _driver(session, "ROLLBACK TO SAVEPOINT ledger_allocate")
     locked = _locked(session)
     locked.intersection_update(before)
+    held = _held(session)
+    for unit_id in [i for i in held if i not in before]:
+        del held[unit_id]
 
 
 def _driver(session: Session, sql: str, params: dict[str, Any] | None = None) -> Any:

@@ -324,24 +324,34 @@ class Unit(Base):
     def _record(self, action: str, change: Change, before: dict[str, Any], *, reservation_id: str | None = None,
                 service_id: str | None = None) -> None:
         """One history row; it names the reservation or service the transition was about."""
-        if attributes.instance_state(self).persistent:
-            # every transition writes the row, so its version moves and a stale copy cannot win
-            attributes.flag_modified(self, "occupancy")
-        self.history.add(History(
+        row = History(
             at=change.at, principal=change.principal, local_network_id=self.local_network_id,
             resource_id=self.id, resource_kind=self.kind, action=action, order_ref=change.order_ref,
             reservation_id=reservation_id or change.reservation_id, service_id=service_id or change.service_id,
             cutover_id=change.cutover_id, reason=change.reason, before=before, after=self._snapshot(change.at),
-        ))
+        )
+        state = attributes.instance_state(self)
+        if state.persistent:
+            # every transition writes the row, so its version moves and a stale copy cannot win
+            attributes.flag_modified(self, "occupancy")
+            # added to the session itself: the write-only collection would build its query first
+            # (the row names the unit already)
+            state.session.add(row)
+        else:
+            self.history.add(row)
 
     def _last_about(self, column: str, value: str) -> str | None:
         """The action of the latest history row of this unit naming `value` as its reservation
         or service: how a retried release knows it already happened."""
         pending = [h for h in attributes.instance_state(self).attrs.history.history.added
                    if getattr(h, column) == value]
+        session = object_session(self)
+        if session is not None:  # the rows of a stored unit are added to the session (see _record)
+            pending += sorted((h for h in session.new if isinstance(h, History) and h.resource_id == self.id
+                               and getattr(h, column) == value),
+                              key=lambda h: attributes.instance_state(h).insert_order or 0)
         if pending:
             return pending[-1].action
-        session = object_session(self)
         if session is None or not attributes.instance_state(self).persistent:
             return None
         return session.scalar(select(History.action).where(

@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from resource_mgr.config import Settings
 from resource_mgr.customers.models import Service, ServiceUnit
@@ -95,11 +96,6 @@ def _renew(session: Session, res: Reservation, change: Change, settings: Setting
     ledger.preoccupy(session, res.held_unit_ids(), change, reservation_id=res.id, until=res.expires_at)
 
 
-def _occupy(session: Session, res: Reservation, change: Change, service_id: str) -> None:
-    glue.lock_shared(session, res.held_unit_ids(), uses=True)
-    ledger.occupy(session, res.held_unit_ids(), change, service_id=service_id, reservation_id=res.id)
-
-
 def _set_path(service: Service, unit_ids: list[str]) -> None:
     service.path[:] = [ServiceUnit(service_id=service.id, seq=i, unit_id=u) for i, u in enumerate(unit_ids, 1)]
 
@@ -117,6 +113,7 @@ def _create(session: Session, res: Reservation, change: Change, at: datetime) ->
             number=res.number if product == number_product else None))
         session.add(made[-1])
         session.flush()  # the bearer before its riders
+        set_committed_value(made[-1], "path", [])  # new: nothing to read (a lazy load each otherwise)
     line = made[0]
     if line_product is not None:
         _set_path(line, list(res.unit_ids))

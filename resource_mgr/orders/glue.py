@@ -5,15 +5,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import set_committed_value
 
 from resource_mgr.config import Settings
 from resource_mgr import design
 from resource_mgr.events.services import emit as outbox
 from resource_mgr.occupancy import ledger
-from resource_mgr.occupancy.models import History, SharedHold, SharedUse
+from resource_mgr.occupancy.models import History
 from resource_mgr.orders.models import Reservation
 from resource_mgr.states import Technology
 
@@ -29,19 +27,8 @@ def design_path(session: Session, *, address_id: str, technology: Technology, se
 
 def lock_shared(session: Session, unit_ids: Sequence[str], *, uses: bool = False) -> None:
     """Lock the units (ledger.lock_units) and load the holds (and with `uses` the services) of the
-    shared ones in one query each: the ledger's transitions read them, and loading them unit by
-    unit costs a query and an autoflush each (a PON port, its feeder core, the splitters ...)."""
-    units = [u for u in ledger.lock_units(session, unit_ids) if u.capacity > 1]
-    if not units:
-        return
-    ids = [u.id for u in units]
-    for model, key in ((SharedHold, "holds"), (SharedUse, "uses")) if uses else ((SharedHold, "holds"),):
-        found: dict[str, list] = {i: [] for i in ids}
-        for row in session.scalars(select(model).where(model.unit_id.in_(ids))):
-            found[row.unit_id].append(row)
-        for u in units:
-            if key not in u.__dict__:  # not loaded (or expired by the lock's reload)
-                set_committed_value(u, key, found[u.id])
+    shared ones in one query each (ledger.load_shared)."""
+    ledger.load_shared(session, ledger.lock_units(session, unit_ids), uses=uses)
 
 
 def emit(session: Session, type_: str, reservation: Reservation, *, service_id: str | None = None,

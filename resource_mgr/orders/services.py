@@ -28,7 +28,7 @@ from resource_mgr.occupancy import ledger
 from resource_mgr.occupancy.models import Change, Unit
 from resource_mgr.orders import glue, numbering
 from resource_mgr.orders.models import ACTIONS, Reservation
-from resource_mgr.orders.plan import Plan, live_bearer, ngn_pools, parse_products, plan, pools_for_switch
+from resource_mgr.orders.plan import BROADBAND, Plan, live_bearer, ngn_pools, parse_products, plan, pools_for_switch
 from resource_mgr.orders.retry import Retry
 from resource_mgr.security import trust
 from resource_mgr.security.principal import Principal
@@ -182,7 +182,9 @@ def reserve(session: Session, *, principal: Principal, settings: Settings, now: 
     if action == "remove":
         _plan_remove(session, res, service)
     else:
-        bearer = live_bearer(session, address_id=address.id, local_network_id=local_network_id) if address else None
+        # the customer's live line at the address: only an order with no line of its own rides on it
+        needs_bearer = address is not None and not any(pr in BROADBAND for pr in prods)
+        bearer = live_bearer(session, address_id=address.id, local_network_id=local_network_id) if needs_bearer else None
         if service is not None and bearer is not None and bearer.id == service.id:
             bearer = None
         p = plan(prods, technology or (service.technology if action == "move" and service else None), bearer=bearer)
@@ -226,12 +228,14 @@ def _plan_remove(session: Session, res: Reservation, service: Service) -> None:
 
 def _hold_path(session: Session, res: Reservation, p: Plan, address: Address | None, change: Change,
                settings: Settings, now: datetime, *, bearer: Service | None) -> None:
-    res.technology = p.technology.value if p.technology else (bearer.technology if bearer else None)
-    res.bearer_id = bearer.id if p.technology is None and bearer is not None else None
     if p.technology is None:
+        res.technology = bearer.technology if bearer else None
+        res.bearer_id = bearer.id if bearer is not None else None
         res.unit_ids, res.design = [], None
         return
     design = glue.design_path(session, address_id=address.id, technology=p.technology, settings=settings, now=now)
+    # set after the design: the reservation's row is written once, not by the design's autoflush
+    res.technology, res.bearer_id = p.technology.value, None
     res.unit_ids = list(design.unit_ids)
     res.design = {**design.as_json(), "line_port_switch_id": getattr(design, "line_port_switch_id", None)}
     _preoccupy(session, res.unit_ids, change, res)
