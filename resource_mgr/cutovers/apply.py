@@ -55,13 +55,28 @@ def _service_state(service: Service, path: list[str]) -> dict[str, Any]:
             "address_id": service.address_id, "path": list(path)}
 
 
-def _write_paths(session: Session, paths: dict[str, list[str]]) -> None:
-    """Replace these services' paths (Core statements, a few per thousand services)."""
+def _write_paths(session: Session, paths: dict[str, list[str]], before: dict[str, list[str]]) -> None:
+    """Give these services their new paths (Core statements). A path of the same length keeps its
+    hops' places: only the hops that changed are updated (a like-for-like move changes one hop of
+    eight); any other is replaced whole."""
     table = ServiceUnit.__table__
-    ids = sorted(paths)
-    for cond in among(session, table.c.service_id, ids):
+    hops, whole = [], []
+    for sid in sorted(paths):
+        new, old = paths[sid], before.get(sid, [])
+        changed = [(o, n) for o, n in zip(old, new) if o != n]
+        # one row per hop matched by its unit: only if no unit is twice in the path and no new unit
+        # is one of the old ones (an UPDATE run after another must not match the row it just wrote)
+        if len(new) == len(old) and len(set(old)) == len(old) and not {n for _, n in changed} & set(old):
+            hops += [{"h_service": sid, "h_old": o, "h_new": n} for o, n in changed]
+        else:
+            whole.append(sid)
+    stmt = (update(table).where(table.c.service_id == bindparam("h_service"), table.c.unit_id == bindparam("h_old"))
+            .values(unit_id=bindparam("h_new")))
+    for i in range(0, len(hops), 5000):
+        session.connection().execute(stmt, hops[i:i + 5000])
+    for cond in among(session, table.c.service_id, whole):
         session.execute(delete(table).where(cond))
-    values = [{"service_id": sid, "seq": i, "unit_id": u} for sid in ids for i, u in enumerate(paths[sid], 1)]
+    values = [{"service_id": sid, "seq": i, "unit_id": u} for sid in whole for i, u in enumerate(paths[sid], 1)]
     for k in range(0, len(values), 5000):
         session.execute(insert(table), values[k:k + 5000])
 
@@ -152,7 +167,7 @@ def apply_cutover(session: Session, cutover: Cutover, *, principal: str, now: da
             units.write()
             session.flush()
             step(n, len(rows))
-    _write_paths(session, {sid: p for sid, p in new_paths.items() if p != paths.get(sid, [])})
+    _write_paths(session, {sid: p for sid, p in new_paths.items() if p != paths.get(sid, [])}, paths)
     moved_connections = _move_connections(session, cutover, principal, now, connections, moves, updates)
     for i in range(0, len(updates), 2000):
         session.execute(update(CutoverRow), updates[i:i + 2000])
@@ -254,7 +269,8 @@ def rollback_cutover(session: Session, cutover: Cutover, *, principal: str, now:
     now_ends = connections_by_id(session, [cid for cid, _ in back])
     write_connection_moves(session, principal, [(cid, now_ends[cid], ends) for cid, ends in back],
                            cutover_id=cutover.id, reason=f"rollback of cutover {cutover.name}", at=now)
-    _write_paths(session, {sid: snap["path"] for sid, snap in snaps.items() if current.get(sid, []) != snap["path"]})
+    _write_paths(session, {sid: snap["path"] for sid, snap in snaps.items() if current.get(sid, []) != snap["path"]},
+                 current)
     for sid, snap in snaps.items():
         service = services[sid]
         service.product, service.technology = snap["product"], snap["technology"]
