@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session
 from resource_mgr.customers.models import Service, ServiceUnit
 from resource_mgr.cutovers.models import COPPER_TO_FIBRE, Cutover, CutoverRow
 from resource_mgr.clock import aware
+from resource_mgr.cutovers.numbers import give_back, renumber
 from resource_mgr.cutovers.bulk import UnitCopy, set_use_since, units_for, use_since
 from resource_mgr.cutovers.services import _change, _event, _record, rows_of, snapshot, unlock_old
 from resource_mgr.cutovers.validation import (
@@ -128,6 +129,7 @@ def apply_cutover(session: Session, cutover: Cutover, *, principal: str, now: da
                                       mode=r.mode) for r in same], connections)
     subst = {r.old_unit_id: r.new_unit_id for r in same}
     new_paths: dict[str, list[str]] = {}
+    renumbered: set[str] = set()
     moved_services = 0
     updates: list[dict[str, Any]] = []
     for n, row in enumerate(rows, 1):
@@ -159,6 +161,11 @@ def apply_cutover(session: Session, cutover: Cutover, *, principal: str, now: da
                 uid, holder = holders.pop(0)
                 found[uid].occupy(svc_change, service_id=sid, reservation_id=holder)
                 old.release(svc_change, service_id=sid)
+            if not row.keep_number and sid not in renumbered:  # a new number of the exchange of its new line
+                renumbered.add(sid)
+                got = renumber(session, service, new_paths[sid], svc_change, now=now)
+                if got is not None:
+                    moved.setdefault("numbers", {})[sid] = got
             moved_services += 1
         for uid, holder in holders:  # places held but not needed (an old unit with fewer services)
             found[uid].release_preoccupation(change, reservation_id=holder)
@@ -266,6 +273,9 @@ def rollback_cutover(session: Session, cutover: Cutover, *, principal: str, now:
             units.write()
             session.flush()
             step(n, len(rows))
+    for row in rows:  # numbers given by the apply (keep_number false) back
+        for sid, numbers in ((row.moved or {}).get("numbers") or {}).items():
+            give_back(session, sid, numbers, _change(cutover, principal, now, service_id=sid))
     now_ends = connections_by_id(session, [cid for cid, _ in back])
     write_connection_moves(session, principal, [(cid, now_ends[cid], ends) for cid, ends in back],
                            cutover_id=cutover.id, reason=f"rollback of cutover {cutover.name}", at=now)

@@ -162,6 +162,12 @@ def connections_of(session: Session, ids: Iterable[str]) -> dict[str, tuple[str,
     return out
 
 
+def places(u: Any, settings: Settings) -> int:
+    """The places a shared unit gives, as the design counts them: a PON port no more than
+    `design_max_onts_per_pon` ONTs whatever its capacity."""
+    return min(u.capacity, settings.design_max_onts_per_pon) if u.kind == "pon_port" else u.capacity
+
+
 def _taken_text(u: Any, now: datetime) -> str | None:
     """Why an exclusive new unit cannot take a service now (None: it can)."""
     if u.admin_state == AdminState.FAULTY:
@@ -263,10 +269,13 @@ def validate(session: Session, rows: Sequence[dict[str, Any]], *, settings: Sett
     for p in good:
         new = visible[p.new]
         if new.capacity > 1:
-            room = new.capacity - new.used - held.get(p.new, 0) + own_held.get(p.new, 0)
+            room = places(new, settings) - new.used - held.get(p.new, 0) + own_held.get(p.new, 0)
             if room < max(1, len(p.services)):
-                refuse(p, "new_not_free", f"{new.kind} {new.name} has room for {max(room, 0)} more; the old unit "
-                       f"carries {len(p.services)} service(s)")
+                cap = places(new, settings)
+                limit = (f" (a PON port takes at most {cap} ONTs: design_max_onts_per_pon)"
+                         if cap < new.capacity else "")
+                refuse(p, "new_not_free", f"{new.kind} {new.name} has room for {max(room, 0)} more{limit}; the old "
+                       f"unit carries {len(p.services)} service(s)")
     good = [p for p in good if p.row not in bad]
 
     # 3. routes: like for like through the connections; copper to fibre by designing the path
@@ -348,7 +357,7 @@ def _fibre_paths(session: Session, plans: Sequence[RowPlan], units: dict[str, An
     services = {s.id: s for cond in among(session, Service.id, {s for p in plans for s in p.services})
                 for s in session.scalars(select(Service).where(cond))}
     avoid: set[str] = set()
-    places: dict[str, int] = {}  # shared unit → places left for the rows still to design
+    left: dict[str, int] = {}  # shared unit → places left for the rows still to design
     for p in plans:
         svc = services.get(p.services[0]) if p.services else None
         old = units[p.old]
@@ -376,16 +385,16 @@ def _fibre_paths(session: Session, plans: Sequence[RowPlan], units: dict[str, An
         for hop in design.hops:
             if not hop.shared:
                 avoid.add(hop.unit_id)
-        shared = [h.unit_id for h in design.hops if h.shared and h.unit_id not in places]
+        shared = [h.unit_id for h in design.hops if h.shared and h.unit_id not in left]
         if shared:
             rows = load_units(session, shared)
             held = live_holds(session, shared, now)
             for uid in shared:
                 u = rows[uid]
-                places[uid] = u.capacity - u.used - held.get(uid, 0)
+                left[uid] = places(u, settings) - u.used - held.get(uid, 0)
         for hop in design.hops:
             if hop.shared:
-                places[hop.unit_id] -= 1
-                if places[hop.unit_id] <= 0:
+                left[hop.unit_id] -= 1
+                if left[hop.unit_id] <= 0:
                     avoid.add(hop.unit_id)
     return refused

@@ -238,3 +238,67 @@ def test_an_order_for_the_building_cannot_take_the_locked_path(db, settings, wor
         cut.unlock_cutover(uow.session, principal=PLANNER, now=utcnow(), cutover_id=c.id)
         uow.commit()
     assert n.c.pairs[3] in reserve().unit_ids
+
+
+def test_pon_room_counts_the_designs_ont_limit(db, settings, world):
+    """PON port 1 (two ONTs on it) → PON port 2 of the same OLT (capacity 64, empty): it fits,
+    unless the design's `design_max_onts_per_pon` leaves fewer places than the services to move,
+    as the design itself would count them."""
+    from resource_mgr.config import Settings
+    from resource_mgr.cutovers.validation import validate
+
+    n = world
+    with db.unit_of_work() as uow:
+        n.w.s = uow.session
+        for _ in range(2):
+            n.w.take(n.f.pon)
+        pon2 = n.w.unit(n.f.olt, "pon_port", 2)
+        uow.commit()
+    rows = [{"old": n.f.pon, "new": pon2}]
+    with db.read_session() as s:
+        assert validate(s, rows, settings=settings, now=utcnow(), local_network_ids=None).valid
+        report = validate(s, rows, settings=Settings(design_max_onts_per_pon=1), now=utcnow(),
+                          local_network_ids=None)
+    assert [e.code for e in report.errors] == ["new_not_free"], report.errors
+    assert "design_max_onts_per_pon" in report.errors[0].reason
+
+
+def test_keep_number_false_gives_a_number_of_the_exchange_and_quarantines_the_old_one(db, settings):
+    """A POTS line on D1 pair 1 (number 8765 2340, switch S's pool) moved to D2 pair 1 without
+    keeping its number: it gets a free normal number of S's pool, 8765 2340 is released into the
+    pool's 30-day quarantine; rollback gives 8765 2340 back and frees the new one (every unit and
+    service as before, field by field)."""
+    from resource_mgr.numbers import services as numbers
+    from resource_mgr.numbers.models import Number
+
+    from cutover_world import CHANGE, serve
+
+    with db.unit_of_work() as uow:
+        w = DesignWorld(uow.session, code="NB")
+        c = w.copper(ports=2, head="T-PSTN-8", jumpered=2, mdf_jumpered=2)
+        new_pair = w.unit(w.cable("copper", 2, 300.0), "pair", 1)
+        pool = numbers.create_pool(uow.session, local_network_id=w.ln, name="NB-POOL", switch_id=c.head,
+                                   quarantine_days=30)
+        numbers.add_segment(uow.session, pool_id=pool.id, first="87652340", last="87652349")
+        path = [c.ports[0], c.pairs[0], c.dts[0], c.fts[0], c.ppairs[0], c.lts[0], c.ets[0], c.heads[0]]
+        sid = serve(w, path, product="pots", technology="POTS", address=c.building, number="87652340")
+        old_number = uow.session.scalar(select(Number.id).where(Number.number == "87652340"))
+        uow.session.get(Unit, old_number).occupy(CHANGE, service_id=sid)
+        uow.commit()
+    before = snapshot_of(db)
+    c_ = create(db, settings, [{"old": c.pairs[0], "new": new_pair, "keep_number": False}])
+    assert c_.valid, c_.errors
+    lock(db, settings, c_.id)
+    applied = run(db, cut.start_apply, c_.id)
+    with db.read_session() as s:
+        svc = s.get(Service, sid)
+        assert svc.number != "87652340"
+        new = s.scalar(select(Number).where(Number.number == svc.number))
+        assert new.pool_id == pool.id
+        assert s.get(Unit, new.id).service_id == sid and s.get(Unit, new.id).occupancy == Occupancy.OCCUPIED
+        old = s.get(Unit, old_number)
+        assert old.occupancy == Occupancy.FREE and old.service_id is None
+        assert old.quarantine_until >= applied.applied_at + timedelta(days=29)
+        assert [su.unit_id for su in svc.path][1] == new_pair
+    run(db, cut.start_rollback, c_.id)
+    assert diff(before, snapshot_of(db)) == []
