@@ -178,7 +178,8 @@ def apply_cutover(session: Session, cutover: Cutover, *, principal: str, now: da
     moved_connections = _move_connections(session, cutover, principal, now, connections, moves, updates)
     for i in range(0, len(updates), 2000):
         session.execute(update(CutoverRow), updates[i:i + 2000])
-    return {"services": moved_services, "connections": moved_connections}
+    work = sum(len((u["moved"] or {}).get("work") or []) for u in updates)
+    return {"services": moved_services, "connections": moved_connections, "field_work": work}
 
 
 def _move_connections(session: Session, cutover: Cutover, principal: str, now: datetime,

@@ -125,7 +125,8 @@ def create_cutover(session: Session, *, principal: Principal, settings: Settings
     session.flush()
     plans = {p.row: p for p in report.rows}
     values = [{"cutover_id": cutover.id, "row": i, "old_unit_id": r["old"], "new_unit_id": r["new"],
-               "keep_number": r["keep_number"], "mode": plans[i].mode, "path": plans[i].path}
+               "keep_number": r["keep_number"], "mode": plans[i].mode, "path": plans[i].path,
+               "moved": {"work": plans[i].work} if plans[i].work is not None else None}
               for i, r in enumerate(rows, 1)]
     for i in range(0, len(values), 5000):
         session.execute(CutoverRow.__table__.insert(), values[i:i + 5000])
@@ -216,11 +217,11 @@ def _lock_rows(session: Session, settings: Settings, now: datetime, cutover: Cut
         if row.mode == COPPER_TO_FIBRE:
             # the design reads what is written: the places earlier rows took are written first
             units.write()
-            path = _design_again(session, settings, now, row, plan, avoid)
+            path, work = _design_again(session, settings, now, row, plan, avoid)
             places = [(uid, 1) for uid in path]
             units.take(path)
         else:
-            path = None
+            path, work = None, None
             places = [(row.new_unit_id, max(1, len(plan.services)))]
         holders: list[list[str]] = []
         for uid, count in places:
@@ -231,8 +232,11 @@ def _lock_rows(session: Session, settings: Settings, now: datetime, cutover: Cut
                 holders.append([uid, holder])
             if not unit.shared:
                 avoid.add(uid)
+        moved: dict[str, Any] = {"admin_reason": admin_reason}
+        if work is not None:
+            moved["work"] = work  # the field work of the path as designed now (docs/api.md "field work")
         updates.append({"cutover_id": cutover.id, "row": row.row, "path": path, "holders": holders,
-                        "moved": {"admin_reason": admin_reason}})
+                        "moved": moved})
 
 
 def _update_rows(session: Session, updates: list[dict[str, Any]]) -> None:
@@ -283,8 +287,9 @@ def _refuse_pending_orders(session: Session, rows: list[CutoverRow], now: dateti
 
 
 def _design_again(session: Session, settings: Settings, now: datetime, row: CutoverRow, plan: Any,
-                  avoid: set[str]) -> list[str]:
-    """The FTTH path of a copper-to-fibre row, designed and row-locked now from its box port."""
+                  avoid: set[str]) -> tuple[list[str], list[dict[str, Any]]]:
+    """The FTTH path of a copper-to-fibre row, designed and row-locked now from its box port, and
+    its field work."""
     from resource_mgr.customers.models import Service
     from resource_mgr.design.services import design_path
 
@@ -294,7 +299,7 @@ def _design_again(session: Session, settings: Settings, now: datetime, row: Cuto
     if row.new_unit_id not in design.unit_ids:
         raise Conflict(f"row {row.row}: box port {row.new_unit_id} no longer gives an FTTH path to service "
                        f"{service.id}", field="mapping", row=row.row)
-    return list(design.unit_ids)
+    return list(design.unit_ids), [w.as_json() for w in design.work]
 
 
 def lock_all(session: Session, ids: Any) -> dict[str, Unit]:
@@ -415,6 +420,19 @@ def start_rollback(session: Session, *, principal: Principal, now: datetime, cut
     _record(session, cutover, "rollback", principal.name, now, before)
     session.flush()
     return cutover, job
+
+
+# -- field work ------------------------------------------------------------------------------
+
+def field_work(session: Session, cutover: Cutover, *, limit: int = 50, offset: int = 0) -> dict[str, Any]:
+    """The field work of the copper-to-fibre rows, row by row, as orders list theirs (`work`:
+    install the ONT, make the jumpers of the FTTH path) and the copper path the service leaves.
+    As validated for a draft; as designed at lock once locked (the path the apply occupies)."""
+    rows = [r for r in rows_of(session, cutover.id) if r.mode == COPPER_TO_FIBRE]
+    page = rows[offset:offset + limit]
+    return {"total": len(rows), "limit": limit, "offset": offset,
+            "rows": [{"row": r.row, "old": r.old_unit_id, "new": r.new_unit_id, "path": r.path or [],
+                      "work": list((r.moved or {}).get("work") or [])} for r in page]}
 
 
 # -- impact ----------------------------------------------------------------------------------------

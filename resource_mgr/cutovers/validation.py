@@ -64,6 +64,7 @@ class RowPlan:
     mode: str = SAME_KIND
     services: list[str] = field(default_factory=list)  # on the old unit
     path: list[str] | None = None  # copper to fibre: the FTTH path designed from the new box port
+    work: list[dict[str, Any]] | None = None  # copper to fibre: the field work of that design (ONT, jumpers)
 
 
 @dataclass
@@ -382,6 +383,7 @@ def _fibre_paths(session: Session, plans: Sequence[RowPlan], units: dict[str, An
                                f"{svc.id} (it does not serve it, or nothing behind it is free)"))
             continue
         p.path = list(design.unit_ids)
+        p.work = [w.as_json() for w in design.work]
         for hop in design.hops:
             if not hop.shared:
                 avoid.add(hop.unit_id)

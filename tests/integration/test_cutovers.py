@@ -197,8 +197,14 @@ def test_copper_to_fibre_moves_the_dsl_service_onto_an_ftth_path_and_back(db, se
     sid = n.services[0]
     c = create(db, settings, [{"old": n.c.heads[0], "new": n.f.ports[1]}])
     assert c.valid, c.errors
+    with db.read_session() as s:  # the field work, as validated: the ONT to install at FAT port 2
+        work = cut.field_work(s, c)
+        assert work["total"] == 1 and work["rows"][0]["path"][0] == n.f.ports[1]
+        assert [w["action"] for w in work["rows"][0]["work"]] == ["install_ont"]
+        assert work["rows"][0]["work"][0]["a_unit_id"] == n.f.ports[1]
     c = lock(db, settings, c.id)
     with db.read_session() as s:
+        assert [w["action"] for w in cut.field_work(s, c)["rows"][0]["work"]] == ["install_ont"]  # as locked
         assert s.get(Unit, n.f.ports[1]).reservation_id == c.id
         assert s.get(Unit, n.f.pon).active_holds(utcnow())  # the whole FTTH path is held
     c = run(db, cut.start_apply, c.id)
@@ -302,3 +308,32 @@ def test_keep_number_false_gives_a_number_of_the_exchange_and_quarantines_the_ol
         assert [su.unit_id for su in svc.path][1] == new_pair
     run(db, cut.start_rollback, c_.id)
     assert diff(before, snapshot_of(db)) == []
+
+
+def test_a_pending_order_on_an_old_unit_makes_the_lock_409_naming_the_order(db, settings, world):
+    """Order O-7 holds the building's only free copper path (through D1 pair 4): locking the cable
+    replacement would strand it, so the lock is 409 and names the reservation and its order_ref
+    (the dispatcher commits or cancels it, then locks again); nothing is locked meanwhile."""
+    from resource_mgr.orders import services as orders
+
+    n = world
+    sales = Principal(name="user:sales", roles=frozenset({Role.SALES}), local_network_ids=None)
+    c = create(db, settings, cable_mapping(n))
+    with db.unit_of_work(principal=sales.name) as uow:
+        res, _ = orders.reserve(uow.session, principal=sales, settings=settings, now=utcnow(), order_ref="O-7",
+                                action="new", products=["adsl_broadband"], address_id=n.c.building)
+        uow.commit()
+    assert n.c.pairs[3] in res.unit_ids
+    with pytest.raises(Conflict) as refused:
+        lock(db, settings, c.id)
+    pending = refused.value.extra["pending_orders"]
+    assert [(p["row"], p["unit_id"], p["reservation_id"], p["order_ref"]) for p in pending] == \
+        [(4, n.c.pairs[3], res.id, "O-7")]
+    assert refused.value.extra["pending_count"] == 1 and "O-7" in refused.value.detail
+    with db.read_session() as s:
+        assert s.get(Cutover, c.id).state == CutoverState.DRAFT
+        assert s.scalar(select(func.count()).select_from(Unit).where(Unit.locked_by == c.id)) == 0
+    with db.unit_of_work(principal=sales.name) as uow:  # resolved: cancelled, the lock goes through
+        orders.cancel(uow.session, principal=sales, now=utcnow(), reservation_id=res.id, reason="cutover")
+        uow.commit()
+    assert lock(db, settings, c.id).state == CutoverState.LOCKED
