@@ -36,8 +36,11 @@ CHUNK = 900  # ids per IN (...): within SQLite's bound variables, few round trip
 # like for like: the old unit's kind → the new unit's kind
 SAME_KINDS = frozenset({"pair", "core", "box_port", "terminal", "pon_port", "dsl_port", "line_port", "eth_port"})
 # a copper head port → the box port of a fibre access terminal: the service moves to FTTH
-COPPER_HEADS = {"dsl_port": ("adsl_broadband", "vdsl_broadband"), "line_port": ("pots",)}
-FIBRE_PRODUCT = {"adsl_broadband": "ftth_broadband", "vdsl_broadband": "ftth_broadband", "pots": "ngn_phone"}
+# (an NGN phone over copper, on an access gateway's line port, moves as a POTS line does: it is
+# an NGN line already, its number stays on the softswitch)
+COPPER_HEADS = {"dsl_port": ("adsl_broadband", "vdsl_broadband"), "line_port": ("pots", "ngn_phone")}
+FIBRE_PRODUCT = {"adsl_broadband": "ftth_broadband", "vdsl_broadband": "ftth_broadband", "pots": "ngn_phone",
+                 "ngn_phone": "ngn_phone"}
 CODES = ("unknown_unit", "kind_mismatch", "new_not_free", "locked_elsewhere", "duplicate", "route_break",
          "other_network")
 

@@ -337,3 +337,29 @@ def test_a_pending_order_on_an_old_unit_makes_the_lock_409_naming_the_order(db, 
         orders.cancel(uow.session, principal=sales, now=utcnow(), reservation_id=res.id, reason="cutover")
         uow.commit()
     assert lock(db, settings, c.id).state == CutoverState.LOCKED
+
+
+def test_an_ngn_phone_over_copper_moves_to_fibre_as_a_pots_line_does(db, settings, world):
+    """An NGN phone on a copper line (line port 1 of a gateway, number kept) mapped to FAT port 2:
+    it validates (it was `route_break`), moves onto the FTTH path as `ngn_phone` over FTTH with its
+    number, and rolls back exactly."""
+    from cutover_world import serve
+
+    n = world
+    with db.unit_of_work() as uow:
+        n.w.s = uow.session
+        g = n.w.copper(ports=1, head="T-PSTN-8", jumpered=1, mdf_jumpered=1, building=n.c.building)
+        path = [g.ports[0], g.pairs[0], g.dts[0], g.fts[0], g.ppairs[0], g.lts[0], g.ets[0], g.heads[0]]
+        sid = serve(n.w, path, product="ngn_phone", technology="POTS", address=n.c.building, number="87659999")
+        uow.commit()
+    before = snapshot_of(db)
+    c = create(db, settings, [{"old": g.heads[0], "new": n.f.ports[1]}])
+    assert c.valid, c.errors
+    run(db, cut.start_apply, lock(db, settings, c.id).id)
+    with db.read_session() as s:
+        svc = s.get(Service, sid)
+        assert (svc.product, svc.technology, svc.number) == ("ngn_phone", "FTTH", "87659999")
+        assert [su.unit_id for su in svc.path][0] == n.f.ports[1]
+        assert s.get(Unit, g.heads[0]).occupancy == Occupancy.FREE
+    run(db, cut.start_rollback, c.id)
+    assert diff(before, snapshot_of(db)) == []
