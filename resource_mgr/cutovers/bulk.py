@@ -25,11 +25,12 @@ shared unit keeps its holders in rows and `used` counts its uses).
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, select, tuple_, update
+from sqlalchemy import bindparam, delete, insert, select, text, tuple_, update
 from sqlalchemy.orm import Session
 
 from resource_mgr.changes import feed
@@ -354,21 +355,17 @@ class BulkUnits:
         session's ORM copies of them (they are stale now)."""
         session = self.session
         dirty = [u for u in self.units.values() if u._dirty]
-        table = Unit.__table__
+        postgres = session.get_bind().dialect.name == "postgresql"
         if dirty:
-            stmt = (update(table).where(table.c.id == bindparam("w_id"), table.c.version == bindparam("w_version"))
-                    .values(version=table.c.version + 1,
-                            **{c: bindparam(f"w_{c}", type_=table.c[c].type) for c in WRITTEN}))
-            values = [{"w_id": u.id, "w_version": u.version, **{f"w_{c}": getattr(u, c) for c in WRITTEN}}
-                      for u in dirty]
-            written = 0
-            for i in range(0, len(values), WRITE_BATCH):
-                written += session.connection().execute(stmt, values[i:i + WRITE_BATCH]).rowcount
-            if written != len(values):
+            written = _update_units_pg(session, dirty) if postgres else _update_units(session, dirty)
+            if written != len(dirty):
                 raise Conflict("units of the cutover were changed under their row locks", field="mapping")
         self._write_shared([u for u in dirty if u.shared])
-        for i in range(0, len(self.log), WRITE_BATCH):  # multi-row INSERTs (Core: the ORM's bulk insert of
-            session.connection().execute(insert(History.__table__), self.log[i:i + WRITE_BATCH])  # History is per row)
+        if postgres:
+            _insert_history_pg(session, self.log)
+        else:
+            for i in range(0, len(self.log), WRITE_BATCH):
+                session.connection().execute(insert(History.__table__), self.log[i:i + WRITE_BATCH])
         if self.log:
             feed.mark_written(session)  # stamped by the change feed at commit
         self.log.clear()
@@ -416,6 +413,58 @@ class BulkUnits:
         for rows, table in ((new_holds, hold), (new_uses, use)):
             for i in range(0, len(rows), WRITE_BATCH):
                 connection.execute(insert(table), rows[i:i + WRITE_BATCH])
+
+
+def _update_units(session: Session, dirty: list[UnitCopy]) -> int:
+    """SQLite: one executemany UPDATE, each row checked against its version."""
+    table = Unit.__table__
+    stmt = (update(table).where(table.c.id == bindparam("w_id"), table.c.version == bindparam("w_version"))
+            .values(version=table.c.version + 1, **{c: bindparam(f"w_{c}", type_=table.c[c].type) for c in WRITTEN}))
+    values = [{"w_id": u.id, "w_version": u.version, **{f"w_{c}": getattr(u, c) for c in WRITTEN}} for u in dirty]
+    written = 0
+    for i in range(0, len(values), WRITE_BATCH):
+        written += session.connection().execute(stmt, values[i:i + WRITE_BATCH]).rowcount
+    return written
+
+
+# PostgreSQL: one statement per 10,000 rows, the values bound as arrays and joined by unnest (an
+# executemany is one statement per row even pipelined: most of a 20,000-row lock's time)
+PG_BATCH = 10_000
+_UNIT_ARRAYS = (("id", "varchar"), ("version", "integer"), ("occupancy", "varchar"), ("reservation_id", "varchar"),
+                ("preoccupied_until", "timestamptz"), ("service_id", "varchar"), ("used", "integer"),
+                ("admin_state", "varchar"), ("locked_by", "varchar"), ("admin_reason", "varchar"),
+                ("quarantine_until", "timestamptz"))
+_UPDATE_UNITS_PG = text(
+    "UPDATE unit AS u SET " + ", ".join(f"{c} = v.{c}" for c, _ in _UNIT_ARRAYS[2:]) + ", version = u.version + 1 "
+    "FROM unnest(" + ", ".join(f"CAST(:{c} AS {t}[])" for c, t in _UNIT_ARRAYS) + ") "
+    "AS v(" + ", ".join(c for c, _ in _UNIT_ARRAYS) + ") WHERE u.id = v.id AND u.version = v.version")
+_HISTORY_ARRAYS = (("at", "timestamptz"), ("principal", "varchar"), ("local_network_id", "varchar"),
+                   ("resource_id", "varchar"), ("resource_kind", "varchar"), ("action", "varchar"),
+                   ("order_ref", "varchar"), ("reservation_id", "varchar"), ("service_id", "varchar"),
+                   ("cutover_id", "varchar"), ("reason", "varchar"), ("before", "json"), ("after", "json"))
+_INSERT_HISTORY_PG = text(
+    "INSERT INTO history (" + ", ".join(c for c, _ in _HISTORY_ARRAYS) + ") SELECT * FROM unnest("
+    + ", ".join(f"CAST(:{c} AS {t}[])" for c, t in _HISTORY_ARRAYS) + ")")
+
+
+def _value(v: Any) -> Any:
+    return v.value if isinstance(v, (Occupancy, AdminState)) else v
+
+
+def _update_units_pg(session: Session, dirty: list[UnitCopy]) -> int:
+    written = 0
+    for i in range(0, len(dirty), PG_BATCH):
+        part = dirty[i:i + PG_BATCH]
+        params = {c: [_value(getattr(u, c)) for u in part] for c, _ in _UNIT_ARRAYS}
+        written += session.connection().execute(_UPDATE_UNITS_PG, params).rowcount
+    return written
+
+
+def _insert_history_pg(session: Session, log: list[dict[str, Any]]) -> None:
+    for i in range(0, len(log), PG_BATCH):
+        part = log[i:i + PG_BATCH]
+        params = {c: [json.dumps(h[c]) if t == "json" else h[c] for h in part] for c, t in _HISTORY_ARRAYS}
+        session.connection().execute(_INSERT_HISTORY_PG, params)
 
 
 class PerUnit:
