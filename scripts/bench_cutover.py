@@ -26,19 +26,27 @@ The database is loaded with the generator's city of --size (seed 1) when it has 
 - **Planner** (`--planner-scope`, optional): the copper-to-fibre plan of a cross box and the
   validation of its rows.
 
-Measured 2026-12-01 14:38–15:25 UTC on the shared 2-core machine (7 agents at work, load average
-11–14: very noisy), PostgreSQL, size M (seed 1, loaded once into rmgr_bench_planner: generate 221 s,
-import 620 s), 20,000 pair → pair rows over 4,106 distribution cables:
+Measured 2026-12-01 14:38–15:25 UTC before the bulk paths (load 11–14): validate 20,000 rows
+325 s; lock not finished after 16 min; at 2,000 rows lock 27 s, apply 38 s, rollback 46 s.
 
-    run 1 (--reservations 100): validate 20,000 rows     325.1 s   (target ≤ 10 s)
-    run 2 (--reservations 20 --quick): create            442.2 s   (validate + write the rows)
-                                       A1 FTTH reserve   mean 8,735 ms (17 ok, 3 no_capacity)
-                                       lock              not finished after 16 min: stopped
+Measured 2026-12-01 17:23–17:48 UTC after them (commit af932a8: bulk unit copies, set-based
+validation, the change feed's stamp by primary key), copy of M on PostgreSQL, 20,000 pair → pair
+rows over 4,106 cables, `--reservations 30`, on the shared 2-core machine at load average 24–30
+(wall-clock figures are several times what a quiet machine gives; the in-process CPU is below):
 
-Apply, rollback and the lock-check ratio were not reached in the time left: run it again on a
-quiet machine. Far from the targets; the time is in resource_mgr/cutovers/validation.py (many
-chunked reads per 900 ids: the services' paths and every connection of their units) and in lock
-(validation again, then a pre-occupation per new unit through the ledger).
+    validate 29.8 s   create 41.7 s   lock 131.5 s   unlock 94.3 s   apply 231.0 s   rollback 267.8 s
+    lock check: B / mean(A1, A2) = 0.533 (A2 / A1 = 1.448: the load drifted more than any lock cost)
+
+In process (a cProfile harness, same database, load 14–18): validate 20,000 rows 29 s wall of
+which 3.0 s CPU in this process and 4 statements; lock 195 s wall, 21 s CPU, 107 statements
+(84 s in writing 40,000 unit rows and 40,000 history rows, one pipelined statement per row; with
+the units updated by one statement per 10,000 (unnest) the units took 27 s instead of 37 s, and
+history inserted the same way 91 s instead of 26 s, so history stays an executemany: lock 263 s
+wall, 20 s CPU in that run); apply 303 s wall, 32 s CPU; rollback 433 s wall,
+43 s CPU. At 2,000 rows, before → after in the same database: validate 2.8 → 2.0 s, lock 36.0 →
+12.4 s, unlock 24.1 → 9.0 s, apply 68.3 → 20.2 s, rollback 70.4 → 21.2 s (load 8–12). The rest of
+the wall time is PostgreSQL's (index maintenance of 40,000 unit and history rows, the change
+feed's stamp at commit), waiting for CPU on the loaded machine: run it again on a quiet one.
 """
 from __future__ import annotations
 
@@ -180,7 +188,9 @@ def main() -> None:
     planner = Principal(name="user:bench-planner", roles=frozenset({Role.PLANNER}), local_network_ids=None)
     mapping = pair_mapping(db, args.rows)
     addresses = fibre_addresses(db, args.reservations)
-    reservations(db, settings, addresses[:10], "warm")  # caches (topology, statements) warm for every phase
+    # every address once first: the caches (topology, statements, the addresses' designs) warm for
+    # every phase alike (with 10 only, A1 ran twice as slow as A2 and the ratio meant nothing)
+    reservations(db, settings, addresses, "warm")
 
     def do_validate():
         with db.read_session() as s:

@@ -24,7 +24,9 @@ HISTORY_TABLE = "history"
 _PENDING = "change_feed_rows"  # session.info: the History objects flushed since the last commit
 
 # One statement on PostgreSQL. `mine` sees this transaction's unstamped rows (other transactions'
-# uncommitted rows are invisible, committed ones are stamped). The counter UPDATE waits for the row
+# uncommitted rows are invisible, committed ones are stamped). The UPDATE joins them by primary key
+# only: with `h.position IS NULL` there too the planner (estimating one unstamped row) scanned the
+# partial index once per row of `mine`, n² for a transaction of n rows (13 s for 4,000). The counter UPDATE waits for the row
 # lock of any transaction still committing and then re-reads `last` (READ COMMITTED), so
 # the positions continue after the last committed ones.
 _STAMP_PG = text("""
@@ -35,7 +37,7 @@ WITH mine AS (
     UPDATE change_counter SET last = last + (SELECT count(*) FROM mine) WHERE id = 1 RETURNING last
 ), stamped AS (
     UPDATE history AS h SET position = bump.last - mine.n + mine.rn
-    FROM mine, bump WHERE h.id = mine.id AND h.position IS NULL
+    FROM mine, bump WHERE h.id = mine.id
     RETURNING h.id, h.position
 )
 SELECT (SELECT last FROM bump) AS last, stamped.id, stamped.position
@@ -134,7 +136,7 @@ WITH mine AS (
     ON CONFLICT (id) DO UPDATE SET last = c.last + (SELECT count(*) FROM mine) RETURNING last
 ), stamped AS (
     UPDATE history AS h SET position = bump.last - mine.n + mine.rn
-    FROM mine, bump WHERE h.id = mine.id AND h.position IS NULL
+    FROM mine, bump WHERE h.id = mine.id
     RETURNING h.id, h.position
 )
 SELECT stamped.id, stamped.position FROM stamped;

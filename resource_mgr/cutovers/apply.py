@@ -35,16 +35,16 @@ from sqlalchemy.orm import Session
 from resource_mgr.customers.models import Service, ServiceUnit
 from resource_mgr.cutovers.models import COPPER_TO_FIBRE, Cutover, CutoverRow
 from resource_mgr.clock import aware
-from resource_mgr.cutovers.services import (
-    _change, _event, _record, lock_all, rows_of, snapshot, unlock_old, write_units,
-)
+from resource_mgr.cutovers.numbers import give_back, renumber
+from resource_mgr.cutovers.bulk import UnitCopy, set_use_since, units_for, use_since
+from resource_mgr.cutovers.services import _change, _event, _record, rows_of, snapshot, unlock_old
 from resource_mgr.cutovers.validation import (
-    FIBRE_PRODUCT, RowPlan, chunks, connection_moves, connections_of, load_units, paths_of, services_on,
+    FIBRE_PRODUCT, RowPlan, among, connection_moves, connections_of, load_units, paths_of, services_on,
 )
 from resource_mgr.errors import Invalid
 from resource_mgr.inventory.models import Connection
 from resource_mgr.occupancy.models import History
-from resource_mgr.states import CutoverState, ServiceState
+from resource_mgr.states import CutoverState, Occupancy, ServiceState
 
 log = logging.getLogger("rmgr.cutovers")
 
@@ -56,47 +56,70 @@ def _service_state(service: Service, path: list[str]) -> dict[str, Any]:
             "address_id": service.address_id, "path": list(path)}
 
 
-def _write_paths(session: Session, paths: dict[str, list[str]]) -> None:
-    """Replace these services' paths (Core statements, a few per thousand services)."""
+def _write_paths(session: Session, paths: dict[str, list[str]], before: dict[str, list[str]]) -> None:
+    """Give these services their new paths (Core statements). A path of the same length keeps its
+    hops' places: only the hops that changed are updated (a like-for-like move changes one hop of
+    eight); any other is replaced whole."""
     table = ServiceUnit.__table__
-    ids = sorted(paths)
-    for part in chunks(ids):
-        session.execute(delete(table).where(table.c.service_id.in_(part)))
-    values = [{"service_id": sid, "seq": i, "unit_id": u} for sid in ids for i, u in enumerate(paths[sid], 1)]
+    hops, whole = [], []
+    for sid in sorted(paths):
+        new, old = paths[sid], before.get(sid, [])
+        changed = [(o, n) for o, n in zip(old, new) if o != n]
+        # one row per hop matched by its unit: only if no unit is twice in the path and no new unit
+        # is one of the old ones (an UPDATE run after another must not match the row it just wrote)
+        if len(new) == len(old) and len(set(old)) == len(old) and not {n for _, n in changed} & set(old):
+            hops += [{"h_service": sid, "h_old": o, "h_new": n} for o, n in changed]
+        else:
+            whole.append(sid)
+    stmt = (update(table).where(table.c.service_id == bindparam("h_service"), table.c.unit_id == bindparam("h_old"))
+            .values(unit_id=bindparam("h_new")))
+    for i in range(0, len(hops), 5000):
+        session.connection().execute(stmt, hops[i:i + 5000])
+    for cond in among(session, table.c.service_id, whole):
+        session.execute(delete(table).where(cond))
+    values = [{"service_id": sid, "seq": i, "unit_id": u} for sid in whole for i, u in enumerate(paths[sid], 1)]
     for k in range(0, len(values), 5000):
         session.execute(insert(table), values[k:k + 5000])
 
 
 def _services(session: Session, ids: list[str]) -> dict[str, Service]:
     out: dict[str, Service] = {}
-    for part in chunks(sorted(set(ids))):
-        out.update({s.id: s for s in session.scalars(select(Service).where(Service.id.in_(part)))})
+    for cond in among(session, Service.id, ids):
+        out.update({s.id: s for s in session.scalars(select(Service).where(cond))})
     return out
 
 
 def _riders(session: Session, service_ids: list[str]) -> dict[str, list[Service]]:
     out: dict[str, list[Service]] = {}
-    for part in chunks(sorted(set(service_ids))):
-        for svc in session.scalars(select(Service).where(Service.bearer_id.in_(part),
+    for cond in among(session, Service.bearer_id, service_ids):
+        for svc in session.scalars(select(Service).where(cond,
                                                          Service.state == ServiceState.ACTIVE)):
             out.setdefault(svc.bearer_id, []).append(svc)
     return out
 
 
+def _on(unit: Any) -> list[str]:
+    """The services on a unit (copy or ORM), as validation.services_on orders them."""
+    if unit.shared:
+        return sorted(unit.uses) if isinstance(unit, UnitCopy) else sorted(u.service_id for u in unit.uses)
+    return [unit.service_id] if unit.occupancy == Occupancy.OCCUPIED and unit.service_id else []
+
+
 def apply_cutover(session: Session, cutover: Cutover, *, principal: str, now: datetime, batch: int,
-                  step: Step) -> dict[str, Any]:
+                  step: Step, per_unit: bool = False) -> dict[str, Any]:
     rows = rows_of(session, cutover.id)
-    session.autoflush = False  # flushed per batch (write_units): the ledger's reads need no flush between
+    session.autoflush = False  # flushed per batch (units.write): the ledger's reads need no flush between
     change = _change(cutover, principal, now)
     olds = [r.old_unit_id for r in rows]
-    on_old = services_on(session, load_units(session, olds), olds)
+    on_old = services_on(session, load_units(session, olds), olds)  # which units to lock (read again locked)
     services_all = sorted({s for ss in on_old.values() for s in ss})
     paths = paths_of(session, services_all)
     ids = set(olds) | {r.new_unit_id for r in rows} | {uid for r in rows for uid, _ in (r.holders or [])}
     ids |= {uid for r in rows if r.mode == COPPER_TO_FIBRE for s in on_old.get(r.old_unit_id, [])
             for uid in paths.get(s, [])}
-    units = lock_all(session, ids)
-    on_old = services_on(session, load_units(session, olds), olds)  # as committed, now that they are locked
+    units = units_for(session, per_unit=per_unit)
+    found = units.take(ids)
+    on_old = {uid: _on(found[uid]) for uid in olds}  # as committed, now that they are locked
     services = _services(session, services_all)
     riders = _riders(session, services_all)
     # connections re-pointed where the new unit has none (judged before anything moves)
@@ -106,12 +129,13 @@ def apply_cutover(session: Session, cutover: Cutover, *, principal: str, now: da
                                       mode=r.mode) for r in same], connections)
     subst = {r.old_unit_id: r.new_unit_id for r in same}
     new_paths: dict[str, list[str]] = {}
+    renumbered: set[str] = set()
     moved_services = 0
     updates: list[dict[str, Any]] = []
     for n, row in enumerate(rows, 1):
         moved: dict[str, Any] = {**(row.moved or {}), "services": {}, "connections": [], "since": {}}
         holders = list(row.holders or [])
-        old = units[row.old_unit_id]
+        old = found[row.old_unit_id]
         for sid in on_old.get(row.old_unit_id, []):
             service = services[sid]
             if sid not in new_paths:
@@ -119,16 +143,15 @@ def apply_cutover(session: Session, cutover: Cutover, *, principal: str, now: da
                                           "riders": {r.id: r.technology for r in riders.get(sid, [])}}
                 new_paths[sid] = [subst.get(u, u) for u in paths.get(sid, [])]
             if old.shared:
-                use = next(u for u in old.uses if u.service_id == sid)
-                moved["since"][sid] = aware(use.since).isoformat()
+                moved["since"][sid] = aware(use_since(old, sid)).isoformat()
             svc_change = _change(cutover, principal, now, service_id=sid)
             if row.mode == COPPER_TO_FIBRE:
                 for uid, holder in holders:
-                    units[uid].occupy(svc_change, service_id=sid, reservation_id=holder)
+                    found[uid].occupy(svc_change, service_id=sid, reservation_id=holder)
                 holders = []
                 for uid in paths.get(sid, []):
-                    if units[uid].carries(sid):
-                        units[uid].release(svc_change, service_id=sid)
+                    if found[uid].carries(sid):
+                        found[uid].release(svc_change, service_id=sid)
                 new_paths[sid] = list(row.path or [])
                 service.product = FIBRE_PRODUCT.get(service.product, service.product)
                 service.technology = "FTTH"
@@ -136,21 +159,27 @@ def apply_cutover(session: Session, cutover: Cutover, *, principal: str, now: da
                     rider.technology = "FTTH"
             else:
                 uid, holder = holders.pop(0)
-                units[uid].occupy(svc_change, service_id=sid, reservation_id=holder)
+                found[uid].occupy(svc_change, service_id=sid, reservation_id=holder)
                 old.release(svc_change, service_id=sid)
+            if not row.keep_number and sid not in renumbered:  # a new number of the exchange of its new line
+                renumbered.add(sid)
+                got = renumber(session, service, new_paths[sid], svc_change, now=now)
+                if got is not None:
+                    moved.setdefault("numbers", {})[sid] = got
             moved_services += 1
         for uid, holder in holders:  # places held but not needed (an old unit with fewer services)
-            units[uid].release_preoccupation(change, reservation_id=holder)
+            found[uid].release_preoccupation(change, reservation_id=holder)
         updates.append({"cutover_id": cutover.id, "row": row.row, "moved": moved})
         if n % batch == 0 or n == len(rows):
-            write_units(session, units.values())
+            units.write()
             session.flush()
             step(n, len(rows))
-    _write_paths(session, {sid: p for sid, p in new_paths.items() if p != paths.get(sid, [])})
+    _write_paths(session, {sid: p for sid, p in new_paths.items() if p != paths.get(sid, [])}, paths)
     moved_connections = _move_connections(session, cutover, principal, now, connections, moves, updates)
     for i in range(0, len(updates), 2000):
         session.execute(update(CutoverRow), updates[i:i + 2000])
-    return {"services": moved_services, "connections": moved_connections}
+    work = sum(len((u["moved"] or {}).get("work") or []) for u in updates)
+    return {"services": moved_services, "connections": moved_connections, "field_work": work}
 
 
 def _move_connections(session: Session, cutover: Cutover, principal: str, now: datetime,
@@ -181,8 +210,8 @@ def write_connection_moves(session: Session, principal: str, ends: list[tuple[st
         raise Invalid("every write must name its principal", field="principal")
     table = Connection.__table__
     networks: dict[str, str] = {}
-    for part in chunks(sorted({cid for cid, _, _ in ends})):
-        networks.update(session.execute(select(table.c.id, table.c.local_network_id).where(table.c.id.in_(part))).all())
+    for cond in among(session, table.c.id, {cid for cid, _, _ in ends}):
+        networks.update(session.execute(select(table.c.id, table.c.local_network_id).where(cond)).all())
     stmt = (update(table).where(table.c.id == bindparam("m_id"))
             .values(a_unit_id=bindparam("m_a"), z_unit_id=bindparam("m_z")))
     moves = [{"m_id": cid, "m_a": after["a_unit_id"], "m_z": after["z_unit_id"]} for cid, _, after in ends]
@@ -197,14 +226,14 @@ def write_connection_moves(session: Session, principal: str, ends: list[tuple[st
 
 def connections_by_id(session: Session, ids: list[str]) -> dict[str, dict[str, str]]:
     out: dict[str, dict[str, str]] = {}
-    for part in chunks(sorted(set(ids))):
+    for cond in among(session, Connection.id, ids):
         out.update({cid: {"a_unit_id": a, "z_unit_id": z} for cid, a, z in session.execute(
-            select(Connection.id, Connection.a_unit_id, Connection.z_unit_id).where(Connection.id.in_(part)))})
+            select(Connection.id, Connection.a_unit_id, Connection.z_unit_id).where(cond))})
     return out
 
 
 def rollback_cutover(session: Session, cutover: Cutover, *, principal: str, now: datetime, batch: int,
-                     step: Step) -> dict[str, Any]:
+                     step: Step, per_unit: bool = False) -> dict[str, Any]:
     """Put back what `moved` recorded, then unlock the old units (as before the lock)."""
     rows = rows_of(session, cutover.id)
     session.autoflush = False  # flushed per batch, as apply
@@ -214,12 +243,13 @@ def rollback_cutover(session: Session, cutover: Cutover, *, principal: str, now:
     ids = {r.old_unit_id for r in rows} | {r.new_unit_id for r in rows}
     ids |= {uid for snap in snaps.values() for uid in snap["path"]}
     ids |= {uid for path in current.values() for uid in path}
-    units = lock_all(session, ids)
+    units = units_for(session, per_unit=per_unit)
+    found = units.take(ids)
     services = _services(session, sorted(snaps))
     with session.no_autoflush:
         for row in rows:  # the old units in service again, so the services can go back onto them
-            unlock_old(units[row.old_unit_id], row, change)
-    write_units(session, units.values())
+            unlock_old(found[row.old_unit_id], row, change)
+    units.write()
     back: list[tuple[str, dict[str, str]]] = []  # connections to put back: (id, ends before the apply)
     since_of = {(r.old_unit_id, sid): since for r in rows
                 for sid, since in ((r.moved or {}).get("since") or {}).items()}
@@ -229,25 +259,29 @@ def rollback_cutover(session: Session, cutover: Cutover, *, principal: str, now:
             svc_change = _change(cutover, principal, now, service_id=sid)
             before = snaps[sid]["path"]
             for uid in current.get(sid, []):
-                if uid not in before and units[uid].carries(sid):
-                    units[uid].release(svc_change, service_id=sid)
+                if uid not in before and found[uid].carries(sid):
+                    found[uid].release(svc_change, service_id=sid)
             for uid in before:
-                unit = units[uid]
+                unit = found[uid]
                 if not unit.carries(sid):
                     unit.occupy(svc_change, service_id=sid)
                     since = since_of.get((uid, sid))
                     if unit.shared and since:
-                        next(u for u in unit.uses if u.service_id == sid).since = datetime.fromisoformat(since)
+                        set_use_since(unit, sid, datetime.fromisoformat(since))
         back += [(conn["id"], {"a_unit_id": conn["a_unit_id"], "z_unit_id": conn["z_unit_id"]})
                  for conn in moved.get("connections") or []]
         if n % batch == 0 or n == len(rows):
-            write_units(session, units.values())
+            units.write()
             session.flush()
             step(n, len(rows))
+    for row in rows:  # numbers given by the apply (keep_number false) back
+        for sid, numbers in ((row.moved or {}).get("numbers") or {}).items():
+            give_back(session, sid, numbers, _change(cutover, principal, now, service_id=sid))
     now_ends = connections_by_id(session, [cid for cid, _ in back])
     write_connection_moves(session, principal, [(cid, now_ends[cid], ends) for cid, ends in back],
                            cutover_id=cutover.id, reason=f"rollback of cutover {cutover.name}", at=now)
-    _write_paths(session, {sid: snap["path"] for sid, snap in snaps.items() if current.get(sid, []) != snap["path"]})
+    _write_paths(session, {sid: snap["path"] for sid, snap in snaps.items() if current.get(sid, []) != snap["path"]},
+                 current)
     for sid, snap in snaps.items():
         service = services[sid]
         service.product, service.technology = snap["product"], snap["technology"]

@@ -24,8 +24,10 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import instance_state, set_committed_value
 
+from resource_mgr.clock import aware
 from resource_mgr.config import Settings
 from resource_mgr.cutovers import errors as cutover_errors
+from resource_mgr.cutovers.bulk import BulkUnits, PerUnit, set_admin_reason, units_for
 from resource_mgr.cutovers.models import COPPER_TO_FIBRE, Cutover, CutoverRow
 from resource_mgr.cutovers.validation import chunks, validate
 from resource_mgr.errors import Conflict, Invalid
@@ -34,10 +36,12 @@ from resource_mgr.ids import new_id
 from resource_mgr.jobs import services as jobs
 from resource_mgr.jobs.models import Job
 from resource_mgr.occupancy import ledger
-from resource_mgr.occupancy.models import Change, Unit
+from resource_mgr.occupancy.models import Change, SharedHold, Unit
 from resource_mgr.security import audit
 from resource_mgr.security.principal import Principal
 from resource_mgr.states import CutoverState, JobState, Occupancy
+
+Units = BulkUnits | PerUnit
 
 APPLY_KIND = "cutover_apply"
 ROLLBACK_KIND = "cutover_rollback"
@@ -121,7 +125,8 @@ def create_cutover(session: Session, *, principal: Principal, settings: Settings
     session.flush()
     plans = {p.row: p for p in report.rows}
     values = [{"cutover_id": cutover.id, "row": i, "old_unit_id": r["old"], "new_unit_id": r["new"],
-               "keep_number": r["keep_number"], "mode": plans[i].mode, "path": plans[i].path}
+               "keep_number": r["keep_number"], "mode": plans[i].mode, "path": plans[i].path,
+               "moved": {"work": plans[i].work} if plans[i].work is not None else None}
               for i, r in enumerate(rows, 1)]
     for i in range(0, len(values), 5000):
         session.execute(CutoverRow.__table__.insert(), values[i:i + 5000])
@@ -156,7 +161,9 @@ def _event(session: Session, cutover: Cutover, type_: str, now: datetime, **data
 
 
 def lock_cutover(session: Session, *, principal: Principal, settings: Settings, now: datetime,
-                 cutover_id: str) -> Cutover:
+                 cutover_id: str, per_unit: bool = False) -> Cutover:
+    """`per_unit`: through the ORM transitions one unit at a time (the reference path the bulk
+    path is tested against, resource_mgr.cutovers.bulk)."""
     cutover = get_cutover(session, cutover_id, principal, lock=True)
     if cutover.state != CutoverState.DRAFT:
         raise cutover_errors.wrong_state(cutover, "lock", "draft")
@@ -168,7 +175,8 @@ def lock_cutover(session: Session, *, principal: Principal, settings: Settings, 
     before = snapshot(cutover)
     rows = rows_of(session, cutover.id)
     # row locks first (id order, as every allocation takes them), then the check on what is committed
-    units = lock_all(session, {r.old_unit_id for r in rows} | {r.new_unit_id for r in rows})
+    units = units_for(session, per_unit=per_unit)
+    units.take({r.old_unit_id for r in rows} | {r.new_unit_id for r in rows})
     report = validate(session, mapping_of(rows), settings=settings, now=now,
                       local_network_ids=principal.local_network_ids, cutover_id=cutover.id)
     if not report.valid:
@@ -178,18 +186,18 @@ def lock_cutover(session: Session, *, principal: Principal, settings: Settings, 
     change = _change(cutover, principal.name, now)
     held_by_cutover: set[str] = set()
 
-    def holder_for(unit: Unit) -> str:
+    def holder_for(unit: Any) -> str:
         if unit.shared and unit.id in held_by_cutover:
             return new_id()  # one more place on a shared unit: a holder of its own
         held_by_cutover.add(unit.id)
         return cutover.id
 
     plans = {p.row: p for p in report.rows}
-    updates = []
+    updates: list[dict[str, Any]] = []
     avoid: set[str] = set()
     with session.no_autoflush:
         _lock_rows(session, settings, now, cutover, rows, plans, units, change, until, holder_for, updates, avoid)
-    write_units(session, units.values())
+    units.write()
     _update_rows(session, updates)
     cutover.state, cutover.locked_at, cutover.updated_at = CutoverState.LOCKED, now, now
     _record(session, cutover, "lock", principal.name, now, before)
@@ -199,32 +207,36 @@ def lock_cutover(session: Session, *, principal: Principal, settings: Settings, 
 
 
 def _lock_rows(session: Session, settings: Settings, now: datetime, cutover: Cutover, rows: list[CutoverRow],
-               plans: dict[int, Any], units: dict[str, Unit], change: Change, until: datetime, holder_for: Any,
+               plans: dict[int, Any], units: Units, change: Change, until: datetime, holder_for: Any,
                updates: list[dict[str, Any]], avoid: set[str]) -> None:
     for row in rows:
         plan = plans[row.row]
-        old = units[row.old_unit_id]
+        old = units.units[row.old_unit_id]
         admin_reason = old.admin_reason
         old.lock(change)
         if row.mode == COPPER_TO_FIBRE:
-            path = _design_again(session, settings, now, row, plan, avoid)
+            # the design reads what is written: the places earlier rows took are written first
+            units.write()
+            path, work = _design_again(session, settings, now, row, plan, avoid)
             places = [(uid, 1) for uid in path]
+            units.take(path)
         else:
-            path = None
+            path, work = None, None
             places = [(row.new_unit_id, max(1, len(plan.services)))]
         holders: list[list[str]] = []
-        if path:
-            units.update(lock_all(session, [u for u in path if u not in units]))
         for uid, count in places:
-            unit = units[uid]
+            unit = units.units[uid]
             for _ in range(count if unit.shared else 1):
                 holder = holder_for(unit)
                 unit.preoccupy(change, reservation_id=holder, until=until)
                 holders.append([uid, holder])
             if not unit.shared:
                 avoid.add(uid)
+        moved: dict[str, Any] = {"admin_reason": admin_reason}
+        if work is not None:
+            moved["work"] = work  # the field work of the path as designed now (docs/api.md "field work")
         updates.append({"cutover_id": cutover.id, "row": row.row, "path": path, "holders": holders,
-                        "moved": {"admin_reason": admin_reason}})
+                        "moved": moved})
 
 
 def _update_rows(session: Session, updates: list[dict[str, Any]]) -> None:
@@ -233,21 +245,51 @@ def _update_rows(session: Session, updates: list[dict[str, Any]]) -> None:
 
 
 def _refuse_pending_orders(session: Session, rows: list[CutoverRow], now: datetime) -> None:
-    """An old unit an order holds would strand the order: commit or cancel it first."""
-    held = []
-    for part in chunks(sorted({r.old_unit_id for r in rows})):
-        held += session.execute(select(Unit.id, Unit.name, Unit.reservation_id).where(
+    """An old unit a pending order holds would strand the order (its commit would land on a
+    locked unit): the dispatcher resolves each first (commits, cancels or lets it expire) or
+    leaves those rows out. The 409 names every one: `pending_orders` [{row, unit_id, unit_name,
+    reservation_id, order_ref, work_order_ref, expires_at}], `pending_count` (docs/api.md)."""
+    from resource_mgr.orders.models import Reservation
+
+    row_of: dict[str, int] = {}
+    for r in rows:
+        row_of.setdefault(r.old_unit_id, r.row)
+    held: list[tuple[str, str, str, Any]] = []  # unit id, name, holder, until
+    hold = SharedHold.__table__
+    for part in chunks(sorted(row_of)):
+        held += session.execute(select(Unit.id, Unit.name, Unit.reservation_id, Unit.preoccupied_until).where(
             Unit.id.in_(part), Unit.capacity == 1, Unit.occupancy == Occupancy.PREOCCUPIED,
             Unit.preoccupied_until > now)).all()
-    if held:
-        uid, name, rid = held[0]
-        raise Conflict(f"{len(held)} old unit(s) are pre-occupied by orders, first {name} ({uid}) by reservation "
-                       f"{rid}: commit or cancel them, or leave those rows out", field="mapping", unit_id=uid)
+        held += session.execute(select(Unit.id, Unit.name, hold.c.holder, hold.c.expires_at)
+                                .join(hold, hold.c.unit_id == Unit.id)
+                                .where(Unit.id.in_(part), Unit.capacity > 1, hold.c.expires_at > now)).all()
+    if not held:
+        return
+    orders: dict[str, Any] = {}
+    for part in chunks(sorted({h[2] for h in held})):
+        orders.update({o.id: o for o in session.execute(
+            select(Reservation.id, Reservation.order_ref, Reservation.work_order_ref)
+            .where(Reservation.id.in_(part)))})
+    held = sorted((h for h in held if h[2] in orders), key=lambda h: (row_of[h[0]], h[2]))
+    if not held:
+        return  # held by no order (another cutover's pre-occupation is judged by validation)
+    pending = [{"row": row_of[uid], "unit_id": uid, "unit_name": name, "reservation_id": rid,
+                "order_ref": orders[rid].order_ref, "work_order_ref": orders[rid].work_order_ref,
+                "expires_at": aware(until).isoformat()} for uid, name, rid, until in held]
+    first = pending[0]
+    refs = sorted({p["order_ref"] for p in pending})
+    raise Conflict(f"{len(pending)} old unit(s) are held by {len(refs)} pending order(s): "
+                   + ", ".join(refs[:10]) + (", …" if len(refs) > 10 else "")
+                   + f"; first row {first['row']}, {first['unit_name']} ({first['unit_id']}) by reservation "
+                   f"{first['reservation_id']} (order {first['order_ref']}). Commit or cancel them (or let them "
+                   "expire), or leave those rows out, then lock again", field="mapping", unit_id=first["unit_id"],
+                   pending_orders=pending[:100], pending_count=len(pending))
 
 
 def _design_again(session: Session, settings: Settings, now: datetime, row: CutoverRow, plan: Any,
-                  avoid: set[str]) -> list[str]:
-    """The FTTH path of a copper-to-fibre row, designed and row-locked now from its box port."""
+                  avoid: set[str]) -> tuple[list[str], list[dict[str, Any]]]:
+    """The FTTH path of a copper-to-fibre row, designed and row-locked now from its box port, and
+    its field work."""
     from resource_mgr.customers.models import Service
     from resource_mgr.design.services import design_path
 
@@ -257,7 +299,7 @@ def _design_again(session: Session, settings: Settings, now: datetime, row: Cuto
     if row.new_unit_id not in design.unit_ids:
         raise Conflict(f"row {row.row}: box port {row.new_unit_id} no longer gives an FTTH path to service "
                        f"{service.id}", field="mapping", row=row.row)
-    return list(design.unit_ids)
+    return list(design.unit_ids), [w.as_json() for w in design.work]
 
 
 def lock_all(session: Session, ids: Any) -> dict[str, Unit]:
@@ -306,12 +348,13 @@ def write_units(session: Session, units: Any) -> int:
     return written
 
 
-def unlock_cutover(session: Session, *, principal: Principal, now: datetime, cutover_id: str) -> Cutover:
+def unlock_cutover(session: Session, *, principal: Principal, now: datetime, cutover_id: str,
+                   per_unit: bool = False) -> Cutover:
     cutover = get_cutover(session, cutover_id, principal, lock=True)
     if cutover.state not in (CutoverState.LOCKED, CutoverState.FAILED):
         raise cutover_errors.wrong_state(cutover, "unlock", "locked (or failed, not applied)")
     before = snapshot(cutover)
-    release_locks(session, cutover, rows_of(session, cutover.id), principal.name, now)
+    release_locks(session, cutover, rows_of(session, cutover.id), principal.name, now, per_unit=per_unit)
     cutover.state, cutover.ended_at, cutover.updated_at = CutoverState.CANCELLED, now, now
     _record(session, cutover, "unlock", principal.name, now, before)
     _event(session, cutover, "cutover.cancelled", now)
@@ -320,24 +363,25 @@ def unlock_cutover(session: Session, *, principal: Principal, now: datetime, cut
 
 
 def release_locks(session: Session, cutover: Cutover, rows: list[CutoverRow], principal: str, now: datetime,
-                  *, holds: bool = True) -> None:
+                  *, holds: bool = True, per_unit: bool = False) -> None:
     """Unlock the old units and (`holds`) release the new units' pre-occupations."""
     change = _change(cutover, principal, now)
     ids = {r.old_unit_id for r in rows} | ({uid for r in rows for uid, _ in (r.holders or [])} if holds else set())
-    units = lock_all(session, ids)
+    units = units_for(session, per_unit=per_unit)
+    found = units.take(ids)
     with session.no_autoflush:
         for row in rows:
             if holds:
                 for uid, holder in row.holders or []:
-                    units[uid].release_preoccupation(change, reservation_id=holder)
-            unlock_old(units[row.old_unit_id], row, change)
-    write_units(session, units.values())
+                    found[uid].release_preoccupation(change, reservation_id=holder)
+            unlock_old(found[row.old_unit_id], row, change)
+    units.write()
 
 
-def unlock_old(unit: Unit, row: CutoverRow, change: Change) -> None:
+def unlock_old(unit: Any, row: CutoverRow, change: Change) -> None:
     """The old unit in service again, with the note it had before the lock."""
     unit.unlock(change)
-    unit.admin_reason = (row.moved or {}).get("admin_reason")
+    set_admin_reason(unit, (row.moved or {}).get("admin_reason"))
 
 
 # -- apply and rollback: the jobs ------------------------------------------------------------------
@@ -376,6 +420,19 @@ def start_rollback(session: Session, *, principal: Principal, now: datetime, cut
     _record(session, cutover, "rollback", principal.name, now, before)
     session.flush()
     return cutover, job
+
+
+# -- field work ------------------------------------------------------------------------------
+
+def field_work(session: Session, cutover: Cutover, *, limit: int = 50, offset: int = 0) -> dict[str, Any]:
+    """The field work of the copper-to-fibre rows, row by row, as orders list theirs (`work`:
+    install the ONT, make the jumpers of the FTTH path) and the copper path the service leaves.
+    As validated for a draft; as designed at lock once locked (the path the apply occupies)."""
+    rows = [r for r in rows_of(session, cutover.id) if r.mode == COPPER_TO_FIBRE]
+    page = rows[offset:offset + limit]
+    return {"total": len(rows), "limit": limit, "offset": offset,
+            "rows": [{"row": r.row, "old": r.old_unit_id, "new": r.new_unit_id, "path": r.path or [],
+                      "work": list((r.moved or {}).get("work") or [])} for r in page]}
 
 
 # -- impact ----------------------------------------------------------------------------------------

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, String, any_, bindparam, func, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from resource_mgr.clock import aware
@@ -35,8 +36,11 @@ CHUNK = 900  # ids per IN (...): within SQLite's bound variables, few round trip
 # like for like: the old unit's kind → the new unit's kind
 SAME_KINDS = frozenset({"pair", "core", "box_port", "terminal", "pon_port", "dsl_port", "line_port", "eth_port"})
 # a copper head port → the box port of a fibre access terminal: the service moves to FTTH
-COPPER_HEADS = {"dsl_port": ("adsl_broadband", "vdsl_broadband"), "line_port": ("pots",)}
-FIBRE_PRODUCT = {"adsl_broadband": "ftth_broadband", "vdsl_broadband": "ftth_broadband", "pots": "ngn_phone"}
+# (an NGN phone over copper, on an access gateway's line port, moves as a POTS line does: it is
+# an NGN line already, its number stays on the softswitch)
+COPPER_HEADS = {"dsl_port": ("adsl_broadband", "vdsl_broadband"), "line_port": ("pots", "ngn_phone")}
+FIBRE_PRODUCT = {"adsl_broadband": "ftth_broadband", "vdsl_broadband": "ftth_broadband", "pots": "ngn_phone",
+                 "ngn_phone": "ngn_phone"}
 CODES = ("unknown_unit", "kind_mismatch", "new_not_free", "locked_elsewhere", "duplicate", "route_break",
          "other_network")
 
@@ -63,6 +67,7 @@ class RowPlan:
     mode: str = SAME_KIND
     services: list[str] = field(default_factory=list)  # on the old unit
     path: list[str] | None = None  # copper to fibre: the FTTH path designed from the new box port
+    work: list[dict[str, Any]] | None = None  # copper to fibre: the field work of that design (ONT, jumpers)
 
 
 @dataclass
@@ -82,6 +87,23 @@ def chunks(ids: Sequence[str], size: int = CHUNK) -> Iterable[list[str]]:
         yield ids[i:i + size]
 
 
+ARRAY_CHUNK = 50_000  # ids per bound array on PostgreSQL
+
+
+def among(session: Session, column: Any, ids: Iterable[str]) -> Iterable[ColumnElement[bool]]:
+    """`column IN ids` as few statements need: on PostgreSQL one bound array per 50,000 ids
+    (`= ANY(:ids)`: one statement, nothing expanded or compiled per id); on SQLite 900 ids a
+    statement (its bound-variable limit). One condition per statement to run."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        for i in range(0, len(wanted), ARRAY_CHUNK):
+            yield column == any_(bindparam("ids", wanted[i:i + ARRAY_CHUNK], type_=ARRAY(String), unique=True))
+    else:
+        yield from (column.in_(part) for part in chunks(wanted))
+
+
 _UNIT_COLUMNS = (Unit.id, Unit.kind, Unit.name, Unit.local_network_id, Unit.root_id, Unit.capacity, Unit.used,
                  Unit.occupancy, Unit.service_id, Unit.reservation_id, Unit.preoccupied_until, Unit.admin_state,
                  Unit.locked_by, Unit.quarantine_until)
@@ -89,9 +111,9 @@ _UNIT_COLUMNS = (Unit.id, Unit.kind, Unit.name, Unit.local_network_id, Unit.root
 
 def load_units(session: Session, ids: Iterable[str]) -> dict[str, Any]:
     found: dict[str, Any] = {}
-    wanted = sorted({i for i in ids if isinstance(i, str) and 0 < len(i) <= 26})
-    for part in chunks(wanted):
-        for row in session.execute(select(*_UNIT_COLUMNS).where(Unit.id.in_(part))):
+    wanted = {i for i in ids if isinstance(i, str) and 0 < len(i) <= 26}
+    for cond in among(session, Unit.id, wanted):
+        for row in session.execute(select(*_UNIT_COLUMNS).where(cond)):
             found[row.id] = row
     return found
 
@@ -106,9 +128,9 @@ def services_on(session: Session, units: dict[str, Any], ids: Iterable[str]) -> 
             shared.append(uid)
         elif u.occupancy == Occupancy.OCCUPIED and u.service_id:
             out[uid].append(u.service_id)
-    for part in chunks(sorted(set(shared))):
+    for cond in among(session, SharedUse.unit_id, shared):
         for unit_id, service_id in session.execute(select(SharedUse.unit_id, SharedUse.service_id)
-                                                   .where(SharedUse.unit_id.in_(part))
+                                                   .where(cond)
                                                    .order_by(SharedUse.unit_id, SharedUse.service_id)):
             out[unit_id].append(service_id)
     return out
@@ -116,17 +138,17 @@ def services_on(session: Session, units: dict[str, Any], ids: Iterable[str]) -> 
 
 def live_holds(session: Session, ids: Iterable[str], now: datetime) -> dict[str, int]:
     out: dict[str, int] = {}
-    for part in chunks(sorted(set(ids))):
+    for cond in among(session, SharedHold.unit_id, ids):
         out.update(session.execute(select(SharedHold.unit_id, func.count()).where(
-            SharedHold.unit_id.in_(part), SharedHold.expires_at > now).group_by(SharedHold.unit_id)).all())
+            cond, SharedHold.expires_at > now).group_by(SharedHold.unit_id)).all())
     return out
 
 
 def paths_of(session: Session, service_ids: Iterable[str]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = defaultdict(list)
-    for part in chunks(sorted(set(service_ids))):
+    for cond in among(session, ServiceUnit.service_id, service_ids):
         for sid, uid in session.execute(select(ServiceUnit.service_id, ServiceUnit.unit_id)
-                                        .where(ServiceUnit.service_id.in_(part))
+                                        .where(cond)
                                         .order_by(ServiceUnit.service_id, ServiceUnit.seq)):
             out[sid].append(uid)
     return out
@@ -135,13 +157,19 @@ def paths_of(session: Session, service_ids: Iterable[str]) -> dict[str, list[str
 def connections_of(session: Session, ids: Iterable[str]) -> dict[str, tuple[str, str]]:
     """connection id → (a, z) for every connection touching one of `ids`."""
     out: dict[str, tuple[str, str]] = {}
-    wanted = sorted(set(ids))
-    for part in chunks(wanted):
-        for column in (Connection.a_unit_id, Connection.z_unit_id):
+    wanted = set(ids)
+    for column in (Connection.a_unit_id, Connection.z_unit_id):
+        for cond in among(session, column, wanted):
             for cid, a, z in session.execute(select(Connection.id, Connection.a_unit_id, Connection.z_unit_id)
-                                             .where(column.in_(part))):
+                                             .where(cond)):
                 out[cid] = (a, z)
     return out
+
+
+def places(u: Any, settings: Settings) -> int:
+    """The places a shared unit gives, as the design counts them: a PON port no more than
+    `design_max_onts_per_pon` ONTs whatever its capacity."""
+    return min(u.capacity, settings.design_max_onts_per_pon) if u.kind == "pon_port" else u.capacity
 
 
 def _taken_text(u: Any, now: datetime) -> str | None:
@@ -245,10 +273,13 @@ def validate(session: Session, rows: Sequence[dict[str, Any]], *, settings: Sett
     for p in good:
         new = visible[p.new]
         if new.capacity > 1:
-            room = new.capacity - new.used - held.get(p.new, 0) + own_held.get(p.new, 0)
+            room = places(new, settings) - new.used - held.get(p.new, 0) + own_held.get(p.new, 0)
             if room < max(1, len(p.services)):
-                refuse(p, "new_not_free", f"{new.kind} {new.name} has room for {max(room, 0)} more; the old unit "
-                       f"carries {len(p.services)} service(s)")
+                cap = places(new, settings)
+                limit = (f" (a PON port takes at most {cap} ONTs: design_max_onts_per_pon)"
+                         if cap < new.capacity else "")
+                refuse(p, "new_not_free", f"{new.kind} {new.name} has room for {max(room, 0)} more{limit}; the old "
+                       f"unit carries {len(p.services)} service(s)")
     good = [p for p in good if p.row not in bad]
 
     # 3. routes: like for like through the connections; copper to fibre by designing the path
@@ -266,17 +297,15 @@ def validate(session: Session, rows: Sequence[dict[str, Any]], *, settings: Sett
 
 def _box_media(session: Session, box_ids: Iterable[str]) -> dict[str, str]:
     out: dict[str, str] = {}
-    for part in chunks(sorted(set(box_ids))):
-        out.update(session.execute(select(DistributionBox.id, DistributionBox.medium)
-                                   .where(DistributionBox.id.in_(part))).all())
+    for cond in among(session, DistributionBox.id, box_ids):
+        out.update(session.execute(select(DistributionBox.id, DistributionBox.medium).where(cond)).all())
     return out
 
 
 def _own_holds(session: Session, ids: Iterable[str], own: set[str]) -> dict[str, int]:
     out: dict[str, int] = defaultdict(int)
-    for part in chunks(sorted(set(ids))):
-        for unit_id, holder in session.execute(select(SharedHold.unit_id, SharedHold.holder)
-                                               .where(SharedHold.unit_id.in_(part))):
+    for cond in among(session, SharedHold.unit_id, ids):
+        for unit_id, holder in session.execute(select(SharedHold.unit_id, SharedHold.holder).where(cond)):
             if holder in own:
                 out[unit_id] += 1
     return out
@@ -298,8 +327,9 @@ def _route_breaks(session: Session, plans: Sequence[RowPlan]) -> list[tuple[RowP
     subst = {p.old: p.new for p in plans}
     services = sorted({s for p in plans for s in p.services})
     paths = paths_of(session, services)
-    path_units = {u for path in paths.values() for u in path}
-    connections = connections_of(session, set(subst) | set(subst.values()) | path_units)
+    # a hop the move changes has an old unit at one end, and after it a new one: the connections
+    # of the old and new units are all that can decide it
+    connections = connections_of(session, set(subst) | set(subst.values()))
     moves = connection_moves(plans, connections)
     before = {frozenset(c) for c in connections.values()}
     after = {frozenset((moves.get(a, a), moves.get(z, z))) for a, z in connections.values()}
@@ -328,10 +358,10 @@ def _fibre_paths(session: Session, plans: Sequence[RowPlan], units: dict[str, An
     if not plans:
         return []
     refused: list[tuple[RowPlan, str]] = []
-    services = {s.id: s for part in chunks(sorted({s for p in plans for s in p.services}))
-                for s in session.scalars(select(Service).where(Service.id.in_(part)))}
+    services = {s.id: s for cond in among(session, Service.id, {s for p in plans for s in p.services})
+                for s in session.scalars(select(Service).where(cond))}
     avoid: set[str] = set()
-    places: dict[str, int] = {}  # shared unit → places left for the rows still to design
+    left: dict[str, int] = {}  # shared unit → places left for the rows still to design
     for p in plans:
         svc = services.get(p.services[0]) if p.services else None
         old = units[p.old]
@@ -356,19 +386,20 @@ def _fibre_paths(session: Session, plans: Sequence[RowPlan], units: dict[str, An
                                f"{svc.id} (it does not serve it, or nothing behind it is free)"))
             continue
         p.path = list(design.unit_ids)
+        p.work = [w.as_json() for w in design.work]
         for hop in design.hops:
             if not hop.shared:
                 avoid.add(hop.unit_id)
-        shared = [h.unit_id for h in design.hops if h.shared and h.unit_id not in places]
+        shared = [h.unit_id for h in design.hops if h.shared and h.unit_id not in left]
         if shared:
             rows = load_units(session, shared)
             held = live_holds(session, shared, now)
             for uid in shared:
                 u = rows[uid]
-                places[uid] = u.capacity - u.used - held.get(uid, 0)
+                left[uid] = places(u, settings) - u.used - held.get(uid, 0)
         for hop in design.hops:
             if hop.shared:
-                places[hop.unit_id] -= 1
-                if places[hop.unit_id] <= 0:
+                left[hop.unit_id] -= 1
+                if left[hop.unit_id] <= 0:
                     avoid.add(hop.unit_id)
     return refused

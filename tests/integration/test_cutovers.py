@@ -197,8 +197,14 @@ def test_copper_to_fibre_moves_the_dsl_service_onto_an_ftth_path_and_back(db, se
     sid = n.services[0]
     c = create(db, settings, [{"old": n.c.heads[0], "new": n.f.ports[1]}])
     assert c.valid, c.errors
+    with db.read_session() as s:  # the field work, as validated: the ONT to install at FAT port 2
+        work = cut.field_work(s, c)
+        assert work["total"] == 1 and work["rows"][0]["path"][0] == n.f.ports[1]
+        assert [w["action"] for w in work["rows"][0]["work"]] == ["install_ont"]
+        assert work["rows"][0]["work"][0]["a_unit_id"] == n.f.ports[1]
     c = lock(db, settings, c.id)
     with db.read_session() as s:
+        assert [w["action"] for w in cut.field_work(s, c)["rows"][0]["work"]] == ["install_ont"]  # as locked
         assert s.get(Unit, n.f.ports[1]).reservation_id == c.id
         assert s.get(Unit, n.f.pon).active_holds(utcnow())  # the whole FTTH path is held
     c = run(db, cut.start_apply, c.id)
@@ -238,3 +244,122 @@ def test_an_order_for_the_building_cannot_take_the_locked_path(db, settings, wor
         cut.unlock_cutover(uow.session, principal=PLANNER, now=utcnow(), cutover_id=c.id)
         uow.commit()
     assert n.c.pairs[3] in reserve().unit_ids
+
+
+def test_pon_room_counts_the_designs_ont_limit(db, settings, world):
+    """PON port 1 (two ONTs on it) → PON port 2 of the same OLT (capacity 64, empty): it fits,
+    unless the design's `design_max_onts_per_pon` leaves fewer places than the services to move,
+    as the design itself would count them."""
+    from resource_mgr.config import Settings
+    from resource_mgr.cutovers.validation import validate
+
+    n = world
+    with db.unit_of_work() as uow:
+        n.w.s = uow.session
+        for _ in range(2):
+            n.w.take(n.f.pon)
+        pon2 = n.w.unit(n.f.olt, "pon_port", 2)
+        uow.commit()
+    rows = [{"old": n.f.pon, "new": pon2}]
+    with db.read_session() as s:
+        assert validate(s, rows, settings=settings, now=utcnow(), local_network_ids=None).valid
+        report = validate(s, rows, settings=Settings(design_max_onts_per_pon=1), now=utcnow(),
+                          local_network_ids=None)
+    assert [e.code for e in report.errors] == ["new_not_free"], report.errors
+    assert "design_max_onts_per_pon" in report.errors[0].reason
+
+
+def test_keep_number_false_gives_a_number_of_the_exchange_and_quarantines_the_old_one(db, settings):
+    """A POTS line on D1 pair 1 (number 8765 2340, switch S's pool) moved to D2 pair 1 without
+    keeping its number: it gets a free normal number of S's pool, 8765 2340 is released into the
+    pool's 30-day quarantine; rollback gives 8765 2340 back and frees the new one (every unit and
+    service as before, field by field)."""
+    from resource_mgr.numbers import services as numbers
+    from resource_mgr.numbers.models import Number
+
+    from cutover_world import CHANGE, serve
+
+    with db.unit_of_work() as uow:
+        w = DesignWorld(uow.session, code="NB")
+        c = w.copper(ports=2, head="T-PSTN-8", jumpered=2, mdf_jumpered=2)
+        new_pair = w.unit(w.cable("copper", 2, 300.0), "pair", 1)
+        pool = numbers.create_pool(uow.session, local_network_id=w.ln, name="NB-POOL", switch_id=c.head,
+                                   quarantine_days=30)
+        numbers.add_segment(uow.session, pool_id=pool.id, first="87652340", last="87652349")
+        path = [c.ports[0], c.pairs[0], c.dts[0], c.fts[0], c.ppairs[0], c.lts[0], c.ets[0], c.heads[0]]
+        sid = serve(w, path, product="pots", technology="POTS", address=c.building, number="87652340")
+        old_number = uow.session.scalar(select(Number.id).where(Number.number == "87652340"))
+        uow.session.get(Unit, old_number).occupy(CHANGE, service_id=sid)
+        uow.commit()
+    before = snapshot_of(db)
+    c_ = create(db, settings, [{"old": c.pairs[0], "new": new_pair, "keep_number": False}])
+    assert c_.valid, c_.errors
+    lock(db, settings, c_.id)
+    applied = run(db, cut.start_apply, c_.id)
+    with db.read_session() as s:
+        svc = s.get(Service, sid)
+        assert svc.number != "87652340"
+        new = s.scalar(select(Number).where(Number.number == svc.number))
+        assert new.pool_id == pool.id
+        assert s.get(Unit, new.id).service_id == sid and s.get(Unit, new.id).occupancy == Occupancy.OCCUPIED
+        old = s.get(Unit, old_number)
+        assert old.occupancy == Occupancy.FREE and old.service_id is None
+        assert old.quarantine_until >= applied.applied_at + timedelta(days=29)
+        assert [su.unit_id for su in svc.path][1] == new_pair
+    run(db, cut.start_rollback, c_.id)
+    assert diff(before, snapshot_of(db)) == []
+
+
+def test_a_pending_order_on_an_old_unit_makes_the_lock_409_naming_the_order(db, settings, world):
+    """Order O-7 holds the building's only free copper path (through D1 pair 4): locking the cable
+    replacement would strand it, so the lock is 409 and names the reservation and its order_ref
+    (the dispatcher commits or cancels it, then locks again); nothing is locked meanwhile."""
+    from resource_mgr.orders import services as orders
+
+    n = world
+    sales = Principal(name="user:sales", roles=frozenset({Role.SALES}), local_network_ids=None)
+    c = create(db, settings, cable_mapping(n))
+    with db.unit_of_work(principal=sales.name) as uow:
+        res, _ = orders.reserve(uow.session, principal=sales, settings=settings, now=utcnow(), order_ref="O-7",
+                                action="new", products=["adsl_broadband"], address_id=n.c.building)
+        uow.commit()
+    assert n.c.pairs[3] in res.unit_ids
+    with pytest.raises(Conflict) as refused:
+        lock(db, settings, c.id)
+    pending = refused.value.extra["pending_orders"]
+    assert [(p["row"], p["unit_id"], p["reservation_id"], p["order_ref"]) for p in pending] == \
+        [(4, n.c.pairs[3], res.id, "O-7")]
+    assert refused.value.extra["pending_count"] == 1 and "O-7" in refused.value.detail
+    with db.read_session() as s:
+        assert s.get(Cutover, c.id).state == CutoverState.DRAFT
+        assert s.scalar(select(func.count()).select_from(Unit).where(Unit.locked_by == c.id)) == 0
+    with db.unit_of_work(principal=sales.name) as uow:  # resolved: cancelled, the lock goes through
+        orders.cancel(uow.session, principal=sales, now=utcnow(), reservation_id=res.id, reason="cutover")
+        uow.commit()
+    assert lock(db, settings, c.id).state == CutoverState.LOCKED
+
+
+def test_an_ngn_phone_over_copper_moves_to_fibre_as_a_pots_line_does(db, settings, world):
+    """An NGN phone on a copper line (line port 1 of a gateway, number kept) mapped to FAT port 2:
+    it validates (it was `route_break`), moves onto the FTTH path as `ngn_phone` over FTTH with its
+    number, and rolls back exactly."""
+    from cutover_world import serve
+
+    n = world
+    with db.unit_of_work() as uow:
+        n.w.s = uow.session
+        g = n.w.copper(ports=1, head="T-PSTN-8", jumpered=1, mdf_jumpered=1, building=n.c.building)
+        path = [g.ports[0], g.pairs[0], g.dts[0], g.fts[0], g.ppairs[0], g.lts[0], g.ets[0], g.heads[0]]
+        sid = serve(n.w, path, product="ngn_phone", technology="POTS", address=n.c.building, number="87659999")
+        uow.commit()
+    before = snapshot_of(db)
+    c = create(db, settings, [{"old": g.heads[0], "new": n.f.ports[1]}])
+    assert c.valid, c.errors
+    run(db, cut.start_apply, lock(db, settings, c.id).id)
+    with db.read_session() as s:
+        svc = s.get(Service, sid)
+        assert (svc.product, svc.technology, svc.number) == ("ngn_phone", "FTTH", "87659999")
+        assert [su.unit_id for su in svc.path][0] == n.f.ports[1]
+        assert s.get(Unit, g.heads[0]).occupancy == Occupancy.FREE
+    run(db, cut.start_rollback, c.id)
+    assert diff(before, snapshot_of(db)) == []

@@ -187,6 +187,16 @@ def cutover_impact(cutover_id: str, query: dict[str, Any]):
                               local_network_ids=principal().local_network_ids)
 
 
+@bp.get("/cutovers/<string:cutover_id>/work")
+@bp.input(ImpactQuery, location="query", arg_name="query")
+@bp.doc(summary="The field work of the copper-to-fibre rows (install the ONT, make the jumpers), row by row")
+@require(*READERS)
+def cutover_work(cutover_id: str, query: dict[str, Any]):
+    session = read_session()
+    cutover = services.get_cutover(session, cutover_id, principal())
+    return services.field_work(session, cutover, limit=query["limit"], offset=query["offset"])
+
+
 def _transition(cutover_id: str, action: str) -> dict[str, Any]:
     settings = runtime().settings
 
