@@ -21,6 +21,7 @@ without scanning).
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from sqlalchemy import Float, String, case, func, literal, or_, select, text
@@ -35,6 +36,7 @@ from resource_mgr.inventory.models import Address, LocalNetwork
 FUZZY_CANDIDATES = 200
 MIN_INDEXED = 3  # the trigram indexes need three characters
 _PARTS = ("number", "building", "unit", "room")
+ROOM_PREFIX_BONUS = 0.75  # a room beginning with a bare room number typed last, under an exact one
 
 
 @dataclass(frozen=True)
@@ -62,26 +64,54 @@ def search_addresses(session: Session, q: str, *, local_network_ids: set[str] | 
         return [], 0
     postgres = session.get_bind().dialect.name == "postgresql"
     where = [*_contains_all(query, postgres), *scope]
-    total = session.scalar(select(func.count()).select_from(Address).where(*where)) or 0
+    score = _score_sql(query)
+    rows = session.execute(  # the page and the total in one statement
+        select(Address, score.label("score"), func.count().over().label("total")).where(*where)
+        .order_by(score.desc(), func.length(Address.search_key), Address.name, Address.id)
+        .limit(limit).offset(offset)).all()
+    total = rows[0].total if rows else 0
+    if not rows and offset:  # past the last page: the total still counts
+        total = session.scalar(select(func.count()).select_from(Address).where(*where)) or 0
     if total:
-        score = _score_sql(query)
-        rows = session.execute(
-            select(Address, score.label("score")).where(*where)
-            .order_by(score.desc(), func.length(Address.search_key), Address.name, Address.id)
-            .limit(limit).offset(offset)).all()
-        return [AddressHit(a, round(float(s), 4)) for a, s in rows], total
+        return [AddressHit(r[0], round(float(r.score), 4)) for r in rows], total
     hits = _fuzzy(session, query, scope, postgres, (settings or Settings()).addresses_fuzzy_min_share)
     return hits[offset:offset + limit], len(hits)
 
 
+# A leading province / city / district (广东省佛山市禅城区): in nearly every key of a local
+# network, so its trigrams would make the index read most of the table. The index is asked for
+# the rest of the term; the whole term is still required (a filter on the rows the index found).
+_REGION = re.compile(r"^(?:[^省市区县]{2,7}?省)?(?:[^省市区县]{1,7}?市)?(?:[^省市区县]{1,7}?[区县])?")
+
+
+def _is_text(term: str) -> bool:
+    """A text run (汾江路, 丽日花园), not a number with its part word (88号, 3栋, a栋)."""
+    return not term[0].isdigit() and not (len(term) == 2 and term[1] == "栋")
+
+
+def _seek(term: str) -> str:
+    """The part of a text term the index is asked for: without a leading region when the rest
+    is long enough for the trigram index."""
+    rest = term[_REGION.match(term).end():]
+    return rest if len(rest) >= MIN_INDEXED else term
+
+
 def _contains_all(query: Query, postgres: bool) -> list:
-    long = [t for t in query.terms if len(t) >= MIN_INDEXED] or [query.key]
-    short = [t for t in query.terms if len(t) < MIN_INDEXED]
-    like = [Address.search_key.like(f"%{t}%") for t in short]  # terms hold no % or _ (normalised)
+    """Every term in the key. The index is asked only for the text runs (without their region):
+    numbers and part words (88号, 2单元, 301) are in a good share of all addresses and would make
+    it read much of itself; they, and whatever the index was not asked for, filter its rows."""
+    terms = list(query.terms) or [query.key]
+    seek = [_seek(t) for t in terms if _is_text(t) and len(t) >= MIN_INDEXED]
+    if not seek:
+        seek = [t for t in terms if len(t) >= MIN_INDEXED] or [query.key]
+    rest = [t for t in terms if t not in seek]
+    # strpos / instr, not LIKE: the planner would hand a LIKE to the GIN index too
+    contains = func.strpos if postgres else func.instr
+    filters = [contains(Address.search_key, literal(t, String)) > 0 for t in rest]
     if postgres:  # the GIN trigram index answers LIKE '%…%' of three characters or more
-        return [*(Address.search_key.like(f"%{t}%") for t in long), *like]
-    match = " AND ".join(_phrase(t) for t in long)
-    return [Address.id.in_(_fts(f"search_key : ({match})")), *like]
+        return [*(Address.search_key.like(f"%{t}%") for t in seek), *filters]  # terms hold no % or _
+    match = " AND ".join(_phrase(t) for t in seek)
+    return [Address.id.in_(_fts(f"search_key : ({match})")), *filters]
 
 
 def _phrase(term: str) -> str:
@@ -99,8 +129,11 @@ def _score_sql(query: Query):
         value = getattr(query, part)
         if value is not None:
             column = getattr(Address, part)
-            score = score + case((func.lower(column).in_([v.lower() for v in field_variants(part, value)]), 1.0),
-                                 else_=0.0)
+            exact = func.lower(column).in_([v.lower() for v in field_variants(part, value)])
+            if part == "room" and query.room_prefix:  # still being typed: 4 → 401室 after 4室
+                score = score + case((exact, 1.0), (column.like(f"{value}%"), ROOM_PREFIX_BONUS), else_=0.0)
+            else:
+                score = score + case((exact, 1.0), else_=0.0)
     return score
 
 
@@ -108,9 +141,13 @@ def _bonus(query: Query, address: Address) -> float:
     total = 0.0
     for part in _PARTS:
         value = getattr(query, part)
-        if value is not None and (getattr(address, part) or "").lower() in \
-                {v.lower() for v in field_variants(part, value)}:
+        if value is None:
+            continue
+        have = (getattr(address, part) or "").lower()
+        if have in {v.lower() for v in field_variants(part, value)}:
             total += 1.0
+        elif part == "room" and query.room_prefix and have.startswith(value.lower()):
+            total += ROOM_PREFIX_BONUS
     return total
 
 
