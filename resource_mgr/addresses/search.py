@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Float, String, case, func, literal, or_, select, text
 from sqlalchemy.orm import Session
@@ -74,8 +75,8 @@ def search_addresses(session: Session, q: str, *, local_network_ids: set[str] | 
         total = session.scalar(select(func.count()).select_from(Address).where(*where)) or 0
     if total:
         return [AddressHit(r[0], round(float(r.score), 4)) for r in rows], total
-    hits = _fuzzy(session, query, scope, postgres, (settings or Settings()).addresses_fuzzy_min_share)
-    return hits[offset:offset + limit], len(hits)
+    return _fuzzy(session, query, scope, postgres, (settings or Settings()).addresses_fuzzy_min_share,
+                  offset, limit)
 
 
 # A leading province / city / district (广东省佛山市禅城区): in nearly every key of a local
@@ -137,7 +138,8 @@ def _score_sql(query: Query):
     return score
 
 
-def _bonus(query: Query, address: Address) -> float:
+def _bonus(query: Query, address: Any) -> float:
+    """The exact-part bonus of the exact stage's SQL score, for a row of the fuzzy stage."""
     total = 0.0
     for part in _PARTS:
         value = getattr(query, part)
@@ -152,40 +154,49 @@ def _bonus(query: Query, address: Address) -> float:
 
 
 def _fuzzy_grams(query: Query) -> list[str]:
-    """The trigrams that find the fuzzy stage's candidates: those of the text runs (names of
-    roads and compounds are rare; 2单元 or 301室 are in a good share of all addresses, and
-    asking the index for them would read most of it), or the whole key's when it has no text."""
-    text_runs = [t for t in query.terms if not t[0].isdigit() and not (len(t) == 2 and t[1] == "栋")]
+    """The trigrams that find the fuzzy stage's candidates: those of the text runs without their
+    region (names of roads and compounds are rare; 佛山市禅城区, 2单元 or 301室 are in a good share
+    of all addresses, and asking the index for them would read most of it), or the whole key's
+    when it has no text."""
+    text_runs = [_seek(t) for t in query.terms if _is_text(t)]
     found = sorted({g for t in text_runs for g in trigrams(t) if len(g) == 3})
     return found or sorted(g for g in query.trigrams if len(g) == 3)
 
 
-def _fuzzy(session: Session, query: Query, scope: list, postgres: bool, min_share: float) -> list[AddressHit]:
+def _fuzzy(session: Session, query: Query, scope: list, postgres: bool, min_share: float,
+           offset: int, limit: int) -> tuple[list[AddressHit], int]:
+    """The page of the fuzzy stage's hits and their number (at most FUZZY_CANDIDATES). The
+    candidates are scored from a few columns; only the page's addresses are loaded."""
     grams = query.trigrams
     seek = _fuzzy_grams(query)
     if not seek:
-        return []
+        return [], 0
+    columns = (Address.id, Address.search_key, Address.name, *(getattr(Address, p) for p in _PARTS))
     if postgres:  # the GIN trigram index answers each LIKE; the closest by pg_trgm similarity
         sim = func.similarity(Address.search_key, literal(query.key))
-        stmt = (select(Address).where(or_(*(Address.search_key.like(f"%{g}%") for g in seek)), *scope)
+        stmt = (select(*columns).where(or_(*(Address.search_key.like(f"%{g}%") for g in seek)), *scope)
                 .order_by(sim.desc(), Address.id).limit(FUZZY_CANDIDATES * 5))
     else:  # FTS5: any of the trigrams, the closest by bm25
         match = " OR ".join(_phrase(g) for g in seek)
         ranked = text("SELECT id FROM address_fts WHERE address_fts MATCH :m ORDER BY rank LIMIT :n") \
             .bindparams(m=f"search_key : ({match})", n=FUZZY_CANDIDATES * 5).columns(id=String).subquery()
-        stmt = select(Address).join(ranked, ranked.c.id == Address.id).where(*scope)
+        stmt = select(*columns).join(ranked, ranked.c.id == Address.id).where(*scope)
     pairs = normalise_grams(query.key, 2)
-    hits = []
-    for a in session.scalars(stmt):
-        share = len(grams & trigrams(a.search_key)) / len(grams)
+    scored = []
+    for row in session.execute(stmt):
+        share = len(grams & trigrams(row.search_key)) / len(grams)
         if share >= min_share:
             # Scored by shared pairs of characters, finer than trigrams: 广州丽日 still finds 广州
             # in 广州市…丽日花园 when the 市 breaks every trigram across it.
-            pair_share = len(pairs & normalise_grams(a.search_key, 2)) / len(pairs)
-            cover = 0.5 * min(1.0, len(query.key) / max(len(a.search_key), 1))
-            hits.append(AddressHit(a, round(pair_share + cover + _bonus(query, a), 4)))
-    hits.sort(key=lambda h: (-h.score, len(h.address.search_key), h.address.name, h.address.id))
-    return hits[:FUZZY_CANDIDATES]
+            pair_share = len(pairs & normalise_grams(row.search_key, 2)) / len(pairs)
+            cover = 0.5 * min(1.0, len(query.key) / max(len(row.search_key), 1))
+            scored.append((round(pair_share + cover + _bonus(query, row), 4), row))
+    scored.sort(key=lambda h: (-h[0], len(h[1].search_key), h[1].name, h[1].id))
+    scored = scored[:FUZZY_CANDIDATES]
+    page = scored[offset:offset + limit]
+    loaded = {a.id: a for a in session.scalars(select(Address).where(Address.id.in_([r.id for _, r in page])))} \
+        if page else {}
+    return [AddressHit(loaded[r.id], score) for score, r in page], len(scored)
 
 
 __all__ = ["AddressHit", "search_addresses"]
