@@ -29,6 +29,10 @@ class Settings(BaseModel):
     # Empty: in-memory rate limits (one process); set to redis://... when several API processes run.
     ratelimit_storage_url: str = "memory://"
     ratelimit_default: str = "600/minute"
+    # Seconds an API process keeps a bearer token's principal without asking the database again
+    # (0: ask at every request). A token revoked or a user disabled is refused at once by the
+    # process that did it and within this many seconds by every other one (docs/operations.md).
+    auth_token_cache_seconds: float = Field(default=5.0, ge=0, le=300)
     max_request_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
     preoccupy_ttl_hours: int = Field(default=72, gt=0)
     # How often expired pre-occupations are swept (Celery beat, or a timer in the embedded server).

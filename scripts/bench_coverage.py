@@ -34,6 +34,20 @@ p99 990 ms 37.3 req/s; check p50 7320 ms p99 15390 ms 2.5 req/s (7 % of trivial)
 1547 ms p99 16460 ms 7.2 req/s, every answer 200 (no 503: not under the list-read bound any
 more). Targets not met; the machine's load dominates these figures.
 
+Measured 2026-12-01 17:59-18:06 UTC, PostgreSQL, M (seed 1 city; --database-url of a copy of
+it, sample seed 7), --workers 2 --threads 4, 8 clients, 10 s per phase, load average 20.5 / 21.0
+(the shared machine: every figure is dominated by it), main then this branch (helper `http`: token
+cache, no JIT statement per request, rate-limit counts without a thread per request, the search's
+index asked for the text runs without their region, a room still being typed matched exactly):
+main   /health 88.7 req/s p99 246 ms; search p50 521 ms p99 8582 ms 9.2 req/s (p99 x34.9 of trivial,
+       throughput 10 %); check p99 6752 ms 2.7 req/s (3 %)
+branch /health 130.5 req/s p99 193 ms; search p50 344 ms p99 765 ms 21.6 req/s (p99 x3.97,
+       throughput 17 %); check p99 6040 ms 3.5 req/s (3 %; the design's own cost, not warm)
+In process on the same copy (Flask test client, 400 requests each, load ~17): an authenticated
+trivial read (GET /jobs/<unknown>) 6.1 → 4.0 ms CPU and 3 → 1 queries (/health 2.8-3.6 ms);
+a search 15.4 → 7.4 ms CPU mean, 5 → 2 queries, p99 wall 3968 → 154 ms (the partial room
+numbers no longer fall to the fuzzy stage, 2-4 s each on M before).
+
 The PostgreSQL database (rmgr_bench_coverage_<size>) is created with PostGIS, loaded once and
 kept (--fresh loads it again; --drop drops it at the end), so later runs start at once.
 """

@@ -36,6 +36,8 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         INFO={"description": "BSS, IOM and network-management integration contract (API.md)."},
     )
     app.extensions["rmgr"] = Runtime(settings=settings, db=database or Database(settings.database_url))
+    if database is None:  # an engine of its own (a test's shared one keeps its connections as they are)
+        load.install_connection_settings(app.extensions["rmgr"].db.engine)
     errors.register_error_handlers(app)
     observability.install(app)  # first: request id and timing for every answer, even a 401
     load.install(app)  # then the bound on list reads running at once: a refusal costs nothing

@@ -13,7 +13,8 @@ from apiflask import APIFlask
 from flask import g, request
 
 from resource_mgr.errors import Unauthorized
-from resource_mgr.security.services import authenticate_token, record_token_use
+from resource_mgr.clock import aware, utcnow
+from resource_mgr.security.services import TOKEN_USE_RESOLUTION, record_token_use, resolve_token, token_use_recorded
 from resource_mgr.states import Role
 
 from interfaces.http import errors
@@ -71,16 +72,18 @@ def install(app: APIFlask, between: Callable[[APIFlask], None] | None = None) ->
         if scheme.lower() != "bearer" or not secret.strip():
             g.auth_error = Unauthorized("send Authorization: Bearer <token>")
             return
-        database = runtime().db
-        try:
-            with database.read_session() as session:
-                g.principal, last_used_at = authenticate_token(session, secret.strip())
-                session.commit()
+        rt = runtime()
+        secret = secret.strip()
+        try:  # from the process's token cache when it has it (no database round trip)
+            g.principal, last_used_at = resolve_token(rt.db, secret, rt.settings.auth_token_cache_seconds)
         except Unauthorized as exc:
             g.auth_error = exc
             return
         # Outside the read: a write only when the recorded use is a minute old, never waiting.
-        record_token_use(database, g.principal.token_id, last_used_at)
+        now = utcnow()
+        if last_used_at is None or now - aware(last_used_at) >= TOKEN_USE_RESOLUTION:
+            if record_token_use(rt.db, g.principal.token_id, last_used_at, now):
+                token_use_recorded(rt.db, secret, now)  # the cached read: no write for a minute
 
     if between is not None:
         between(app)

@@ -25,7 +25,7 @@ from typing import Any
 
 from apiflask import APIFlask
 from flask import g, request
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from resource_mgr.errors import Unavailable
 
@@ -80,20 +80,41 @@ def install(app: APIFlask) -> None:
             gate.leave()
 
 
+def install_connection_settings(engine: Any) -> None:
+    """On PostgreSQL, every new connection of the API's engine runs without JIT compilation (see
+    bound_statement_time), set once when it is made rather than in every request."""
+    if engine.dialect.name != "postgresql":
+        return
+
+    @event.listens_for(engine, "connect")
+    def _no_jit(dbapi_conn: Any, record: Any) -> None:
+        with dbapi_conn.cursor() as cursor:
+            cursor.execute("SET jit = off")
+        dbapi_conn.commit()
+        record.info[_JIT_OFF] = True
+
+
+_JIT_OFF = "rmgr_jit_off"
+
+
 def bound_statement_time(session: Any) -> None:
     """Called with every request's read session (context.read_session). On PostgreSQL: no JIT (the
     polymorphic resource query joins 16 tables; on fresh statistics its estimated cost passes
-    jit_above_cost and compiling it took 0.1 to 4 s for a few rows), and for a list read the
-    statement timeout."""
+    jit_above_cost and compiling it took 0.1 to 4 s for a few rows) — set per connection by
+    install_connection_settings, here only for a connection made before it — and for a list read
+    or an address search the statement timeout. Nothing to send: no round trip."""
     if session.get_bind().dialect.name != "postgresql":
         return
     timeout = _statement_timeout()
-    statements = "SET LOCAL jit = off" + (f"; SET LOCAL statement_timeout = {int(timeout)}" if timeout else "")
-    session.execute(text(statements))
+    statements = [] if session.connection().connection.info.get(_JIT_OFF) else ["SET LOCAL jit = off"]
+    if timeout:
+        statements.append(f"SET LOCAL statement_timeout = {int(timeout)}")
+    if statements:
+        session.execute(text("; ".join(statements)))
 
 
 def _statement_timeout() -> int:
-    if not g.get("list_read_slot"):
+    if not (g.get("list_read_slot") or g.get("bounded_read")):
         return 0
     from interfaces.http.context import runtime
 

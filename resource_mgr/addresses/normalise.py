@@ -49,6 +49,11 @@ def _room(m: re.Match) -> str:
 
 def normalise(text: str) -> str:
     """The search key of an address text or a query (see the module doc)."""
+    return _normalise(text)[0]
+
+
+def _normalise(text: str) -> tuple[str, bool]:
+    """The key, and whether its last room was a bare number (no 室 typed: 2单元4 → 2单元4室)."""
     s = unicodedata.normalize("NFKC", text or "")
     s = _NOISE.sub("", _t2s().convert(s).lower())
     # Each rewrite only where its characters occur: standard texts need few of them, and the
@@ -68,11 +73,12 @@ def normalise(text: str) -> str:
         s = _ROOM.sub(ROOM, s)
     if "楼" in s or "层" in s or "f" in s:
         s = _FLOOR.sub(FLOOR, s)
+    bare_room = False
     if s[-1:].isdigit():
-        s = _BARE_ROOM.sub(_room, s)
+        s, bare_room = _BARE_ROOM.subn(_room, s)
     if FLOOR in s:
         s = _FLOOR_BEFORE_ROOM.sub("", s)
-    return s
+    return s, bool(bare_room)
 
 
 _TERM = re.compile(r"[0-9]+(?:号|栋|单元|室|层)?|[a-z]栋|(?:(?![a-z]栋)[^0-9])+")
@@ -91,6 +97,9 @@ class Query:
     unit: str | None = None
     room: str | None = None
     trigrams: frozenset[str] = field(default=frozenset())
+    # The room was typed as a bare number at the end (2单元4): the clerk may still be typing it,
+    # so it matches any room beginning with it (401室, 402室 ...), the room itself ranked first.
+    room_prefix: bool = False
 
 
 def trigrams(s: str) -> frozenset[str]:
@@ -103,8 +112,10 @@ def grams(s: str, n: int) -> frozenset[str]:
 
 
 def parse_query(q: str) -> Query:
-    key = normalise(q)
+    key, bare_room = _normalise(q)
     terms = tuple(t for t in _TERM.findall(key) if t)
+    if bare_room and terms and terms[-1].endswith(ROOM):
+        terms = (*terms[:-1], terms[-1][:-len(ROOM)])  # 4室 → 4: a room beginning with 4
 
     def part(word: str) -> str | None:
         m = re.search(rf"(?<![0-9a-z])([0-9]+|[a-z]){word}", key) if word == BUILDING else \
@@ -114,7 +125,7 @@ def parse_query(q: str) -> Query:
     number = part(NUMBER)
     if number is None and (m := _NUMBER_AFTER_ROAD.search(key)):
         number = m.group(1)
-    return Query(key, terms, number, part(BUILDING), part(UNIT), part(ROOM), trigrams(key))
+    return Query(key, terms, number, part(BUILDING), part(UNIT), part(ROOM), trigrams(key), bare_room)
 
 
 def field_variants(kind: str, value: str) -> list[str]:

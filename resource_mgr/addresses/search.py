@@ -21,7 +21,9 @@ without scanning).
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Float, String, case, func, literal, or_, select, text
 from sqlalchemy.orm import Session
@@ -35,6 +37,7 @@ from resource_mgr.inventory.models import Address, LocalNetwork
 FUZZY_CANDIDATES = 200
 MIN_INDEXED = 3  # the trigram indexes need three characters
 _PARTS = ("number", "building", "unit", "room")
+ROOM_PREFIX_BONUS = 0.75  # a room beginning with a bare room number typed last, under an exact one
 
 
 @dataclass(frozen=True)
@@ -62,26 +65,54 @@ def search_addresses(session: Session, q: str, *, local_network_ids: set[str] | 
         return [], 0
     postgres = session.get_bind().dialect.name == "postgresql"
     where = [*_contains_all(query, postgres), *scope]
-    total = session.scalar(select(func.count()).select_from(Address).where(*where)) or 0
+    score = _score_sql(query)
+    rows = session.execute(  # the page and the total in one statement
+        select(Address, score.label("score"), func.count().over().label("total")).where(*where)
+        .order_by(score.desc(), func.length(Address.search_key), Address.name, Address.id)
+        .limit(limit).offset(offset)).all()
+    total = rows[0].total if rows else 0
+    if not rows and offset:  # past the last page: the total still counts
+        total = session.scalar(select(func.count()).select_from(Address).where(*where)) or 0
     if total:
-        score = _score_sql(query)
-        rows = session.execute(
-            select(Address, score.label("score")).where(*where)
-            .order_by(score.desc(), func.length(Address.search_key), Address.name, Address.id)
-            .limit(limit).offset(offset)).all()
-        return [AddressHit(a, round(float(s), 4)) for a, s in rows], total
-    hits = _fuzzy(session, query, scope, postgres, (settings or Settings()).addresses_fuzzy_min_share)
-    return hits[offset:offset + limit], len(hits)
+        return [AddressHit(r[0], round(float(r.score), 4)) for r in rows], total
+    return _fuzzy(session, query, scope, postgres, (settings or Settings()).addresses_fuzzy_min_share,
+                  offset, limit)
+
+
+# A leading province / city / district (广东省佛山市禅城区): in nearly every key of a local
+# network, so its trigrams would make the index read most of the table. The index is asked for
+# the rest of the term; the whole term is still required (a filter on the rows the index found).
+_REGION = re.compile(r"^(?:[^省市区县]{2,7}?省)?(?:[^省市区县]{1,7}?市)?(?:[^省市区县]{1,7}?[区县])?")
+
+
+def _is_text(term: str) -> bool:
+    """A text run (汾江路, 丽日花园), not a number with its part word (88号, 3栋, a栋)."""
+    return not term[0].isdigit() and not (len(term) == 2 and term[1] == "栋")
+
+
+def _seek(term: str) -> str:
+    """The part of a text term the index is asked for: without a leading region when the rest
+    is long enough for the trigram index."""
+    rest = term[_REGION.match(term).end():]
+    return rest if len(rest) >= MIN_INDEXED else term
 
 
 def _contains_all(query: Query, postgres: bool) -> list:
-    long = [t for t in query.terms if len(t) >= MIN_INDEXED] or [query.key]
-    short = [t for t in query.terms if len(t) < MIN_INDEXED]
-    like = [Address.search_key.like(f"%{t}%") for t in short]  # terms hold no % or _ (normalised)
+    """Every term in the key. The index is asked only for the text runs (without their region):
+    numbers and part words (88号, 2单元, 301) are in a good share of all addresses and would make
+    it read much of itself; they, and whatever the index was not asked for, filter its rows."""
+    terms = list(query.terms) or [query.key]
+    seek = [_seek(t) for t in terms if _is_text(t) and len(t) >= MIN_INDEXED]
+    if not seek:
+        seek = [t for t in terms if len(t) >= MIN_INDEXED] or [query.key]
+    rest = [t for t in terms if t not in seek]
+    # strpos / instr, not LIKE: the planner would hand a LIKE to the GIN index too
+    contains = func.strpos if postgres else func.instr
+    filters = [contains(Address.search_key, literal(t, String)) > 0 for t in rest]
     if postgres:  # the GIN trigram index answers LIKE '%…%' of three characters or more
-        return [*(Address.search_key.like(f"%{t}%") for t in long), *like]
-    match = " AND ".join(_phrase(t) for t in long)
-    return [Address.id.in_(_fts(f"search_key : ({match})")), *like]
+        return [*(Address.search_key.like(f"%{t}%") for t in seek), *filters]  # terms hold no % or _
+    match = " AND ".join(_phrase(t) for t in seek)
+    return [Address.id.in_(_fts(f"search_key : ({match})")), *filters]
 
 
 def _phrase(term: str) -> str:
@@ -99,56 +130,73 @@ def _score_sql(query: Query):
         value = getattr(query, part)
         if value is not None:
             column = getattr(Address, part)
-            score = score + case((func.lower(column).in_([v.lower() for v in field_variants(part, value)]), 1.0),
-                                 else_=0.0)
+            exact = func.lower(column).in_([v.lower() for v in field_variants(part, value)])
+            if part == "room" and query.room_prefix:  # still being typed: 4 → 401室 after 4室
+                score = score + case((exact, 1.0), (column.like(f"{value}%"), ROOM_PREFIX_BONUS), else_=0.0)
+            else:
+                score = score + case((exact, 1.0), else_=0.0)
     return score
 
 
-def _bonus(query: Query, address: Address) -> float:
+def _bonus(query: Query, address: Any) -> float:
+    """The exact-part bonus of the exact stage's SQL score, for a row of the fuzzy stage."""
     total = 0.0
     for part in _PARTS:
         value = getattr(query, part)
-        if value is not None and (getattr(address, part) or "").lower() in \
-                {v.lower() for v in field_variants(part, value)}:
+        if value is None:
+            continue
+        have = (getattr(address, part) or "").lower()
+        if have in {v.lower() for v in field_variants(part, value)}:
             total += 1.0
+        elif part == "room" and query.room_prefix and have.startswith(value.lower()):
+            total += ROOM_PREFIX_BONUS
     return total
 
 
 def _fuzzy_grams(query: Query) -> list[str]:
-    """The trigrams that find the fuzzy stage's candidates: those of the text runs (names of
-    roads and compounds are rare; 2单元 or 301室 are in a good share of all addresses, and
-    asking the index for them would read most of it), or the whole key's when it has no text."""
-    text_runs = [t for t in query.terms if not t[0].isdigit() and not (len(t) == 2 and t[1] == "栋")]
+    """The trigrams that find the fuzzy stage's candidates: those of the text runs without their
+    region (names of roads and compounds are rare; 佛山市禅城区, 2单元 or 301室 are in a good share
+    of all addresses, and asking the index for them would read most of it), or the whole key's
+    when it has no text."""
+    text_runs = [_seek(t) for t in query.terms if _is_text(t)]
     found = sorted({g for t in text_runs for g in trigrams(t) if len(g) == 3})
     return found or sorted(g for g in query.trigrams if len(g) == 3)
 
 
-def _fuzzy(session: Session, query: Query, scope: list, postgres: bool, min_share: float) -> list[AddressHit]:
+def _fuzzy(session: Session, query: Query, scope: list, postgres: bool, min_share: float,
+           offset: int, limit: int) -> tuple[list[AddressHit], int]:
+    """The page of the fuzzy stage's hits and their number (at most FUZZY_CANDIDATES). The
+    candidates are scored from a few columns; only the page's addresses are loaded."""
     grams = query.trigrams
     seek = _fuzzy_grams(query)
     if not seek:
-        return []
+        return [], 0
+    columns = (Address.id, Address.search_key, Address.name, *(getattr(Address, p) for p in _PARTS))
     if postgres:  # the GIN trigram index answers each LIKE; the closest by pg_trgm similarity
         sim = func.similarity(Address.search_key, literal(query.key))
-        stmt = (select(Address).where(or_(*(Address.search_key.like(f"%{g}%") for g in seek)), *scope)
+        stmt = (select(*columns).where(or_(*(Address.search_key.like(f"%{g}%") for g in seek)), *scope)
                 .order_by(sim.desc(), Address.id).limit(FUZZY_CANDIDATES * 5))
     else:  # FTS5: any of the trigrams, the closest by bm25
         match = " OR ".join(_phrase(g) for g in seek)
         ranked = text("SELECT id FROM address_fts WHERE address_fts MATCH :m ORDER BY rank LIMIT :n") \
             .bindparams(m=f"search_key : ({match})", n=FUZZY_CANDIDATES * 5).columns(id=String).subquery()
-        stmt = select(Address).join(ranked, ranked.c.id == Address.id).where(*scope)
+        stmt = select(*columns).join(ranked, ranked.c.id == Address.id).where(*scope)
     pairs = normalise_grams(query.key, 2)
-    hits = []
-    for a in session.scalars(stmt):
-        share = len(grams & trigrams(a.search_key)) / len(grams)
+    scored = []
+    for row in session.execute(stmt):
+        share = len(grams & trigrams(row.search_key)) / len(grams)
         if share >= min_share:
             # Scored by shared pairs of characters, finer than trigrams: 广州丽日 still finds 广州
             # in 广州市…丽日花园 when the 市 breaks every trigram across it.
-            pair_share = len(pairs & normalise_grams(a.search_key, 2)) / len(pairs)
-            cover = 0.5 * min(1.0, len(query.key) / max(len(a.search_key), 1))
-            hits.append(AddressHit(a, round(pair_share + cover + _bonus(query, a), 4)))
-    hits.sort(key=lambda h: (-h.score, len(h.address.search_key), h.address.name, h.address.id))
-    return hits[:FUZZY_CANDIDATES]
+            pair_share = len(pairs & normalise_grams(row.search_key, 2)) / len(pairs)
+            cover = 0.5 * min(1.0, len(query.key) / max(len(row.search_key), 1))
+            scored.append((round(pair_share + cover + _bonus(query, row), 4), row))
+    scored.sort(key=lambda h: (-h[0], len(h[1].search_key), h[1].name, h[1].id))
+    scored = scored[:FUZZY_CANDIDATES]
+    page = scored[offset:offset + limit]
+    loaded = {a.id: a for a in session.scalars(select(Address).where(Address.id.in_([r.id for _, r in page])))} \
+        if page else {}
+    return [AddressHit(loaded[r.id], score) for score, r in page], len(scored)
 
 
 __all__ = ["AddressHit", "search_addresses"]

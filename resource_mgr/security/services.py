@@ -5,6 +5,10 @@ import hashlib
 import logging
 import re
 import secrets
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
@@ -128,6 +132,7 @@ def revoke_token(session: Session, token_id: str) -> ApiToken:
         raise NotFound(f"no token with id {token_id}", field="token_id")
     if token.revoked_at is None:
         token.revoked_at = utcnow()
+    TOKENS.forget(token_id=token_id)  # refused at once in this process, in the others within the TTL
     return token
 
 
@@ -139,6 +144,11 @@ def principal_for_token(session: Session, secret: str) -> Principal:
 def authenticate_token(session: Session, secret: str) -> tuple[Principal, datetime | None]:
     """The principal behind a bearer token and when the token was last recorded as used (for
     `record_token_use`), or Unauthorized saying why (unknown, expired, revoked, user disabled)."""
+    token, principal = _authenticate(session, secret)
+    return principal, token.last_used_at
+
+
+def _authenticate(session: Session, secret: str) -> tuple[ApiToken, Principal]:
     token = session.scalar(select(ApiToken).where(ApiToken.token_hash == _hash_token(secret)))
     now = utcnow()
     if token is None:
@@ -153,8 +163,94 @@ def authenticate_token(session: Session, secret: str) -> tuple[Principal, dateti
         networks = None
     else:
         networks = frozenset(session.scalars(select(LocalNetwork.id).where(LocalNetwork.code.in_(token.local_networks))))
-    return Principal(name=token.principal, roles=frozenset(Role(r) for r in token.roles),
-                     local_network_ids=networks, token_id=token.id), token.last_used_at
+    return token, Principal(name=token.principal, roles=frozenset(Role(r) for r in token.roles),
+                            local_network_ids=networks, token_id=token.id)
+
+
+# -- the per-process cache of token → principal ------------------------------------------------
+
+@dataclass
+class _Cached:
+    principal: Principal
+    expires_at: datetime | None
+    user_id: str | None
+    last_used_at: datetime | None
+    until: float  # time.monotonic() past which the database is asked again
+
+
+class TokenCache:
+    """Bearer token → principal, per process, for `ttl` seconds: an API call costs no database
+    round trip to authenticate. What it keeps is checked again at every use where it can change
+    without the database: the expiry (against the clock). What can only change in the database —
+    revocation, a user disabled, the token's grants — is seen within the TTL in every process, and
+    at once in the process that revoked or disabled it (`forget`). Unknown or refused tokens are
+    never kept (guessing fills nothing); at most `MAX_ENTRIES`, the least recently used go first."""
+
+    MAX_ENTRIES = 10_000
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[tuple[str, str], _Cached] = OrderedDict()
+
+    def get(self, scope: str, digest: str) -> _Cached | None:
+        key = (scope, digest)
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            if entry.until <= time.monotonic():
+                del self._entries[key]
+                return None
+            self._entries.move_to_end(key)
+            return entry
+
+    def put(self, scope: str, digest: str, entry: _Cached) -> None:
+        with self._lock:
+            self._entries[(scope, digest)] = entry
+            self._entries.move_to_end((scope, digest))
+            while len(self._entries) > self.MAX_ENTRIES:
+                self._entries.popitem(last=False)
+
+    def forget(self, *, token_id: str | None = None, user_id: str | None = None) -> None:
+        with self._lock:
+            for key in [k for k, e in self._entries.items()
+                        if (token_id is not None and e.principal.token_id == token_id)
+                        or (user_id is not None and e.user_id == user_id)]:
+                del self._entries[key]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+TOKENS = TokenCache()
+
+
+def resolve_token(database: Database, secret: str, ttl_seconds: float) -> tuple[Principal, datetime | None]:
+    """`authenticate_token` through the process's `TOKENS` cache (`ttl_seconds` 0: not cached).
+    Returns the principal and when the token was last recorded as used (`record_token_use`)."""
+    digest = _hash_token(secret)
+    if ttl_seconds > 0:
+        entry = TOKENS.get(database.url, digest)
+        if entry is not None:
+            if entry.expires_at is not None and aware(entry.expires_at) <= utcnow():
+                raise Unauthorized("this token has expired")
+            return entry.principal, entry.last_used_at
+    with database.read_session() as session:
+        token, principal = _authenticate(session, secret)
+        last_used_at = token.last_used_at
+        if ttl_seconds > 0:
+            TOKENS.put(database.url, digest, _Cached(principal, token.expires_at, token.user_id, last_used_at,
+                                                      time.monotonic() + ttl_seconds))
+        session.commit()
+    return principal, last_used_at
+
+
+def token_use_recorded(database: Database, secret: str, at: datetime) -> None:
+    """The cached token's use was recorded (or tried) at `at`: no write for another minute."""
+    entry = TOKENS.get(database.url, _hash_token(secret))
+    if entry is not None:
+        entry.last_used_at = at
 
 
 TOKEN_USE_RESOLUTION = timedelta(minutes=1)
@@ -166,10 +262,12 @@ def record_token_use(database: Database, token_id: str, last_used_at: datetime |
     (so at most once a minute per token, and a request whose token was recorded recently writes
     nothing). Its own short transaction, after the read; it never waits for a lock: on SQLite a
     busy write lock (an import, a sweep), on PostgreSQL a row lock held over 100 ms, skips the
-    write, which the next request after that tries again. Returns whether it wrote."""
+    write, which the next request after that tries again. Returns whether the use is now recorded
+    within the minute (written by this call, or found recent: another process wrote it), False
+    when the lock made it skip the write."""
     now = now or utcnow()
     if last_used_at is not None and now - aware(last_used_at) < TOKEN_USE_RESOLUTION:
-        return False
+        return True
     stale = or_(ApiToken.last_used_at.is_(None), ApiToken.last_used_at <= now - TOKEN_USE_RESOLUTION)
     stmt = update(ApiToken).where(ApiToken.id == token_id, stale).values(last_used_at=now)
     sqlite = database.dialect == "sqlite"
@@ -183,7 +281,8 @@ def record_token_use(database: Database, token_id: str, last_used_at: datetime |
                 with conn.begin():
                     if not sqlite:
                         conn.exec_driver_sql("SET LOCAL lock_timeout = '100ms'")
-                    return conn.execute(stmt.execution_options(synchronize_session=False)).rowcount == 1
+                    conn.execute(stmt.execution_options(synchronize_session=False))
+                    return True
             finally:
                 if sqlite:
                     raw.execute(f"PRAGMA busy_timeout={int(busy)}")
@@ -255,6 +354,7 @@ def set_user_active(session: Session, actor: Principal | str, username: str, act
         raise NotFound(f"no user {username}", field="username")
     before = {"active": user.active}
     user.active = active
+    TOKENS.forget(user_id=user.id)
     audit.record(session, actor, resource_id=user.id, resource_kind="user",
                  action="user_enable" if active else "user_disable",
                  local_network_id=_token_network_id(session, user.local_networks), before=before,

@@ -210,3 +210,34 @@ def test_bundle_parent_and_search_key_round_trip(db, tmp_path):
     assert import_bundle(db, str(EXAMPLE)).problem_count > 0  # the same keys again: refused, rolled back
     with db.read_session() as s:
         assert search_addresses(s, "天河路1号a栋1单元", local_network_ids=None)[1] == 1
+
+
+def test_a_room_number_still_being_typed_finds_the_rooms_beginning_with_it(db, w):
+    """丽日花园1栋2单元1 (no 室: the clerk may still be typing 1201): every address holding all the
+    terms, the rooms beginning with 1 first — the exact stage, not the typo fallback."""
+    hits, total = search(db, "丽日花园1栋2单元1", networks={w.gz})
+    assert total == 3 and {h.address.id for h in hits} == {w.u2, w.r201, w.r1201}  # each contains every term
+    assert hits[0].address.id == w.r1201
+    hits, total = search(db, "丽日花园1栋2单元12", networks={w.gz})
+    assert ids(hits) == [w.r1201] and total == 1
+    # typed in full it is that room first, a room containing it after (2单元201 is in 2单元1201? no: 201 is)
+    hits, _ = search(db, "丽日花园1栋2单元201", networks={w.gz})
+    assert ids(hits)[:2] == [w.r201, w.r1201]
+
+
+def test_the_region_of_a_query_must_match_too(db, w):
+    """The index is asked for 天河路 without 广州市天河区, but the exact stage still requires the
+    whole text: another district's name matches nothing exactly."""
+    from sqlalchemy import func, select
+
+    from resource_mgr.addresses.normalise import parse_query
+    from resource_mgr.addresses.search import _contains_all
+
+    def exact(q: str) -> int:
+        with db.read_session() as s:
+            where = _contains_all(parse_query(q), db.dialect == "postgresql")
+            return s.scalar(select(func.count()).select_from(Address).where(*where))
+
+    assert exact("广州市天河区天河路88号丽日花园1栋") == 7  # the building, its 2 units and 4 rooms
+    assert exact("广州市越秀区天河路88号丽日花园1栋") == 0
+    assert exact("佛山市禅城区汾江路88号丽日花园") == 1

@@ -84,6 +84,26 @@ def test_rate_limit_per_principal_in_memory(db, world):
     _assert_429(client.get("/api/v1/history", headers=bearer(alice2)))
 
 
+def test_in_memory_counts_start_no_thread_per_request(db, world):
+    """memory:// counts in ProcessMemoryStorage: its clean-up timer runs at most once a second,
+    not a new 10 ms timer thread for nearly every request (limits' MemoryStorage)."""
+    import time
+
+    from interfaces.http.limits import ProcessMemoryStorage, limiter
+
+    app = make_app(db, ratelimit_default="1000/minute")
+    storage = limiter(app).storage
+    assert isinstance(storage, ProcessMemoryStorage)
+    _, secret = issue(db, ["auditor"])
+    client = app.test_client()
+    timers = set()
+    for _ in range(15):
+        assert client.get("/api/v1/jobs/NONE", headers=bearer(secret)).status_code == 404
+        timers.add(id(storage.timer))
+        time.sleep(0.03)  # longer than limits' own 10 ms timer
+    assert len(timers) <= 2, len(timers)
+
+
 def test_unauthenticated_requests_are_limited_by_address(db, world):
     app = make_app(db, ratelimit_default="2/minute")
     client = app.test_client()

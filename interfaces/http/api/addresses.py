@@ -12,7 +12,6 @@ from apiflask import APIBlueprint, Schema
 from apiflask.fields import Float, Integer, Nested, String
 from apiflask.validators import Length, Range
 from flask import current_app, g
-from sqlalchemy import text
 
 from resource_mgr.addresses import address_json, search_addresses
 from resource_mgr.errors import Unavailable
@@ -71,10 +70,8 @@ def list_addresses(query: dict[str, Any]):
         raise Unavailable(f"the server is answering as many address searches as it may at once ({gate.slots}); "
                           f"retry in 1 s", retry_after=1)
     try:
+        g.bounded_read = True  # bounded in time like a list read (cancelled: 503 `unavailable`; load.py)
         session = read_session()
-        if session.get_bind().dialect.name == "postgresql" and settings.list_read_statement_timeout_ms:
-            # bounded in time like a list read (a query cancelled by it is 503 `unavailable`)
-            session.execute(text(f"SET LOCAL statement_timeout = {int(settings.list_read_statement_timeout_ms)}"))
         hits, total = search_addresses(
             session, query["q"], local_network_ids=set(me.local_network_ids)
             if me.local_network_ids is not None else None, local_network=query.get("local_network"),
