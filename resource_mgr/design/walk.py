@@ -1,4 +1,4 @@
-"""Walk from customer-side units towards the head, a whole frontier per query.
+"""Walk from customer-side units towards the head, a whole frontier per query on a miss.
 
 Every chain grows one hop per level: along the unit's connections (never back to where it came
 from), or through a splitter from an output to the same splitter's input. A chain ends
@@ -17,6 +17,7 @@ from resource_mgr.states import AdminState
 THROUGH = "through"  # a pass through a splitter, not a connection
 MAX_LEVELS = 24
 MAX_CHAINS = 5000
+MAX_WALKS = 200_000  # start units whose chains are kept with the topology
 DOWNSTREAM = frozenset({"ont_port", "box_port"})
 
 
@@ -53,12 +54,62 @@ def blocked_reason(u: U, medium: str) -> str:
 
 
 def walk(tr: Tracer, starts: Iterable[Chain], *, is_head: Callable[[U], bool],
-         is_open: Callable[[U], bool] = lambda u: False, medium: str = "fibre") -> Walked:
-    """Grow the chains along the topology first (cached, or a query per level on a miss), then
-    read the state of every unit reached in one query and cut each chain at its first unit
-    without room."""
+         is_open: Callable[[U], bool] = lambda u: False, medium: str = "fibre", key: str | None = None) -> Walked:
+    """Grow the chains along the topology, then read the state of every unit reached in one
+    query and cut each chain at its first unit without room.
+
+    The chains a single-unit start grows to depend on the topology only: with a `key` (naming
+    is_head and is_open) they are kept with the topology per start unit and reused until the
+    topology changes, so a warm walk costs no growing at all."""
+    memo = tr.topo.walks if key is not None and not tr.fresh else None
     ends: list[tuple[str, Chain]] = []  # (topological outcome, chain)
+    todo: list[Chain] = []
+    for chain in starts:
+        kept = memo.get((key, chain.units[0].id)) if memo is not None and len(chain.units) == 1 else None
+        if kept is None:
+            todo.append(chain)
+            continue
+        unit = tr.unit
+        ends += [(outcome, Chain([unit(i) for i in ids], list(links), list(containers)))
+                 for outcome, ids, links, containers in kept]
+    if todo:
+        grown, complete = _grow(tr, todo, is_head, is_open)
+        ends += grown
+        by_start: dict[str, list] = {c.units[0].id: [] for c in todo if len(c.units) == 1}
+        if memo is not None and complete and len(by_start) == len(todo) and tr.topo.version == tr.version:
+            for outcome, chain in grown:
+                by_start[chain.units[0].id].append(
+                    (outcome, tuple(chain.ids()), tuple(chain.links), tuple(chain.containers)))
+            with tr.topo.lock:
+                if tr.topo.version == tr.version and tr.topo.walks is memo:
+                    if len(memo) + len(by_start) > MAX_WALKS:
+                        memo.clear()
+                    memo.update({(key, start): found for start, found in by_start.items()})
+    tr.ensure_state(u for _, chain in ends for u in chain.units)
+    out = Walked()
+    room = tr.room
+    for outcome, chain in ends:
+        cut = next((i for i, u in enumerate(chain.units) if room(u) <= 0), None)
+        if cut is not None:
+            if cut:  # a start without room is the box's business (box_reasons)
+                short = Chain(chain.units[:cut + 1], chain.links[:cut], chain.containers[:cut])
+                out.blocked.append((blocked_reason(chain.units[cut], medium), short))
+        elif outcome == "done":
+            out.done.append(chain)
+        elif outcome == "open":
+            out.open.append(chain)
+        else:
+            out.blocked.append(("not_wired", chain))
+    return out
+
+
+def _grow(tr: Tracer, starts: list[Chain], is_head: Callable[[U], bool],
+          is_open: Callable[[U], bool]) -> tuple[list[tuple[str, Chain]], bool]:
+    """Every chain from these starts to a head, an open terminal or a dead end (topology only),
+    a whole frontier per query on a miss; False when MAX_CHAINS cut some off."""
+    ends: list[tuple[str, Chain]] = []
     active = list(starts)
+    complete = True
     splitter_in: dict[str, U | None] = {}
     for _ in range(MAX_LEVELS):
         if not active:
@@ -91,23 +142,11 @@ def walk(tr: Tracer, starts: Iterable[Chain], *, is_head: Callable[[U], bool],
                 ends.append(("open" if is_open(u) else "not_wired", chain))
                 continue
             grown += [chain.grow(tr.unit(uid), kind, container) for uid, kind, container in nexts]
+        if len(grown) > MAX_CHAINS:
+            complete = False
         active = grown[:MAX_CHAINS]
     ends += [("done" if is_head(c.last) else "not_wired", c) for c in active]
-    tr.ensure_state(u for _, chain in ends for u in chain.units)
-    out = Walked()
-    for outcome, chain in ends:
-        cut = next((i for i, u in enumerate(chain.units) if tr.room(u) <= 0), None)
-        if cut is not None:
-            if cut:  # a start without room is the box's business (box_reasons)
-                short = Chain(chain.units[:cut + 1], chain.links[:cut], chain.containers[:cut])
-                out.blocked.append((blocked_reason(chain.units[cut], medium), short))
-        elif outcome == "done":
-            out.done.append(chain)
-        elif outcome == "open":
-            out.open.append(chain)
-        else:
-            out.blocked.append(("not_wired", chain))
-    return out
+    return ends, complete
 
 
 def box_reasons(tr: Tracer, ports: list[U], free: list[U]) -> list[str]:
