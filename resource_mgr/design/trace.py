@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.orm import Session
 
 from resource_mgr.changes.feed import _PENDING
@@ -49,6 +49,9 @@ FEED_PAGE = 2000  # feed rows read per query while catching up
 FEED_PAGES = 20  # more than this many pages behind: start again from nothing
 _N_STATIC = len(STATIC)
 _FREE, _PREOCCUPIED, _IN_SERVICE = Occupancy.FREE.value, Occupancy.PREOCCUPIED.value, AdminState.IN_SERVICE.value
+_RS_IN_SERVICE = ResourceStatus.IN_SERVICE.value
+_NO_PARALLEL = text("SET LOCAL max_parallel_workers_per_gather = 0")
+_GONE = (1, 0, "", None, None, "", "", ())  # the state of a unit no longer there
 _PLANT_TYPES = (Unit, SharedHold, SharedUse, Connection, Resource, Coverage)
 _WROTE_PLANT = "design_wrote_plant"  # session.info: this transaction flushed plant rows
 
@@ -96,6 +99,7 @@ class _Topology:
         self.extra: dict[str, Any] = {}  # other static things kept with it (lan.py: the LAN switches)
         self.state: dict[str, tuple] = {}  # unit id -> its state (U.set_state), as of `position`
         self.walks: dict[tuple[str, str], list] = {}  # (walk key, start unit) -> its chains (walk.py)
+        self.pools: dict[tuple, list[str]] = {}  # (roots, kind, side, techs) -> unit ids in pool order
         self.per_address: dict[tuple, Any] = {}  # (what, address id, ...) -> ancestors, serving boxes
 
     # -- reading (the Tracer's misses, and the changes followed) -----------------------------
@@ -164,7 +168,7 @@ class _Topology:
             self.read_links(run, cached_ends)
         if ends or touched:
             self.version += 1
-            self.walks = {}
+            self.walks, self.pools = {}, {}
         return True
 
     def follow(self, session: Session, dialect: str, run: Any) -> tuple[_Topology, int]:
@@ -300,6 +304,9 @@ class Tracer:
         self.queries = 0
         self.device_fill: dict[str, float] = {}  # head device id -> share of its ports in use
         self._room: dict[str, int] = {}
+        self._st: dict[str, tuple] = {}  # unit id -> its state, as this design sees it
+        self._serial_done = False
+        self.walked: dict[tuple, Any] = {}  # walks done in this design (walk.py), by key and starts
         key = str(session.get_bind().url)
         topo = _TOPOLOGIES.get(key) or _TOPOLOGIES.setdefault(key, _Topology())
         self.queries += 1
@@ -316,13 +323,28 @@ class Tracer:
     # -- reading -----------------------------------------------------------------------------
 
     def _run(self, name: str, **params: Any) -> Any:
+        self._serial()
         self.queries += 1
         return self.session.execute(statement(name, self.dialect), params)
+
+    def _serial(self) -> None:
+        """PostgreSQL, before the first read past the cache: no parallel plans in this
+        transaction. The reads are small index look-ups; the server plans some of them parallel
+        (the costs of the joins add up), and starting the workers costs several times the
+        query (7 ms against 54 ms measured for a frontier's connections)."""
+        if self._serial_done or self.dialect != "postgresql":
+            return
+        self._serial_done = True
+        self.queries += 1
+        self.session.execute(_NO_PARALLEL)
 
     def _unit(self, uid: str) -> U:
         u = self.units.get(uid)
         if u is None:
             u = self.units[uid] = U(*self.topo.static[uid])
+            st = self._st.get(uid)
+            if st is not None:  # its state, once this design has it, comes with it
+                u.set_state(st, self.now, self.reservation_id)
         return u
 
     def remember(self, key: tuple, compute: Callable[[], Any]) -> Any:
@@ -366,6 +388,7 @@ class Tracer:
         splitters reached, and the ids whose connections to read (these and those reached)."""
         from resource_mgr.design.walk import MAX_LEVELS
 
+        self._serial()
         self.queries += 1
         rows = self.session.execute(REACH_PG, {"ids": ids, "levels": MAX_LEVELS}).all()
         roots = sorted({root for _id, kind, root, _seed in rows if kind == "splitter_out"}
@@ -386,51 +409,86 @@ class Tracer:
         return self._unit(uid)
 
     def ensure_state(self, units: Iterable[U]) -> None:
-        """Set the state of every unit not set yet in this design: kept ones from the cache, the
-        others read in one query (and kept)."""
-        todo = {u.id: u for u in units if not u.loaded}
-        if not todo:
-            return
-        now, res = self.now, self.reservation_id
-        if not self.fresh:
-            kept = self.topo.state
-            for uid in list(todo):
+        """Set the state of every unit not set yet in this design (kept ones from the cache, the
+        others read in one query, and kept)."""
+        todo = [u.id for u in units if not u.loaded]
+        if todo:
+            self._states_of(todo)
+
+    def _states_of(self, ids: list[str]) -> dict[str, tuple]:
+        """The state of these units as this design sees it: once seen, a unit's state stays
+        the same for the rest of the design; the kept ones from the cache, the rest read."""
+        seen, out = self._st, {}
+        missing: list[str] = []
+        kept = self.topo.state if not self.fresh else {}
+        units, now, res = self.units, self.now, self.reservation_id
+        for uid in ids:
+            st = seen.get(uid)
+            if st is None:
                 st = kept.get(uid)
-                if st is not None:
-                    todo.pop(uid).set_state(st, now, res)
-            if not todo:
-                return
-        ids = sorted(todo)
-        found: dict[str, tuple] = {}
-        for i in range(0, len(ids), _CHUNK):
-            found.update(_states(self._run("state", ids=ids[i:i + _CHUNK])))
-        for uid, st in found.items():
-            todo[uid].set_state(st, now, res)
-        if not self.fresh:
-            self.topo.store_state(self.position, found, self.settings.design_state_cache_units)
+                if st is None:
+                    missing.append(uid)
+                    continue
+                seen[uid] = st
+                u = units.get(uid)
+                if u is not None and not u.loaded:
+                    u.set_state(st, now, res)
+            out[uid] = st
+        if missing:
+            missing = sorted(set(missing))
+            found: dict[str, tuple] = {}
+            for i in range(0, len(missing), _CHUNK):
+                found.update(_states(self._run("state", ids=missing[i:i + _CHUNK])))
+            gone = {uid: _GONE for uid in missing if uid not in found}  # deleted meanwhile: no room
+            seen.update(found)
+            seen.update(gone)
+            out.update(found)
+            out.update(gone)
+            for uid, st in found.items():
+                u = units.get(uid)
+                if u is not None and not u.loaded:
+                    u.set_state(st, now, res)
+            if not self.fresh:
+                self.topo.store_state(self.position, found, self.settings.design_state_cache_units)
+        return out
 
     def pool(self, root_ids: Sequence[str], kind: str, *, side: str | None = None, techs: Sequence[str] | None = None,
              limit: int) -> list[U]:
         """Free, in-service units of a kind of these roots (lowest seq first), not avoided, with
         state: an expired pre-occupation is free, so is a unit this design's reservation holds."""
-        units = self.by_root(list(root_ids), kind)
-        if len(root_ids) > 1:
-            units = sorted(units, key=lambda u: (u.seq, u.id))
-        allowed = set(techs) if techs is not None else None
-        units = [u for u in units if u.id not in self.avoid and (side is None or u.side == side)
-                 and (allowed is None or u.technology in allowed)]
+        roots = list(root_ids)
+        key = (tuple(roots), kind, side, tuple(techs) if techs is not None else None)
+        ids = self.topo.pools.get(key)
+        if ids is None:
+            todo = [i for i in roots if (i, kind) not in self.topo.owned]
+            if todo:
+                self.topo.read_owned(self._run, "by_root", todo, kind)
+            static, owned = self.topo.static, self.topo.owned
+            ids = [uid for r in roots for uid in owned.get((r, kind), [])]
+            if len(roots) > 1:
+                ids.sort(key=lambda i: (static[i][3], i))
+            allowed = set(techs) if techs is not None else None
+            ids = [uid for uid in ids if (side is None or static[uid][6] == side)
+                   and (allowed is None or static[uid][7] in allowed)]
+            if not self.fresh:
+                with self.topo.lock:
+                    if self.topo.version == self.version:
+                        self.topo.pools[key] = ids
         out: list[U] = []
         step = max(limit * 2, 64)
-        now, res = self.now, self.reservation_id
-        for i in range(0, len(units), step):
-            chunk = units[i:i + step]
-            self.ensure_state(chunk)
-            for u in chunk:
-                if u.admin_state != _IN_SERVICE:
+        now, res, avoid = self.now, self.reservation_id, self.avoid
+        for i in range(0, len(ids), step):
+            chunk = [uid for uid in ids[i:i + step] if uid not in avoid]
+            states = self._states_of(chunk)
+            for uid in chunk:
+                _cap, _used, occ, holder, until, admin, _status, _holds = states[uid]
+                if admin != _IN_SERVICE:
                     continue
-                occ = u.occupancy
-                if occ == _FREE or (occ == _PREOCCUPIED and u.preoccupied_until is not None
-                                    and u.preoccupied_until <= now) or (res and u.reservation_id == res):
+                if occ == _FREE or (occ == _PREOCCUPIED and until is not None and until <= now) \
+                        or (res and holder == res):
+                    u = self._unit(uid)
+                    if not u.loaded:
+                        u.set_state(states[uid], now, res)
                     out.append(u)
                     if len(out) >= limit:
                         return out
@@ -454,30 +512,42 @@ class Tracer:
 
     # -- judging -----------------------------------------------------------------------------
 
+    def load_states(self, ids: Iterable[str]) -> None:
+        """Make sure this design has the state of these units (one query for those not kept)."""
+        seen = self._st
+        todo = [i for i in ids if i not in seen]
+        if todo:
+            self._states_of(todo)
+
     def room(self, u: U) -> int:
         """Places the unit can give this design now (0: none)."""
-        got = self._room.get(u.id)
-        if got is not None and u.loaded:
-            return got
-        if not u.loaded:
-            self.ensure_state([u])
-        got = self._room[u.id] = self._judge(u)
+        return self.room_of(u.id)
+
+    def room_of(self, uid: str) -> int:
+        got = self._room.get(uid)
+        if got is None:
+            st = self._st.get(uid)
+            if st is None:
+                st = self._states_of([uid])[uid]
+            got = self._room[uid] = self._judge(uid, self.topo.static[uid][1], st)
         return got
 
-    def _judge(self, u: U) -> int:
-        if u.id in self.avoid or u.admin_state != AdminState.IN_SERVICE or u.root_status != ResourceStatus.IN_SERVICE:
+    def _judge(self, uid: str, kind: str, st: tuple) -> int:
+        cap, used, occ, holder, until, admin, status, holds = st
+        if uid in self.avoid or admin != _IN_SERVICE or status != _RS_IN_SERVICE:
             return 0
-        if u.shared:
-            cap = u.capacity
-            if u.kind == "pon_port":
+        if cap > 1:
+            if kind == "pon_port":
                 cap = min(cap, self.settings.design_max_onts_per_pon)
-            return max(cap - u.used - u.held, 0)
-        if u.occupancy == Occupancy.FREE:
+            res, now = self.reservation_id, self.now
+            held = sum(1 for who, end in holds if end > now and who != res) if holds else 0
+            return max(cap - used - held, 0)
+        if occ == _FREE:
             return 1
-        if u.occupancy == Occupancy.PREOCCUPIED:
-            if self.reservation_id and u.reservation_id == self.reservation_id:
+        if occ == _PREOCCUPIED:
+            if self.reservation_id and holder == self.reservation_id:
                 return 1
-            if u.preoccupied_until is not None and aware(u.preoccupied_until) <= self.now:
+            if until is not None and until <= self.now:
                 return 1  # an expired pre-occupation is free for everyone at once
         return 0
 

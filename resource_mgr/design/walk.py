@@ -42,7 +42,7 @@ class Chain:
 class Walked:
     done: list[Chain] = field(default_factory=list)
     open: list[Chain] = field(default_factory=list)
-    blocked: list[tuple[str, Chain]] = field(default_factory=list)  # (reason, chain)
+    blocked: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)  # (reason, unit ids to it)
 
 
 def blocked_reason(u: U, medium: str) -> str:
@@ -61,45 +61,50 @@ def walk(tr: Tracer, starts: Iterable[Chain], *, is_head: Callable[[U], bool],
     The chains a single-unit start grows to depend on the topology only: with a `key` (naming
     is_head and is_open) they are kept with the topology per start unit and reused until the
     topology changes, so a warm walk costs no growing at all."""
+    starts = list(starts)
+    again = (key, tuple(c.units[0].id for c in starts)) if key is not None and all(
+        len(c.units) == 1 for c in starts) else None
+    if again is not None and again in tr.walked:  # the same walk again in this design (ADSL, VDSL, POTS)
+        return tr.walked[again]
     memo = tr.topo.walks if key is not None and not tr.fresh else None
-    ends: list[tuple[str, Chain]] = []  # (topological outcome, chain)
+    ends: list[tuple] = []  # (topological outcome, unit ids, links, containers)
     todo: list[Chain] = []
     for chain in starts:
         kept = memo.get((key, chain.units[0].id)) if memo is not None and len(chain.units) == 1 else None
         if kept is None:
             todo.append(chain)
-            continue
-        unit = tr.unit
-        ends += [(outcome, Chain([unit(i) for i in ids], list(links), list(containers)))
-                 for outcome, ids, links, containers in kept]
+        else:
+            ends += kept
     if todo:
         grown, complete = _grow(tr, todo, is_head, is_open)
-        ends += grown
+        found = [(outcome, tuple(c.ids()), tuple(c.links), tuple(c.containers)) for outcome, c in grown]
+        ends += found
         by_start: dict[str, list] = {c.units[0].id: [] for c in todo if len(c.units) == 1}
         if memo is not None and complete and len(by_start) == len(todo) and tr.topo.version == tr.version:
-            for outcome, chain in grown:
-                by_start[chain.units[0].id].append(
-                    (outcome, tuple(chain.ids()), tuple(chain.links), tuple(chain.containers)))
+            for chain in found:
+                by_start[chain[1][0]].append(chain)
             with tr.topo.lock:
                 if tr.topo.version == tr.version and tr.topo.walks is memo:
                     if len(memo) + len(by_start) > MAX_WALKS:
                         memo.clear()
-                    memo.update({(key, start): found for start, found in by_start.items()})
-    tr.ensure_state(u for _, chain in ends for u in chain.units)
+                    memo.update({(key, start): chains for start, chains in by_start.items()})
+    # the state of every unit reached, then each chain up to its first unit without room; only
+    # the chains that get through become units (most end at their start: a port taken)
+    tr.load_states({i for chain in ends for i in chain[1]})
     out = Walked()
-    room = tr.room
-    for outcome, chain in ends:
-        cut = next((i for i, u in enumerate(chain.units) if room(u) <= 0), None)
+    room, unit = tr.room_of, tr.unit
+    for outcome, ids, links, containers in ends:
+        cut = next((i for i, uid in enumerate(ids) if room(uid) <= 0), None)
         if cut is not None:
             if cut:  # a start without room is the box's business (box_reasons)
-                short = Chain(chain.units[:cut + 1], chain.links[:cut], chain.containers[:cut])
-                out.blocked.append((blocked_reason(chain.units[cut], medium), short))
-        elif outcome == "done":
-            out.done.append(chain)
-        elif outcome == "open":
-            out.open.append(chain)
+                out.blocked.append((blocked_reason(unit(ids[cut]), medium), ids[:cut + 1]))
+        elif outcome == "done" or outcome == "open":
+            chain = Chain([unit(i) for i in ids], list(links), list(containers))
+            (out.done if outcome == "done" else out.open).append(chain)
         else:
-            out.blocked.append(("not_wired", chain))
+            out.blocked.append(("not_wired", ids))
+    if again is not None:
+        tr.walked[again] = out
     return out
 
 
