@@ -121,6 +121,8 @@ class Settings(BaseModel):
     # Unit states a process keeps for design (following the change feed; past it all are
     # forgotten and read again); also bounds what is kept per address.
     design_state_cache_units: int = Field(default=300_000, ge=0)
+    # Units whose topology a process keeps for design; past it, it starts again from nothing.
+    design_topology_cache_units: int = Field(default=400_000, ge=1000)
     # -- end of design --
     # -- addresses (address tree, search, serving boxes: resource_mgr/addresses) --
     # Drop-length limits (DOMAIN-FACTS: ~100 m inside buildings, ~300 m aerial): an address with

@@ -43,11 +43,11 @@ from resource_mgr.occupancy.models import SharedHold, SharedUse, Unit
 from resource_mgr.states import AdminState, Occupancy, ResourceStatus
 
 _CHUNK = 900
-MAX_CACHED_UNITS = 2_000_000
 MAX_CHANGES = 500  # more topology changes than this since the last design: read it all again
 FEED_PAGE = 2000  # feed rows read per query while catching up
 FEED_PAGES = 20  # more than this many pages behind: start again from nothing
 _N_STATIC = len(STATIC)
+_UNIQUE = frozenset({0, 3, 10, 11, 12})  # id, seq, length, gauge, ratio: not worth sharing
 _FREE, _PREOCCUPIED, _IN_SERVICE = Occupancy.FREE.value, Occupancy.PREOCCUPIED.value, AdminState.IN_SERVICE.value
 _RS_IN_SERVICE = ResourceStatus.IN_SERVICE.value
 _NO_PARALLEL = text("SET LOCAL max_parallel_workers_per_gather = 0")
@@ -92,6 +92,7 @@ class _Topology:
         self.base: tuple[int, int | None] = (position or 0, position_id)
         self.version = 0  # +1 at every topology change applied: what was derived before is stale
         self.static: dict[str, tuple] = {}  # unit id -> the STATIC row
+        self.same: dict[Any, Any] = {}  # one copy of each value units repeat (keep)
         self.links: dict[str, list[tuple[str, str, str | None]]] = {}  # -> [(other id, kind, container)]
         self.owned: dict[tuple[str, str], list[str]] = {}  # (owner or root id, kind) -> unit ids by seq
         self.owned_by: dict[tuple[str, str], str] = {}  # -> the statement that read it (by_owner, by_root)
@@ -105,7 +106,13 @@ class _Topology:
     # -- reading (the Tracer's misses, and the changes followed) -----------------------------
 
     def keep(self, row: Sequence[Any]) -> str:
-        static = tuple(row[:_N_STATIC])
+        """Keep a unit's STATIC row; the values many units repeat (their kind, root and owner ids,
+        the root's name and facts) are kept once (a third of the memory per unit)."""
+        same = self.same
+        static = tuple(v if i in _UNIQUE else same.setdefault(v, v) for i, v in enumerate(row[:_N_STATIC]))
+        kept = self.static.get(static[0])
+        if kept is not None:  # the same id object as the key and every link to it
+            static = (kept[0], *static[1:])
         self.static[static[0]] = static
         return static[0]
 
@@ -122,8 +129,10 @@ class _Topology:
         for i in range(0, len(ids), _CHUNK):
             chunk = ids[i:i + _CHUNK]
             found: dict[str, list[tuple[str, str, str | None]]] = {uid: [] for uid in chunk}
+            same = self.same
             for row in run("neighbours", ids=chunk):
-                found[row[0]].append((self.keep(row[3:]), row[1], row[2]))
+                found[row[0]].append((self.keep(row[3:]), same.setdefault(row[1], row[1]),
+                                      same.setdefault(row[2], row[2])))
             self.links.update(found)
 
     # -- following the change feed -----------------------------------------------------------
@@ -171,9 +180,10 @@ class _Topology:
             self.walks, self.pools = {}, {}
         return True
 
-    def follow(self, session: Session, dialect: str, run: Any) -> tuple[_Topology, int]:
-        """The topology to design with (this one brought up to date, or a new one), and the
-        position of the feed the design's own reads are at least as new as."""
+    def follow(self, session: Session, dialect: str, run: Any, max_units: int) -> tuple[_Topology, int]:
+        """The topology to design with (this one brought up to date, or a new one: also when it
+        keeps more than `max_units` units), and the position of the feed the design's own reads
+        are at least as new as."""
         if self.position is None:
             head, head_id = session.execute(statement("feed_head", dialect)).one_or_none() or (0, None)
             with self.lock:
@@ -186,25 +196,25 @@ class _Topology:
             got = session.execute(statement("feed", dialect),
                                   {"pos": pos, "base": self.base[0], "lim": FEED_PAGE}).all()
             if got[0][0] != self.base[1]:
-                return _Topology().follow(session, dialect, run)
+                return _Topology().follow(session, dialect, run, max_units)
             got = [r for r in got if r[1] is not None]
             rows += got
             if len(got) < FEED_PAGE:
                 break
             pos = got[-1][1]
         else:
-            return _Topology().follow(session, dialect, run)
+            return _Topology().follow(session, dialect, run, max_units)
+        if len(self.static) > max_units:
+            return _Topology().follow(session, dialect, run, max_units)
         if not rows:
             return self, pos
         head = rows[-1][1]
-        if len(self.static) > MAX_CACHED_UNITS:
-            return _Topology().follow(session, dialect, run)
         with self.lock:
             new = [r for r in rows if r[1] > self.position]  # another thread may have followed some
             if new:
                 plant = [r[2:] for r in new if r[4] not in STATE_ACTIONS and r[3] not in NOT_TOPOLOGY]
                 if len(plant) > MAX_CHANGES or (plant and not self.apply(run, plant)):
-                    return _Topology().follow(session, dialect, run)
+                    return _Topology().follow(session, dialect, run, max_units)
                 for r in new:
                     if r[4] in STATE_ACTIONS:
                         self.state.pop(r[2], None)
@@ -310,7 +320,8 @@ class Tracer:
         key = str(session.get_bind().url)
         topo = _TOPOLOGIES.get(key) or _TOPOLOGIES.setdefault(key, _Topology())
         self.queries += 1
-        self.topo, self.position = topo.follow(self.session, self.dialect, self._run)
+        self.topo, self.position = topo.follow(self.session, self.dialect, self._run,
+                                               settings.design_topology_cache_units)
         if self.topo is not topo:
             _TOPOLOGIES[key] = self.topo
         self.version = self.topo.version
