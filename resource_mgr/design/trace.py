@@ -225,6 +225,8 @@ class _Topology:
         """Keep states read by a design whose reads are at least as new as position `at`: only
         if nothing after `at` has been followed yet (else a change it missed may have been
         applied before it stores, and would never be seen)."""
+        if cap <= 0:
+            return
         with self.lock:
             if self.position != at:
                 return
@@ -360,7 +362,7 @@ class Tracer:
 
     def remember(self, key: tuple, compute: Callable[[], Any]) -> Any:
         """What is known per address (ancestors, serving boxes), kept with the topology."""
-        if self.fresh:
+        if self.fresh or self.settings.design_state_cache_units <= 0:
             return compute()
         kept = self.topo.per_address
         if key in kept:
