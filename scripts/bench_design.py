@@ -42,9 +42,9 @@ def main() -> None:
 
     db = load_city(args.url, args.size, "design")
     with db.read_session() as s:
-        covered = list(s.scalars(select(Coverage.address_id).join(DistributionBox, DistributionBox.id == Coverage.box_id)
-                                 .where(DistributionBox.medium == "fibre").distinct().order_by(Coverage.address_id)
-                                 .limit(3000)))
+        fibre = select(Coverage.address_id).join(DistributionBox, DistributionBox.id == Coverage.box_id) \
+            .where(DistributionBox.medium == "fibre")
+        covered = list(s.scalars(fibre.distinct().order_by(Coverage.address_id).limit(3000)))
         rooms = list(s.scalars(select(Address.id).where(Address.parent_id.in_(covered)).order_by(Address.id)))
     rng = random.Random(3)
     pool = rooms or covered

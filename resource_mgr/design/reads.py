@@ -83,20 +83,22 @@ def _select(*cols: Any, frm: Any = None) -> Any:
 
 
 def _feed_pg_or_sqlite() -> Any:
-    """The rows after `pos` (at most `lim`), with the id of the row at `base` on every row (and
-    on one row of NULLs when there is nothing new): another id there, or none, means the feed
-    was emptied (a database made again). One indexed query, the whole check of a warm design."""
+    """The rows after `pos` (at most `lim`), with the id of the row at `base` and the highest
+    position on every row (and on one row of NULLs when there is nothing new): another id there,
+    or none, or a highest position below the one followed means the feed was emptied (a
+    database made again). One indexed query, the whole check of a warm design."""
     states = ", ".join(f"'{a}'" for a in STATE_ACTIONS)
     return text(f"""
-SELECT b.base_id, r.position, r.resource_id, r.resource_kind, r.action, r.before, r.after
-FROM (SELECT (SELECT h0.id FROM history h0 WHERE h0.position = :base) AS base_id) b
+SELECT b.base_id, r.position, r.resource_id, r.resource_kind, r.action, r.before, r.after, b.head
+FROM (SELECT (SELECT h0.id FROM history h0 WHERE h0.position = :base) AS base_id,
+             (SELECT max(h1.position) FROM history h1) AS head) b
 LEFT JOIN (SELECT h.position, h.resource_id, h.resource_kind, h.action,
                   CASE WHEN h.action IN ({states}) THEN NULL ELSE h.before END AS before,
                   CASE WHEN h.action IN ({states}) THEN NULL ELSE h.after END AS after
            FROM history h WHERE h.position > :pos ORDER BY h.position LIMIT :lim) r ON 1 = 1
 ORDER BY r.position
 """).columns(base_id=History.id.type, position=History.position.type, resource_id=String, resource_kind=String,
-             action=String, before=JSON, after=JSON)
+             action=String, before=JSON, after=JSON, head=History.position.type)
 
 
 @cache

@@ -190,12 +190,14 @@ class _Topology:
                 if self.position is None:
                     self.position, self.base = head, (head, head_id)
             return self, head
-        pos = self.position
+        pos = start = self.position
         rows: list[Any] = []
         for _page in range(FEED_PAGES):
             got = session.execute(statement("feed", dialect),
                                   {"pos": pos, "base": self.base[0], "lim": FEED_PAGE}).all()
-            if got[0][0] != self.base[1]:
+            # another row where it began, or a head below the position followed: the database
+            # was made again (tests empty it; ids and positions may start again)
+            if got[0][0] != self.base[1] or (got[0][7] or 0) < start:
                 return _Topology().follow(session, dialect, run, max_units)
             got = [r for r in got if r[1] is not None]
             rows += got
@@ -212,7 +214,7 @@ class _Topology:
         with self.lock:
             new = [r for r in rows if r[1] > self.position]  # another thread may have followed some
             if new:
-                plant = [r[2:] for r in new if r[4] not in STATE_ACTIONS and r[3] not in NOT_TOPOLOGY]
+                plant = [r[2:7] for r in new if r[4] not in STATE_ACTIONS and r[3] not in NOT_TOPOLOGY]
                 if len(plant) > MAX_CHANGES or (plant and not self.apply(run, plant)):
                     return _Topology().follow(session, dialect, run, max_units)
                 for r in new:
