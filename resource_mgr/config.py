@@ -122,6 +122,11 @@ class Settings(BaseModel):
     # Serving boxes looked at per design, and how far free_capacity counts (qualify).
     design_max_boxes: int = Field(default=10, ge=1)
     design_free_capacity_cap: int = Field(default=200, ge=1)
+    # Unit states a process keeps for design (following the change feed; past it all are
+    # forgotten and read again); also bounds what is kept per address. 0: keep none.
+    design_state_cache_units: int = Field(default=300_000, ge=0)
+    # Units whose topology a process keeps for design; past it, it starts again from nothing.
+    design_topology_cache_units: int = Field(default=400_000, ge=1000)
     # -- end of design --
     # -- addresses (address tree, search, serving boxes: resource_mgr/addresses) --
     # Drop-length limits (DOMAIN-FACTS: ~100 m inside buildings, ~300 m aerial): an address with

@@ -34,6 +34,7 @@ from shapely.geometry import Point
 from sqlalchemy import select
 
 from resource_mgr.customers.models import Service
+from resource_mgr.design.trace import clear_topology_cache
 from resource_mgr.inventory import services as inv
 from resource_mgr.inventory.models import Address, Coverage, DeviceTemplate, Site
 from resource_mgr.occupancy.models import Change, Unit
@@ -120,6 +121,7 @@ class DesignWorld:
         if attrs.get("admin_state") == AdminState.LOCKED and "locked_by" not in attrs:
             unit.locked_by = "CUTOVER1"
         self.s.flush()
+        clear_topology_cache()  # a write that logs no history: the design's per-process cache cannot see it
         return unit
 
     def take(self, unit_id: str, product: str = "ftth_broadband", technology: str = "FTTH") -> str:
@@ -146,6 +148,7 @@ class DesignWorld:
     def cover(self, box_id: str, address_id: str, distance_m: float | None = 20.0) -> None:
         self.s.add(Coverage(box_id=box_id, address_id=address_id, distance_m=distance_m))
         self.s.flush()
+        clear_topology_cache()  # logs no history (coverage comes by import): see set()
 
     # -- whole networks ------------------------------------------------------------------------
 

@@ -46,10 +46,11 @@ def drop_limit_m(medium: str, settings: Settings) -> float:
 
 
 def serving_boxes(session: Session, address_id: str, *, medium: Medium, settings: Settings,
-                  limit: int = 10) -> list[ServingBox]:
+                  limit: int = 10, chain: list[str] | None = None) -> list[ServingBox]:
+    """`chain`: the address's ancestors (tree.ancestors) when the caller has them already."""
     if medium not in MEDIA:
         raise Invalid(f"medium must be one of {', '.join(MEDIA)}", field="medium")
-    chain = ancestors(session, address_id)
+    chain = ancestors(session, address_id) if chain is None else chain
     rows = session.execute(
         select(Coverage.address_id, DistributionBox.id, DistributionBox.name, DistributionBox.status,
                Coverage.distance_m)

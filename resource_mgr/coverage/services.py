@@ -21,7 +21,7 @@ from resource_mgr.config import Settings
 from resource_mgr.customers.models import Service
 from resource_mgr.design import qualify_all
 from resource_mgr.errors import Invalid, NotFound
-from resource_mgr.inventory.models import Address, Device
+from resource_mgr.inventory.models import Address
 from resource_mgr.states import Product, ServiceState, Technology
 
 TECHNOLOGIES = (Technology.FTTH, Technology.ADSL, Technology.VDSL, Technology.POTS, Technology.LAN)
@@ -183,12 +183,11 @@ def _ngn_line(session: Session, technologies: dict[Technology, Any], settings: S
     if technologies[Technology.FTTH].available:
         return "fibre"
     pots = technologies[Technology.POTS]
-    switch_id = pots.design.line_port_switch_id if pots.available and pots.design is not None else None
-    if switch_id:
-        device = session.get(Device, switch_id)
+    design = pots.design if pots.available else None
+    if design is not None and design.line_port_switch_id:  # the switch's facts came with the design
         types = {t.strip() for t in settings.coverage_ngn_line_device_types.split(",")}
         technologies = {t.strip() for t in settings.coverage_ngn_line_technologies.split(",")}
-        if device is not None and (device.device_type in types or (device.technology or "") in technologies):
+        if design.line_port_switch_type in types or (design.line_port_switch_technology or "") in technologies:
             return "copper"
     return None
 

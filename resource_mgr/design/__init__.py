@@ -15,7 +15,8 @@ How a path is found (settings: the `design_*` block of resource_mgr.config, docs
   address tree, else boxes near the address). FTTH uses fibre boxes, ADSL / VDSL / POTS copper.
 - **Walk** (walk.py): every port of those boxes is followed towards the head along its
   connections (never back), and from a splitter output through the splitter to its input. The
-  topology comes from a per-process cache (trace.py), the state of all units reached from one
+  topology and the units' state come from a per-process cache following the change feed
+  (trace.py; docs/operations.md, "Design and coverage speed"), the misses of a design from one
   query. A unit that is locked, faulty or reserved, held by another order (an expired
   pre-occupation counts as free), whose resource is not in service, or a shared unit without
   room (`used + live holds of others < capacity`; a PON port also `< design_max_onts_per_pon`)

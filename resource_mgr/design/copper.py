@@ -54,7 +54,7 @@ def _feeder_pool(tr: Tracer, cross_box: str, need: int, settings: Settings) -> l
 
 
 def _walk_chains(tr: Tracer, chains: list[Chain], settings: Settings) -> list[Chain]:
-    w = walk(tr, chains, is_head=_any_head, is_open=_is_open, medium="copper")
+    w = walk(tr, chains, is_head=_any_head, is_open=_is_open, medium="copper", key="copper")
     return w.done + w.open
 
 
@@ -105,7 +105,8 @@ def candidates(tr: Tracer, tech: str, boxes: list[Any], settings: Settings,
     reasons: list[str] = []
     # every port is walked (topology is cached): the state of all of them and of their
     # chains comes in one query, and a port without room ends its chain at once
-    w = walk(tr, [Chain([p]) for p in ports], is_head=_any_head, is_open=_is_open, medium="copper")
+    w = walk(tr, [Chain([p]) for p in ports], is_head=_any_head, is_open=_is_open, medium="copper",
+             key="copper")
     reasons += box_reasons(tr, ports, [p for p in ports if tr.room(p) > 0])
     done, at_dt, at_lt = [], [], []
     for chain in w.done:

@@ -37,7 +37,8 @@ def candidates(tr: Tracer, boxes: list[Any], settings: Settings) -> tuple[list[C
     facts: dict[str, Any] = {}
     # every port is walked (topology is cached): the state of all of them and of their
     # chains comes in one query, and a port without room ends its chain at once
-    walked = walk(tr, [Chain([p]) for p in ports], is_head=lambda u: u.kind == "pon_port", medium="fibre")
+    walked = walk(tr, [Chain([p]) for p in ports], is_head=lambda u: u.kind == "pon_port", medium="fibre",
+                  key="ftth")
     reasons += box_reasons(tr, ports, [p for p in ports if tr.room(p) > 0])
     out: list[Candidate] = []
     best_over: float | None = None

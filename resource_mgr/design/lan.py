@@ -7,10 +7,11 @@ service, in the address's local network. Their points are kept with the topology
 an STRtree, so finding them costs no query once read."""
 from __future__ import annotations
 
+from typing import Any
+
 import shapely
 from shapely import STRtree
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from resource_mgr.config import Settings
 from resource_mgr.design.policy import Candidate
@@ -33,15 +34,19 @@ def _index(tr: Tracer) -> tuple[list[tuple[str, str]], list, STRtree | None]:
     return cached
 
 
-def switches(tr: Tracer, chain: list[str], settings: Settings) -> list[tuple[str, float]]:
-    session: Session = tr.session
+def _point(tr: Tracer, chain: list[str]) -> tuple[Any, str | None]:
+    """The point of the top address of the chain that has one, and the address's local network."""
     tr.queries += 1
-    rows = {r[0]: (r[1], r[2]) for r in session.execute(
+    rows = {r[0]: (r[1], r[2]) for r in tr.session.execute(
         select(Address.id, Address.location, Address.local_network_id).where(Address.id.in_(chain)))}
     point = next((rows[a][0] for a in reversed(chain) if a in rows and rows[a][0] is not None), None)
+    return point, (rows[chain[0]][1] if chain[0] in rows else None)
+
+
+def switches(tr: Tracer, chain: list[str], settings: Settings) -> list[tuple[str, float]]:
+    point, ln = tr.remember(("lan_point", tuple(chain)), lambda: _point(tr, chain))
     if point is None:
         return []
-    ln = rows[chain[0]][1]
     ids, geoms, tree = _index(tr)
     if tree is None:
         return []

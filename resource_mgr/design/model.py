@@ -44,6 +44,9 @@ class Design:
     budget_db: float | None = None
     max_down_mbps: float | None = None
     line_port_switch_id: str | None = None
+    # the switch's device type and technology (coverage: is it an NGN access gateway); not in as_json
+    line_port_switch_type: str | None = None
+    line_port_switch_technology: str | None = None
 
     @property
     def unit_ids(self) -> list[str]:

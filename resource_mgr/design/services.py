@@ -24,6 +24,7 @@ from resource_mgr.occupancy.models import SharedHold, Unit
 from resource_mgr.states import AdminState, Occupancy, Technology
 
 from resource_mgr.addresses import ancestors, serving_boxes
+from resource_mgr.addresses.serving import drop_limit_m
 
 MEDIUM = {"FTTH": "fibre", "ADSL": "copper", "VDSL": "copper", "POTS": "copper"}
 LOCK_ATTEMPTS = 3
@@ -50,14 +51,14 @@ class _Search:
         cands: list[Candidate] = []
         medium = MEDIUM.get(self.tech)
         if medium is None:
-            if "ancestors" not in shared:
-                shared["ancestors"] = ancestors(session, address_id)  # NotFound for an unknown address
+            if "ancestors" not in shared:  # NotFound for an unknown address
+                shared["ancestors"] = self.tr.remember(("ancestors", address_id),
+                                                       lambda: ancestors(session, address_id))
             chain = shared["ancestors"]
             cands, self.reasons = lan.candidates(self.tr, chain, settings, settings.design_free_capacity_cap)
         else:
             if medium not in shared:
-                shared[medium] = serving_boxes(session, address_id, medium=medium, settings=settings,
-                                               limit=settings.design_max_boxes)
+                shared[medium] = self._serving(session, shared, medium)
             self.boxes = shared[medium]
             if not self.boxes:
                 self.reasons = ["no_serving_box"]
@@ -76,6 +77,17 @@ class _Search:
                 cands = [c for c in cands if c not in slow]
         keep_set = frozenset(keep)
         self.candidates = sorted(cands, key=lambda c: sort_key(c, self.tr, settings, keep_set))
+
+    def _serving(self, session: Session, shared: dict[str, Any], medium: str) -> list[Any]:
+        """The serving boxes of the medium, kept with the topology per address (and the limits
+        that decide them)."""
+        settings, address_id = self.settings, self.address_id
+        if "ancestors" not in shared:
+            shared["ancestors"] = self.tr.remember(("ancestors", address_id), lambda: ancestors(session, address_id))
+        chain = shared["ancestors"]
+        key = ("serving", address_id, medium, settings.design_max_boxes, drop_limit_m(medium, settings))
+        return self.tr.remember(key, lambda: serving_boxes(session, address_id, medium=medium, settings=settings,
+                                                           limit=settings.design_max_boxes, chain=chain))
 
     def box_json(self, box_id: str | None) -> dict[str, Any] | None:
         box = next((b for b in self.boxes if b.box_id == box_id), None) or (self.boxes[0] if self.boxes else None)
@@ -127,6 +139,7 @@ class _Search:
             d.max_down_mbps = c.facts.get("max_down_mbps")
             if self.tech == "POTS":
                 d.line_port_switch_id = head.root_id
+                d.line_port_switch_type, d.line_port_switch_technology = head.device_type, head.dev_technology
         return d
 
 
