@@ -192,14 +192,23 @@ def search_page(session: Session, *, local_network_ids: set[str] | None, local_n
     else:
         page_ids = select(Number.id).where(*where).order_by(*order)
         ones = select(Number.id).where(*where)
-    # the page's ids from the index alone, then those few rows (with their units)
-    ids = list(session.scalars(page_ids.limit(limit).offset(offset)))
+    # the page's ids from the index alone, then those few rows (with their units). Tail ranges
+    # read every match to sort them anyway: they count them in the same read.
+    counted = None
+    if ranges and count:
+        got = session.execute(page_ids.add_columns(func.count().over()).limit(limit).offset(offset)).all()
+        ids = [i for i, _ in got]
+        counted = int(got[0][1]) if got else None
+    else:
+        ids = list(session.scalars(page_ids.limit(limit).offset(offset)))
     # without their units (a search shows numbers; `.unit` still loads on access)
     loaded = {n.id: n for n in session.scalars(select(Number).options(lazyload(Number.unit))
                                                .where(Number.id.in_(ids)))} if ids else {}
     rows = [loaded[i] for i in ids]
     if not count:
         return NumberPage(rows, -1)
+    if counted is not None:
+        return NumberPage(rows, counted)
     if offset == 0 and len(rows) < limit:
         return NumberPage(rows, len(rows))  # the page holds them all
     if count_limit is None:
