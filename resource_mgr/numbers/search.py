@@ -207,7 +207,9 @@ def search_page(session: Session, *, local_network_ids: set[str] | None, local_n
     rows = [loaded[i] for i in ids]
     if not count:
         return NumberPage(rows, -1)
-    if counted is not None:
+    if counted is not None:  # the same answer as counting below
+        if count_limit is not None and counted > max(count_limit, offset + len(rows)):
+            return NumberPage(rows, max(count_limit, offset + len(rows)), True)
         return NumberPage(rows, counted)
     if offset == 0 and len(rows) < limit:
         return NumberPage(rows, len(rows))  # the page holds them all
