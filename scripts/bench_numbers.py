@@ -240,7 +240,8 @@ def probe_number(count: int) -> str:
     return str(2000_0000 + count // 2 + 7)
 
 
-def bench_domain(db: Database, ln_id: str, runs: int, warmup: int, count: int, before_runs: int) -> None:
+def bench_domain(db: Database, ln_id: str, runs: int, warmup: int, count: int, before_runs: int,
+                 only: list[str]) -> None:
     print(f"domain function (search_page as GET /numbers calls it), {runs} runs each; (before): every match "
           f"counted and no tail ranges, {before_runs} runs:", flush=True)
     scope = {ln_id}
@@ -254,6 +255,9 @@ def bench_domain(db: Database, ln_id: str, runs: int, warmup: int, count: int, b
     report("baseline: find_number", took, base, 1, 1)
     limit = Settings().number_search_count_limit or None
     for name, kw in SEARCHES:
+        if only and not any(o in name for o in only):
+            continue
+
         def before(kw: dict[str, Any] = kw) -> tuple[int, int]:
             with db.read_session() as s:  # every match counted, the pattern as its shape range
                 page = search_page(s, local_network_ids=scope, now=utcnow(), count_limit=None, tail_ranges=False, **kw)
@@ -340,6 +344,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=4, help="rmgr serve --threads")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--no-http", action="store_true", help="the domain function only")
+    parser.add_argument("--only", action="append", default=[],
+                        help="the domain searches whose name holds this (repeatable); default all")
     parser.add_argument("--before-runs", type=int, default=None,
                         help="runs of the former search (exact count, no tail ranges); default --runs, 0: none")
     args = parser.parse_args()
@@ -349,7 +355,7 @@ def main() -> None:
     print(f"database {url.split('@')[-1]}, {args.numbers:,} numbers", flush=True)
     ln_id, token = prepare(db, args.numbers, args.seed)
     bench_domain(db, ln_id, args.runs, args.warmup, args.numbers,
-                 args.runs if args.before_runs is None else args.before_runs)
+                 args.runs if args.before_runs is None else args.before_runs, args.only)
     if not args.no_http:
         bench_http(db, ln_id, url, token, args.runs, args.warmup, args.threads, args.numbers)
     db.dispose()

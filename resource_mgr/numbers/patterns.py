@@ -108,11 +108,12 @@ class SearchPattern:
     def tail_prefixes(self, most: int) -> list[str] | None:
         """The pattern as concrete reversed tails when its letters all come after its last digit
         (`*88AB` → 72 tails 1288, 2188, ... of rnumber: B and A are two different digits, neither
-        8): a number matches if and only if its rnumber starts with one of them (and, for a whole
-        pattern, is one of them). None when the pattern is not of that form (a letter before its
-        first digit, or no letter, or no digit past the start) or when more than `most`."""
-        if not self.digits or self.digits[-1][0] != self.length - 1 or len(self.digit_prefix) == self.length:
-            return None
+        8): a number matches if and only if its rnumber starts with one of them. None when the
+        pattern is not of that form (a whole number, a letter before its first digit, no letter, or
+        only digits at the end) or when there would be more than `most`."""
+        if self.whole or not self.digits or self.digits[-1][0] != self.length - 1 \
+                or len(self.digit_prefix) == self.length:
+            return None  # a whole number's shape is one narrow value already (2012AABB: 8 ms)
         rbody = [None] * self.length  # type: list[str | None]
         for pos, d in self.digits:
             rbody[pos] = d

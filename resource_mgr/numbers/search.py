@@ -78,7 +78,7 @@ def pattern_ranges(text: str, most: int = MAX_TAIL_RANGES) -> list[ColumnElement
     tails = p.tail_prefixes(most)
     if tails is None:
         return None
-    return [Number.rnumber == t if p.whole else _prefix(Number.rnumber, t) for t in tails]
+    return [_prefix(Number.rnumber, t) for t in tails]
 
 
 def _local_network(session: Session, local_network: str) -> str:

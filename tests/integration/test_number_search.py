@@ -377,7 +377,7 @@ def test_migration_backfills_the_search_columns(database_url, tmp_path):
             admin.dispose()
 
 
-@pytest.mark.parametrize("pattern", ["*88AB", "*8A", "*0AB", "*9A9", "6666ABA", "8765AABB", "8765AB88", "*5A5B5"])
+@pytest.mark.parametrize("pattern", ["*88AB", "*8A", "*0AB", "*9A9", "*5A5B5", "*6AB"])
 def test_a_pattern_read_as_tail_ranges_gives_the_numbers_of_its_shape_range(db, world, pattern):
     """`*88AB` is read as 72 short ranges of rnumber (0188, 0288, …): the same numbers, in the same
     order and with the same total, as the shape range with its digit filter, on every page."""
@@ -397,7 +397,8 @@ def test_a_pattern_read_as_tail_ranges_gives_the_numbers_of_its_shape_range(db, 
 
 def test_patterns_not_of_the_tail_range_form_keep_the_shape_range():
     from resource_mgr.numbers.search import pattern_ranges
-    for pattern in ("*AABB", "*8888", "*ABAB", "*A8B8", "*ABCD8", "*8", "*9ABCDEFGHI"):  # last: 9! ranges
+    for pattern in ("*AABB", "*8888", "*ABAB", "*A8B8", "*ABCD8", "*8", "*9ABCDEFGHI",  # 9! ranges
+                    "8765AABB", "6666ABA"):  # a whole number: its shape is narrow already
         assert pattern_ranges(pattern) is None, pattern
     assert parse_pattern("*88AB").tail_prefixes(1000)[:3] == ["0188", "0288", "0388"]
     assert len(parse_pattern("*88AB").tail_prefixes(1000)) == 72  # B, A: two different digits, neither 8
