@@ -10,7 +10,7 @@ is size L's pool (resource_mgr.bulk.generator: 100 exchanges, each a PSTN block 
 10,000), loaded without the rest of size L's city (a search reads the number table alone).
 
 Then, in the same run, each search --runs times (after --warmup runs), one at a time:
-1. through the domain function (resource_mgr.numbers.search.search_numbers, a new read
+1. through the domain function (resource_mgr.numbers.search.search_page as GET /numbers calls it, a new read
    session each, total counted), with the baseline: one number found by its digits
    (find_number, a unique-index lookup);
 2. over HTTP against `rmgr serve` (GET /api/v1/numbers, one keep-alive connection), with the
@@ -50,7 +50,8 @@ from resource_mgr.inventory import services as inv  # noqa: E402
 from resource_mgr.inventory.models import LocalNetwork  # noqa: E402
 from resource_mgr.numbers.models import EPOCH, Number, NumberSegment  # noqa: E402
 from resource_mgr.numbers.patterns import shape  # noqa: E402
-from resource_mgr.numbers.search import find_number, search_numbers  # noqa: E402
+from resource_mgr.config import Settings  # noqa: E402
+from resource_mgr.numbers.search import find_number, search_page  # noqa: E402
 from resource_mgr.numbers.services import create_pool  # noqa: E402
 from resource_mgr.security import services as security  # noqa: E402
 from resource_mgr.states import Role  # noqa: E402
@@ -239,8 +240,10 @@ def probe_number(count: int) -> str:
     return str(2000_0000 + count // 2 + 7)
 
 
-def bench_domain(db: Database, ln_id: str, runs: int, warmup: int, count: int) -> None:
-    print(f"domain function (search_numbers, total counted), {runs} runs each:", flush=True)
+def bench_domain(db: Database, ln_id: str, runs: int, warmup: int, count: int, before_runs: int,
+                 only: list[str]) -> None:
+    print(f"domain function (search_page as GET /numbers calls it), {runs} runs each; (before): every match "
+          f"counted and no tail ranges, {before_runs} runs:", flush=True)
     scope = {ln_id}
 
     def lookup() -> Any:
@@ -250,12 +253,24 @@ def bench_domain(db: Database, ln_id: str, runs: int, warmup: int, count: int) -
     took, _ = measure(lookup, runs, warmup)
     base = quantile(took, 0.99)
     report("baseline: find_number", took, base, 1, 1)
+    limit = Settings().number_search_count_limit or None
     for name, kw in SEARCHES:
-        def call(kw: dict[str, Any] = kw) -> tuple[int, int]:
-            with db.read_session() as s:
-                rows, total = search_numbers(s, local_network_ids=scope, now=utcnow(), **kw)
-                return len(rows), total
-        took, (rows, total) = measure(call, runs, warmup)
+        if only and not any(o in name for o in only):
+            continue
+
+        def before(kw: dict[str, Any] = kw) -> tuple[int, int]:
+            with db.read_session() as s:  # every match counted, the pattern as its shape range
+                page = search_page(s, local_network_ids=scope, now=utcnow(), count_limit=None, tail_ranges=False, **kw)
+                return len(page.rows), page.total
+
+        def after(kw: dict[str, Any] = kw) -> tuple[int, str]:
+            with db.read_session() as s:  # as GET /numbers: counted up to the bound, tail ranges
+                page = search_page(s, local_network_ids=scope, now=utcnow(), count_limit=limit, **kw)
+                return len(page.rows), f"{page.total}{'+' if page.capped else ''}"
+        if before_runs:
+            took, (rows, total) = measure(before, before_runs, warmup)
+            report(name + " (before)", took, base, rows, total)
+        took, (rows, total) = measure(after, runs, warmup)
         report(name, took, base, rows, total)
 
 
@@ -329,13 +344,18 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=4, help="rmgr serve --threads")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--no-http", action="store_true", help="the domain function only")
+    parser.add_argument("--only", action="append", default=[],
+                        help="the domain searches whose name holds this (repeatable); default all")
+    parser.add_argument("--before-runs", type=int, default=None,
+                        help="runs of the former search (exact count, no tail ranges); default --runs, 0: none")
     args = parser.parse_args()
     tmp = tempfile.TemporaryDirectory(prefix="rmgr-bench-numbers-")
     url = args.database_url or f"sqlite:///{Path(tmp.name) / 'bench.sqlite'}"
     db = Database(migrate.normalise_url(url))
     print(f"database {url.split('@')[-1]}, {args.numbers:,} numbers", flush=True)
     ln_id, token = prepare(db, args.numbers, args.seed)
-    bench_domain(db, ln_id, args.runs, args.warmup, args.numbers)
+    bench_domain(db, ln_id, args.runs, args.warmup, args.numbers,
+                 args.runs if args.before_runs is None else args.before_runs, args.only)
     if not args.no_http:
         bench_http(db, ln_id, url, token, args.runs, args.warmup, args.threads, args.numbers)
     db.dispose()

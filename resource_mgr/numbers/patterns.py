@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from itertools import permutations
 
 from resource_mgr.errors import Invalid
 
@@ -103,6 +104,33 @@ class SearchPattern:
             return None
         body = mask.rstrip("%")[::-1]
         return body if self.whole else "%" + body
+
+    def tail_prefixes(self, most: int) -> list[str] | None:
+        """The pattern as concrete reversed tails when its letters all come after its last digit
+        (`*88AB` → 72 tails 1288, 2188, ... of rnumber: B and A are two different digits, neither
+        8): a number matches if and only if its rnumber starts with one of them. None when the
+        pattern is not of that form (a whole number, a letter before its first digit, no letter, or
+        only digits at the end) or when there would be more than `most`."""
+        if self.whole or not self.digits or self.digits[-1][0] != self.length - 1 \
+                or len(self.digit_prefix) == self.length:
+            return None  # a whole number's shape is one narrow value already (2012AABB: 8 ms)
+        rbody = [None] * self.length  # type: list[str | None]
+        for pos, d in self.digits:
+            rbody[pos] = d
+        letters = list(dict.fromkeys(self.shape_prefix[i] for i in range(self.length) if rbody[i] is None))
+        free = [d for d in "0123456789" if d not in {d for _, d in self.digits}]
+        if len(letters) > len(free):
+            return []
+        n = 1
+        for i in range(len(letters)):
+            n *= len(free) - i
+        if n > most:
+            return None
+        out = []
+        for combo in permutations(free, len(letters)):
+            digit_of = dict(zip(letters, combo))
+            out.append("".join(ch if ch is not None else digit_of[self.shape_prefix[i]] for i, ch in enumerate(rbody)))
+        return sorted(out)
 
     def matches(self, number: str) -> bool:
         """The same test in Python (for tests and single numbers)."""

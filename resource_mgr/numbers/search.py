@@ -11,10 +11,11 @@ trigger (migration c3a0d9e1f403), so every filter is an index range on the numbe
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy import ColumnElement, and_, func, or_, select, union_all
 from sqlalchemy.orm import Session, lazyload
 
 from resource_mgr.clock import aware
@@ -27,6 +28,7 @@ from resource_mgr.occupancy.models import Change, History, Unit
 from resource_mgr.states import AdminState, Occupancy
 
 MAX_LIMIT = 1000
+MAX_TAIL_RANGES = 1000  # a pattern read as more ranges than this is a shape range instead
 GOLDEN = "golden"  # grade filter: any graded number (grade_level > 0)
 PLAIN_GRADES = ("normal", "unlucky")
 QUARANTINE_ENDER = "system:sweeper"
@@ -56,6 +58,7 @@ def _prefix(column: Any, prefix: str) -> ColumnElement[bool]:
 
 
 def pattern_filter(text: str) -> ColumnElement[bool]:
+    """The pattern as a range on `rshape` (and `rnumber` for its last digits)."""
     p = parse_pattern(text)
     where = [Number.rshape == p.shape_prefix if p.whole else _prefix(Number.rshape, p.shape_prefix)]
     if p.digit_prefix:
@@ -63,6 +66,19 @@ def pattern_filter(text: str) -> ColumnElement[bool]:
     if p.number_mask:  # on the number, which the index holds (rnumber is not in the shape index)
         where.append(Number.number.like(p.number_mask))
     return and_(*where)
+
+
+def pattern_ranges(text: str, most: int = MAX_TAIL_RANGES) -> list[ColumnElement[bool]] | None:
+    """The pattern as a few short ranges of the `rnumber` index, one per way its letters can be
+    read (patterns.SearchPattern.tail_prefixes: `*88AB` → 72 ranges), or None when it is not of
+    that form. Each range reads only the numbers matching: the shape range of pattern_filter
+    holds every number ending in two different digits after two equal ones, and the digits 88
+    were a filter on it."""
+    p = parse_pattern(text)
+    tails = p.tail_prefixes(most)
+    if tails is None:
+        return None
+    return [_prefix(Number.rnumber, t) for t in tails]
 
 
 def _local_network(session: Session, local_network: str) -> str:
@@ -76,9 +92,12 @@ def _local_network(session: Session, local_network: str) -> str:
 
 def search_filters(session: Session, *, local_network_ids: set[str] | None, local_network: str | None = None,
                    exchange: str | None = None, pattern: str | None = None, tail: str | None = None,
-                   contains: str | None = None, grade: str | None = None) -> list[ColumnElement[bool]] | None:
+                   contains: str | None = None, grade: str | None = None,
+                   ranges: list[ColumnElement[bool]] | None = None) -> list[ColumnElement[bool]] | None:
     """The WHERE of a search on Number, or None when nothing can match (a local network out of
-    scope). Bad values are refused naming their field."""
+    scope). Bad values are refused naming their field. Given a list `ranges`, a pattern that reads
+    as a few tail ranges (pattern_ranges) is put there instead (a match is in one of them, and the
+    WHERE), else the pattern is in the WHERE."""
     where: list[ColumnElement[bool]] = []
     networks = None if local_network_ids is None else set(local_network_ids)
     if local_network:
@@ -98,7 +117,13 @@ def search_filters(session: Session, *, local_network_ids: set[str] | None, loca
         else:  # a switch (device id): the numbers of its pools
             where.append(Number.pool_id.in_(select(NumberPool.id).where(NumberPool.switch_id == exchange)))
     if pattern:
-        where.append(pattern_filter(pattern))
+        tails = pattern_ranges(pattern) if ranges is not None else None
+        if tails is None:
+            where.append(pattern_filter(pattern))
+        elif not tails:
+            return None  # more different letters than digits left: nothing can match
+        else:
+            ranges += tails
     if tail:
         where.append(_prefix(Number.rnumber, parse_digits(tail, "tail")[::-1]))
     if contains:
@@ -113,35 +138,86 @@ def search_filters(session: Session, *, local_network_ids: set[str] | None, loca
     return where
 
 
+@dataclass(frozen=True)
+class NumberPage:
+    """One page of a search: its numbers, how many match in all (-1 when not counted) and whether
+    that total is a bound (`capped`: at least `total` match; they were not all counted)."""
+
+    rows: list[Number]
+    total: int
+    capped: bool = False
+
+
 def search_numbers(session: Session, *, local_network_ids: set[str] | None, local_network: str | None = None,
                    exchange: str | None = None, pattern: str | None = None, tail: str | None = None,
                    contains: str | None = None, grade: str | None = None, limit: int = 50, offset: int = 0,
                    now: datetime, count: bool = True) -> tuple[list[Number], int]:
     """Choosable numbers matching every filter given, best grade first, then by number; and how
-    many match in all (-1 with count=False). `local_network` is a code (or id)."""
+    many match in all, counted exactly (-1 with count=False). `local_network` is a code (or id)."""
+    page = search_page(session, local_network_ids=local_network_ids, local_network=local_network,
+                       exchange=exchange, pattern=pattern, tail=tail, contains=contains, grade=grade,
+                       limit=limit, offset=offset, now=now, count=count, count_limit=None)
+    return page.rows, page.total
+
+
+def search_page(session: Session, *, local_network_ids: set[str] | None, local_network: str | None = None,
+                exchange: str | None = None, pattern: str | None = None, tail: str | None = None,
+                contains: str | None = None, grade: str | None = None, limit: int = 50, offset: int = 0,
+                now: datetime, count: bool = True, count_limit: int | None = None,
+                tail_ranges: bool = True) -> NumberPage:
+    """search_numbers, with the total counted exactly up to `count_limit` (None: no bound): past
+    it the total is `count_limit` (or the page's end, if further) and `capped`. Counting a million
+    matches reads a million index entries; a bound keeps a broad search as quick as a narrow one.
+    `tail_ranges=False` reads a pattern as its shape range even when it reads as tail ranges (the
+    same numbers: for tests and the benchmark's comparison)."""
     if not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
         raise Invalid(f"limit must be 1 to {MAX_LIMIT}", field="limit")
     if not isinstance(offset, int) or offset < 0:
         raise Invalid("offset must not be negative", field="offset")
+    ranges: list[ColumnElement[bool]] = []
     where = search_filters(session, local_network_ids=local_network_ids, local_network=local_network,
-                           exchange=exchange, pattern=pattern, tail=tail, contains=contains, grade=grade)
+                           exchange=exchange, pattern=pattern, tail=tail, contains=contains, grade=grade,
+                           ranges=ranges if tail_ranges else None)
     if where is None:
-        return [], 0
+        return NumberPage([], 0)
     where.append(Number.choosable_from <= now)
-    # the page's ids from the index alone, then those few rows (with their units)
-    ids = list(session.scalars(select(Number.id).where(*where)
-                               .order_by(Number.grade_level.desc(), Number.number, Number.local_network_id)
-                               .limit(limit).offset(offset)))
+    order = (Number.grade_level.desc(), Number.number, Number.local_network_id)
+    if ranges:
+        # one index-only read per range, glued: an OR of them would be a bitmap read of the table
+        matching = union_all(*[select(Number.id, Number.grade_level, Number.number, Number.local_network_id)
+                               .where(*where, r) for r in ranges]).subquery()
+        page_ids = (select(matching.c.id)
+                    .order_by(matching.c.grade_level.desc(), matching.c.number, matching.c.local_network_id))
+        ones = select(matching.c.id)
+    else:
+        page_ids = select(Number.id).where(*where).order_by(*order)
+        ones = select(Number.id).where(*where)
+    # the page's ids from the index alone, then those few rows (with their units). Tail ranges
+    # read every match to sort them anyway: they count them in the same read.
+    counted = None
+    if ranges and count:
+        got = session.execute(page_ids.add_columns(func.count().over()).limit(limit).offset(offset)).all()
+        ids = [i for i, _ in got]
+        counted = int(got[0][1]) if got else None
+    else:
+        ids = list(session.scalars(page_ids.limit(limit).offset(offset)))
     # without their units (a search shows numbers; `.unit` still loads on access)
     loaded = {n.id: n for n in session.scalars(select(Number).options(lazyload(Number.unit))
                                                .where(Number.id.in_(ids)))} if ids else {}
     rows = [loaded[i] for i in ids]
     if not count:
-        return rows, -1
+        return NumberPage(rows, -1)
+    if counted is not None:  # the same answer as counting below
+        if count_limit is not None and counted > max(count_limit, offset + len(rows)):
+            return NumberPage(rows, max(count_limit, offset + len(rows)), True)
+        return NumberPage(rows, counted)
     if offset == 0 and len(rows) < limit:
-        return rows, len(rows)  # the page holds them all
-    total = session.scalar(select(func.count()).select_from(Number).where(*where))
-    return rows, int(total or 0)
+        return NumberPage(rows, len(rows))  # the page holds them all
+    if count_limit is None:
+        return NumberPage(rows, int(session.scalar(select(func.count()).select_from(ones.subquery())) or 0))
+    bound = max(count_limit, offset + len(rows))
+    total = int(session.scalar(select(func.count()).select_from(ones.limit(bound + 1).subquery())) or 0)
+    return NumberPage(rows, bound, True) if total > bound else NumberPage(rows, total)
 
 
 # -- one number ---------------------------------------------------------------------------------

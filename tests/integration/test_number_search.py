@@ -375,3 +375,52 @@ def test_migration_backfills_the_search_columns(database_url, tmp_path):
             with admin.connect() as conn:
                 conn.execute(sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
             admin.dispose()
+
+
+@pytest.mark.parametrize("pattern", ["*88AB", "*8A", "*0AB", "*9A9", "*5A5B5", "*6AB"])
+def test_a_pattern_read_as_tail_ranges_gives_the_numbers_of_its_shape_range(db, world, pattern):
+    """`*88AB` is read as 72 short ranges of rnumber (0188, 0288, …): the same numbers, in the same
+    order and with the same total, as the shape range with its digit filter, on every page."""
+    from resource_mgr.numbers.search import pattern_ranges, search_page
+    assert pattern_ranges(pattern) is not None  # the new path is the one taken
+    p = parse_pattern(pattern)
+    want = expected(db, world["gz"], lambda n: p.matches(n.number))
+    assert want, pattern
+    for limit, offset in ((1000, 0), (7, 0), (7, 5), (50, len(want) - 3)):
+        with db.read_session() as s:
+            kw = dict(local_network_ids={world["gz"]}, pattern=pattern, now=NOW, limit=limit, offset=offset)
+            ranged = search_page(s, **kw)
+            shaped = search_page(s, tail_ranges=False, **kw)
+            assert [r.number for r in ranged.rows] == [r.number for r in shaped.rows] == want[offset:offset + limit]
+            assert ranged.total == shaped.total == len(want) and not ranged.capped
+
+
+def test_patterns_not_of_the_tail_range_form_keep_the_shape_range():
+    from resource_mgr.numbers.search import pattern_ranges
+    for pattern in ("*AABB", "*8888", "*ABAB", "*A8B8", "*ABCD8", "*8", "*9ABCDEFGHI",  # 9! ranges
+                    "8765AABB", "6666ABA"):  # a whole number: its shape is narrow already
+        assert pattern_ranges(pattern) is None, pattern
+    assert parse_pattern("*88AB").tail_prefixes(1000)[:3] == ["0188", "0288", "0388"]
+    assert len(parse_pattern("*88AB").tail_prefixes(1000)) == 72  # B, A: two different digits, neither 8
+
+
+def test_a_count_limit_bounds_the_total_and_says_so(db, world):
+    """Past count_limit the total is the bound (or the page's end) and capped; up to it, exact."""
+    from resource_mgr.numbers.search import search_page
+    want = expected(db, world["gz"], lambda n: n.number.endswith("7"))
+    ranged_want = expected(db, world["gz"], lambda n: parse_pattern("*8A").matches(n.number))
+    kw = dict(local_network_ids={world["gz"]}, now=NOW)
+    with db.read_session() as s:
+        exact = search_page(s, tail="7", limit=10, count_limit=len(want), **kw)
+        assert (exact.total, exact.capped) == (len(want), False)
+        capped = search_page(s, tail="7", limit=10, count_limit=len(want) - 1, **kw)
+        assert (capped.total, capped.capped) == (len(want) - 1, True)
+        assert [r.number for r in capped.rows] == want[:10]  # the page itself is whole
+        far = search_page(s, tail="7", limit=10, offset=200, count_limit=100, **kw)
+        assert (far.total, far.capped) == (210, True) and [r.number for r in far.rows] == want[200:210]
+        small = search_page(s, pattern="*8888", count_limit=1, **kw)
+        assert (small.total, small.capped) == (1, False)
+        for limit in (len(ranged_want), len(ranged_want) - 1):  # tail ranges count in their read
+            got = search_page(s, pattern="*8A", limit=10, count_limit=limit, **kw)
+            assert (got.total, got.capped) == (limit, limit < len(ranged_want))
+        assert search_page(s, tail="7", count=False, count_limit=5, **kw).total == -1

@@ -16,11 +16,11 @@ from sqlalchemy import select
 from resource_mgr.clock import utcnow
 from resource_mgr.inventory.models import LocalNetwork
 from resource_mgr.numbers.models import NumberPool
-from resource_mgr.numbers.search import grade_names, search_numbers
+from resource_mgr.numbers.search import grade_names, search_page
 
 from interfaces.http.api.common import PageQuery
 from interfaces.http.auth import READERS, require
-from interfaces.http.context import principal, read_session
+from interfaces.http.context import principal, read_session, runtime
 
 bp = APIBlueprint("numbers", __name__)
 
@@ -54,19 +54,26 @@ class NumberOut(Schema):
 @bp.doc(summary="Search choosable numbers", description=(
     "Free, choosable numbers (never quarantined, locked, faulty, reserved or pre-occupied by an "
     "order) by pattern, tail, contains, grade and exchange; best grade first, then by number. The "
-    "total is in X-Total-Count."), responses=[200, 401, 422])
+    "total is in X-Total-Count; past RMGR_NUMBER_SEARCH_COUNT_LIMIT matches it is that bound and "
+    "X-Total-Count-Capped: true says so."), responses=[200, 401, 422])
 @bp.input(NumberQuery, location="query", arg_name="query")
 @bp.output(NumberOut(many=True), headers={"X-Total-Count": {"description": "numbers matching",
-                                                               "schema": {"type": "integer"}}})
+                                                               "schema": {"type": "integer"}},
+                                             "X-Total-Count-Capped": {
+                                                 "description": "true when more match than X-Total-Count (counted up to "
+                                                                "the bound only); absent otherwise",
+                                                 "schema": {"type": "string"}}})
 @require(*READERS)
 def list_numbers(query: dict[str, Any]):
     session = read_session()
     me = principal()
-    rows, total = search_numbers(
+    page = search_page(
         session, local_network_ids=None if me.local_network_ids is None else set(me.local_network_ids),
         local_network=query.get("local_network"), exchange=query.get("exchange"), pattern=query.get("pattern"),
         tail=query.get("tail"), contains=query.get("contains"), grade=query.get("grade"),
-        limit=query["limit"], offset=query["offset"], now=utcnow())
+        limit=query["limit"], offset=query["offset"], now=utcnow(),
+        count_limit=runtime().settings.number_search_count_limit or None)
+    rows = page.rows
     codes = dict(session.execute(select(LocalNetwork.id, LocalNetwork.code)
                                  .where(LocalNetwork.id.in_({r.local_network_id for r in rows}))).all()) if rows else {}
     switches = dict(session.execute(select(NumberPool.id, NumberPool.switch_id)
@@ -74,4 +81,7 @@ def list_numbers(query: dict[str, Any]):
     out = [{"id": r.id, "number": r.number, "grade": r.grade, "grade_level": r.grade_level,
             "exchange": r.exchange_code, "switch_id": switches.get(r.pool_id), "pool": r.pool_id,
             "local_network": codes.get(r.local_network_id, "")} for r in rows]
-    return out, 200, {"X-Total-Count": str(total)}
+    headers = {"X-Total-Count": str(page.total)}
+    if page.capped:  # at least that many: counting stopped at RMGR_NUMBER_SEARCH_COUNT_LIMIT
+        headers["X-Total-Count-Capped"] = "true"
+    return out, 200, headers
