@@ -55,7 +55,7 @@ class Settings(BaseModel):
     number_quarantine_days: int = Field(default=90, ge=0)
     # GET /numbers counts its matches exactly up to this many; past it X-Total-Count is this
     # bound and X-Total-Count-Capped: true (0: always count them all).
-    number_search_count_limit: int = Field(default=10_000, ge=0)
+    number_search_count_limit: int = Field(default=0, ge=0)
     # Trust-based limits: past this many expired pre-occupations the principal's quota drops.
     trust_expired_threshold: int = Field(default=5, ge=1)
     quota_preoccupations: int = Field(default=200, ge=1)

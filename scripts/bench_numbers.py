@@ -241,9 +241,9 @@ def probe_number(count: int) -> str:
 
 
 def bench_domain(db: Database, ln_id: str, runs: int, warmup: int, count: int, before_runs: int,
-                 only: list[str]) -> None:
-    print(f"domain function (search_page as GET /numbers calls it), {runs} runs each; (before): every match "
-          f"counted and no tail ranges, {before_runs} runs:", flush=True)
+                 only: list[str], count_limit: int) -> None:
+    print(f"domain function (search_page as GET /numbers calls it, count bound {count_limit or 'none'}), {runs} "
+          f"runs each; (before): every match counted and no tail ranges, {before_runs} runs:", flush=True)
     scope = {ln_id}
 
     def lookup() -> Any:
@@ -253,7 +253,7 @@ def bench_domain(db: Database, ln_id: str, runs: int, warmup: int, count: int, b
     took, _ = measure(lookup, runs, warmup)
     base = quantile(took, 0.99)
     report("baseline: find_number", took, base, 1, 1)
-    limit = Settings().number_search_count_limit or None
+    limit = count_limit or None
     for name, kw in SEARCHES:
         if only and not any(o in name for o in only):
             continue
@@ -348,14 +348,17 @@ def main() -> None:
                         help="the domain searches whose name holds this (repeatable); default all")
     parser.add_argument("--before-runs", type=int, default=None,
                         help="runs of the former search (exact count, no tail ranges); default --runs, 0: none")
+    parser.add_argument("--count-limit", type=int, default=None,
+                        help="RMGR_NUMBER_SEARCH_COUNT_LIMIT for the new path (default: the setting; 0 counts all)")
     args = parser.parse_args()
+    count_limit = Settings().number_search_count_limit if args.count_limit is None else args.count_limit
     tmp = tempfile.TemporaryDirectory(prefix="rmgr-bench-numbers-")
     url = args.database_url or f"sqlite:///{Path(tmp.name) / 'bench.sqlite'}"
     db = Database(migrate.normalise_url(url))
     print(f"database {url.split('@')[-1]}, {args.numbers:,} numbers", flush=True)
     ln_id, token = prepare(db, args.numbers, args.seed)
     bench_domain(db, ln_id, args.runs, args.warmup, args.numbers,
-                 args.runs if args.before_runs is None else args.before_runs, args.only)
+                 args.runs if args.before_runs is None else args.before_runs, args.only, count_limit)
     if not args.no_http:
         bench_http(db, ln_id, url, token, args.runs, args.warmup, args.threads, args.numbers)
     db.dispose()
