@@ -80,19 +80,99 @@ def transport_states(graph: NetworkGraph, killed: set[int], limit: int) -> dict[
     return out
 
 
+MULTI = -1  # a unit whose access routes end at more than one device (or in a cycle)
+
+
+def home(graph: NetworkGraph, unit: int) -> int | None:
+    """The one device (or cable, box...) every access route from this unit ends at, or MULTI
+    (kept until the graph changes). Most units have one: only type-B protected lines have two."""
+    homes = graph.homes
+    hit = homes.get(unit, homes)
+    if hit is not homes:
+        return hit  # type: ignore[return-value]
+    flag, succ = graph.flag, graph.g._succ
+    stack = [unit]
+    while stack:  # depth first, a unit decided once its next units are
+        n = stack[-1]
+        if n in homes and homes[n] is not _PENDING:
+            stack.pop()
+            continue
+        nxt = [v for v in succ[n] if flag[v] == UNIT]
+        if not nxt:
+            homes[n] = graph.root(n)
+            stack.pop()
+            continue
+        todo = [v for v in nxt if v not in homes]
+        if todo and homes.get(n) is not _PENDING:
+            homes[n] = _PENDING
+            stack += todo
+            continue
+        found = {homes[v] for v in nxt}
+        homes[n] = MULTI if len(found) != 1 or _PENDING in found else found.pop()  # type: ignore[assignment]
+        stack.pop()
+    return homes[unit]
+
+
+_PENDING: Any = object()
+
+
+def homed(graph: NetworkGraph, device: int) -> tuple[list[int], list[int]]:
+    """(the services whose every access route ends at this device, the multi-homed units with a
+    next unit homed here), kept until the graph changes: when the device is down its single-homed
+    services are down without a walk, and the walk starts from those multi-homed units."""
+    hit = graph.homed.get(device)
+    if hit is not None:
+        return hit
+    flag, pred, starts = graph.flag, graph.g._pred, graph.starts
+    single: list[int] = []
+    multi: set[int] = set()
+    todo = [p for p in _contents(graph, device) if flag[p] == UNIT and home(graph, p) == device]
+    seen = set(todo)
+    while todo:
+        x = todo.pop()
+        hit_s = starts.get(x)
+        if hit_s is not None:
+            single += hit_s
+        for p in pred[x]:
+            if flag[p] == UNIT and p not in seen:
+                seen.add(p)
+                if home(graph, p) == device:
+                    todo.append(p)
+                else:
+                    multi.add(p)
+    out = graph.homed[device] = (single, sorted(multi))
+    return out
+
+
 def service_states(graph: NetworkGraph, failed: set[int], limit: int) -> tuple[dict[int, str], set[int]]:
     """({service node: degraded | down} for the services some of whose routes are cut, the failed
-    nodes expanded down the containment)."""
+    nodes expanded down the containment).
+
+    A head device that is down (failed, or every transport route cut) takes its single-homed
+    services down at once (`homed`); only the units of other homes, and the multi-homed ones next
+    to a down device, are walked, and each unit with services starting there decides them all."""
     killed, seeds, gone = _closure(graph, failed)
     heads = transport_states(graph, killed, limit)
-    flag, succ = graph.flag, graph.g._succ
-    for device, state in heads.items():
-        if state == DOWN:
-            seeds += [p for p in _contents(graph, device) if flag[p] == UNIT]
-    region, services = _back(graph, set(seeds))
+    flag, succ, device_type = graph.flag, graph.g._succ, graph.device_type
+    dead = {d for d, state in heads.items() if state == DOWN}
+    dead.update(n for n in killed if n in device_type)
+    states: dict[int, str] = {}
+    walk = [s for s in seeds if home(graph, s) not in dead]
+    for device in dead:
+        single, multi = homed(graph, device)
+        if single:
+            states.update(dict.fromkeys(single, DOWN))
+        walk += multi
+    region, units = _back(graph, set(walk))
     alive: dict[int, bool] = {}
+    homes = graph.homes
 
     def is_alive(n: int) -> bool:
+        h = homes.get(n)
+        if h is None and n not in homes:
+            h = home(graph, n)
+        if h in dead:
+            return False
         if n not in region:
             return True
         hit = alive.get(n)
@@ -113,15 +193,12 @@ def service_states(graph: NetworkGraph, failed: set[int], limit: int) -> tuple[d
         alive[n] = result
         return result
 
+    starts = graph.starts
+    for u in units:  # every service starting at a unit shares its answer
+        states.update(dict.fromkeys(starts[u], DEGRADED if is_alive(u) else DOWN))
+    if gone:
+        states.update(dict.fromkeys(gone, DOWN))  # a folded unit has one way on: down
     infos = graph.services
-    states: dict[int, str] = dict.fromkeys(gone, DOWN)  # a folded unit has one way on: down
-    for s in services:
-        if s in states:
-            continue
-        info = infos.get(s)
-        if info is None or not info.path:
-            continue
-        states[s] = DEGRADED if is_alive(info.path[info.fold]) else DOWN
     for device, state in heads.items():  # a head with a route left: whoever uses it is degraded at worst
         if state == DEGRADED:
             worst = dict.fromkeys(head_services(graph, device), DEGRADED)
@@ -143,23 +220,19 @@ def service_states(graph: NetworkGraph, failed: set[int], limit: int) -> tuple[d
 
 def _back(graph: NetworkGraph, seeds: set[int]) -> tuple[set[int], list[int]]:
     """Back along the route edges from the seeds: every access unit with a route through one, and
-    the services whose routes go on from them."""
+    those of them where services' routes start."""
     flag, pred, starts = graph.flag, graph.g._pred, graph.starts
-    region, todo, services = set(seeds), list(seeds), []
-    for x in seeds:
-        hit = starts.get(x)
-        if hit is not None:
-            services += hit
+    region, todo = set(seeds), list(seeds)
+    units = [x for x in seeds if x in starts]
     while todo:
         x = todo.pop()
         for p in pred[x]:
             if flag[p] == UNIT and p not in region:
                 region.add(p)
                 todo.append(p)
-                hit = starts.get(p)
-                if hit is not None:
-                    services += hit
-    return region, services
+                if p in starts:
+                    units.append(p)
+    return region, units
 
 
 def head_services(graph: NetworkGraph, device: int) -> list[int]:
@@ -167,7 +240,7 @@ def head_services(graph: NetworkGraph, device: int) -> list[int]:
     hit = graph.head_services.get(device)
     if hit is None:
         ports = {p for p in _contents(graph, device) if graph.flag[p] == UNIT}
-        hit = graph.head_services[device] = _back(graph, ports)[1]
+        hit = graph.head_services[device] = [s for u in _back(graph, ports)[1] for s in graph.starts[u]]
     return hit
 
 
