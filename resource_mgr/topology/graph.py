@@ -157,8 +157,9 @@ class NetworkGraph:
         self.bearer_keys: dict[str, str] = {}
         self.head_services: dict[int, list[int]] = {}  # impact's cache, emptied by every change
         self.homes: dict[int, int | None] = {}  # impact's: unit → the one device its routes end at, or MULTI
-        self.homed: dict[int, tuple[list[int], list[int]]] = {}  # impact's: device → (its single-homed
+        self.homed: dict[int, tuple[list[int], list[int], list[int]]] = {}  # impact's: device → (its single-homed
         # services, the multi-homed units next to its single-homed ones), emptied by every change
+        self.homed_answers: dict[int, tuple] = {}  # impact's: device → its single-homed services, sorted, counted
         self.version = 0
 
     def build(self, session: Any) -> None:
@@ -280,6 +281,7 @@ class NetworkGraph:
         self.head_services.clear()
         self.homes.clear()
         self.homed.clear()
+        self.homed_answers.clear()
 
     def changed_transport(self) -> None:
         self.transport_cache.clear()
