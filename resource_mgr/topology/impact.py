@@ -53,7 +53,7 @@ def _closure(graph: NetworkGraph, nodes: set[int]) -> tuple[set[int], list[int],
     return out, seeds, [folded_by[u] for u in gone]
 
 
-def _transport_index(graph: NetworkGraph, limit: int) -> dict[int, set[int]]:
+def transport_index(graph: NetworkGraph, limit: int) -> dict[int, set[int]]:
     """Transport unit → the head devices whose transport routes use it."""
     if graph.transport_index is None:
         index: dict[int, set[int]] = {}
@@ -69,7 +69,7 @@ def _transport_index(graph: NetworkGraph, limit: int) -> dict[int, set[int]]:
 
 def transport_states(graph: NetworkGraph, killed: set[int], limit: int) -> dict[int, str]:
     """The head devices some of whose transport routes are cut: degraded or down."""
-    index = _transport_index(graph, limit)
+    index = transport_index(graph, limit)
     heads = {d for u in index.keys() & killed for d in index[u]}
     out = {}
     for device in heads:
