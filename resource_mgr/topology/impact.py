@@ -14,6 +14,7 @@ import heapq
 import itertools
 import operator
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 from resource_mgr.topology.graph import _NORMAL, FOLDED, RESOURCE, TRANSPORT, UNIT, NetworkGraph, _contents
@@ -302,7 +303,7 @@ def _down_answer(graph: NetworkGraph, device: int) -> tuple[list, list, Counter]
 
 
 def answer(graph: NetworkGraph, states: dict[int, str], affected: int, *, limit: int, offset: int,
-           local_network_ids: list[str] | None, down_devices: list[int] = ()) -> dict[str, Any]:  # type: ignore[assignment]
+           local_network_ids: list[str] | None, down_devices: Sequence[int] = ()) -> dict[str, Any]:
     """The API's impact answer from the services' states (and the down devices whose single-homed
     services are down too, none of them in `states`: see split_states)."""
     scope = None if local_network_ids is None else set(local_network_ids)
