@@ -79,4 +79,9 @@ def engine_states(session, failed: set[str]) -> dict[str, str]:
     out = {s["id"]: "down" for s in answer["services"]}
     out.update({s["id"]: "degraded" for s in answer["degraded_services"]})
     assert answer["down_count"] == len(answer["services"]) and answer["degraded_count"] == len(answer["degraded_services"])
+    for table in (answer["by_product"], answer["by_area"]):  # counted apart from the lists (a down device's cache)
+        assert sum(v["down"] for v in table.values()) == answer["down_count"]
+        assert sum(v["degraded"] for v in table.values()) == answer["degraded_count"]
+    page = topo.impact(session, sorted(failed), limit=3, offset=2)
+    assert page["services"] == answer["services"][2:5] and page["degraded_services"] == answer["degraded_services"][2:5]
     return out

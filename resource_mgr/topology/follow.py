@@ -147,7 +147,7 @@ def follow(session: Session, graph: NetworkGraph, rebuild_rows: int) -> None:
         graph.build(session)
         return
     if touched.rows:
-        graph.head_services.clear()
+        graph.forget_answers()
         apply(session, graph, touched)
         graph.applied += touched.rows
         graph.mark = touched.last_mark

@@ -156,6 +156,10 @@ class NetworkGraph:
         self.transport_index: dict[int, set[int]] | None = None
         self.bearer_keys: dict[str, str] = {}
         self.head_services: dict[int, list[int]] = {}  # impact's cache, emptied by every change
+        self.homes: dict[int, int | None] = {}  # impact's: unit → the one device its routes end at, or MULTI
+        self.homed: dict[int, tuple[list[int], list[int], list[int]]] = {}  # impact's: device → (its single-homed
+        # services, the multi-homed units next to its single-homed ones), emptied by every change
+        self.homed_answers: dict[int, tuple] = {}  # impact's: device → its single-homed services, sorted, counted
         self.version = 0
 
     def build(self, session: Any) -> None:
@@ -272,6 +276,13 @@ class NetworkGraph:
             hit = self.terminal[local_network_id] = frozenset({"core_router"} if "core_router" in types else {"bras"})
         return hit
 
+    def forget_answers(self) -> None:
+        """Empty impact's caches of who uses which head device (a change may move a route)."""
+        self.head_services.clear()
+        self.homes.clear()
+        self.homed.clear()
+        self.homed_answers.clear()
+
     def changed_transport(self) -> None:
         self.transport_cache.clear()
         self.transport_index = None
@@ -310,7 +321,7 @@ class NetworkGraph:
         g.add_edges_from(zip(path[:f], path[1:f + 1]))
         info.fold = 0
         _add_to(self.starts, path[0], s)
-        self.head_services.clear()
+        self.forget_answers()
         from resource_mgr.topology.load import splitter_passes
 
         splitter_passes(self, path[:f])

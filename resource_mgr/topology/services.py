@@ -25,7 +25,7 @@ from resource_mgr.orders.routes import hops
 from resource_mgr.states import CustomerGrade
 from resource_mgr.topology.follow import follow
 from resource_mgr.topology.graph import LIVE, NetworkGraph
-from resource_mgr.topology.impact import UP, answer, service_states
+from resource_mgr.topology.impact import UP, answer, service_states, split_states, transport_index
 from resource_mgr.topology.routes import carrier, routes_from, service_routes, transport_routes
 from resource_mgr.topology.spof import service_spof
 
@@ -51,10 +51,13 @@ def get_graph(session: Session) -> NetworkGraph:
         if graph is None:
             graph = _GRAPHS[url] = NetworkGraph(url)
     with graph.lock:
-        if not graph.builds:
+        builds = graph.builds
+        if not builds:
             graph.build(session)
         else:
             follow(session, graph, _settings().topology_rebuild_rows)
+        if graph.builds != builds:  # the head devices' transport routes with the build, not on the first impact
+            transport_index(graph, _limit())
     return graph
 
 
@@ -88,9 +91,9 @@ def impact(session: Session, resource_ids: list[str], *, limit: int = 50, offset
                 outside += 1
             else:
                 nodes.add(n)
-        states, killed = service_states(graph, nodes, _limit())
+        states, killed, devices = split_states(graph, nodes, _limit())
         return answer(graph, states, len(killed) + outside, limit=limit, offset=offset,
-                      local_network_ids=local_network_ids)
+                      local_network_ids=local_network_ids, down_devices=devices)
 
 
 def service_state(session: Session, service_id: str, failed: set[str]) -> str:

@@ -57,6 +57,8 @@ def test_changes_in_this_process_are_applied_without_a_rebuild(db, world):
         wire_second_homing(uow.session, n)
         uow.commit()
     assert state_of(db, n, [n.T1]) == "degraded"
+    with db.read_session() as s:  # the OLT's single-homed services are kept: the change below must empty that
+        assert {x["id"] for x in topo.impact(s, [n.OLT1])["services"]} >= {n.svc}
     with db.unit_of_work() as uow:  # a new line on the second box port, through the ledger
         ln = uow.session.get(Unit, n.BP[1]).local_network_id
         other = Service(local_network_id=ln, product="ftth_broadband", technology="FTTH")
