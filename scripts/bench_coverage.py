@@ -50,6 +50,14 @@ numbers no longer fall to the fuzzy stage, 2-4 s each on M before).
 
 The PostgreSQL database (rmgr_bench_coverage_<size>) is created with PostGIS, loaded once and
 kept (--fresh loads it again; --drop drops it at the end), so later runs start at once.
+
+Measured 2026-12-01 18:56 UTC with everything merged, on a quiet machine (load average 0.2 before,
+3.2 at the end), PostgreSQL, M (seed 1, a copy), `--workers 2 --threads 4 --clients 8 --seconds 10
+--warmup-seconds 60` (2,000 sampled addresses; the warm-up stopped after 88 checks in 25 s):
+/health p50 16.3 ms p99 39.8 ms 440.4 req/s; check p50 550 ms p99 1,901 ms 12.1 req/s (3 % of
+trivial); search p50 59.7 ms p99 183.3 ms 119.6 req/s (27 %). Not met. Most checks meet plant
+that process has not seen yet (cold: the first reads of a region cost PostgreSQL round trips);
+warm checks cost ~11 ms CPU in process (scripts/bench_design.py).
 """
 from __future__ import annotations
 
